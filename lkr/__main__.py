@@ -1,0 +1,3 @@
+from lkr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""One config dataclass whose defaults are the paper's values (Table 1, Sec. 3-4.2).
+
+The four configurations of the paper are this config with two fields changed:
+
+=========== ============ ================
+variant     local_branch triplet_lambda
+=========== ============ ================
+vgg19       False        0.0
+baseline1   True         0.0
+baseline2   False        0.2
+lkrnet      True         0.2
+=========== ============ ================
+
+Every choice the paper leaves open is a field here and is explained in ``docs/method.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "vgg19": {"local_branch": False, "triplet_lambda": 0.0},
+    "baseline1": {"local_branch": True, "triplet_lambda": 0.0},
+    "baseline2": {"local_branch": False, "triplet_lambda": 0.2},
+    "lkrnet": {"local_branch": True, "triplet_lambda": 0.2},
+}
+
+# VGG19's conv stack as data: numbers are 3x3 conv widths, "M" a 2x2 max-pool (Fig. 3).
+VGG19_CFG: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                    512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+
+
+@dataclass
+class Config:
+    """Everything a run needs; saved in every checkpoint and run folder.
+
+    Model:
+        variant: name of the configuration (informational; the two fields below decide).
+        local_branch: add the local key region branch p' = p * M (Eq. 4).
+        triplet_lambda: weight of the triplet loss (Eq. 5); 0 = cross-entropy only.
+        num_classes: 7 for both datasets.
+        vgg_cfg: the conv stack.
+        width: multiplier on every conv width (1.0 = VGG19; the CPU demo uses a thin net).
+        batch_norm: BatchNorm after each conv. The paper does not say; the widely used PyTorch
+            VGG19 for FER2013 has it, and VGG19 trained from scratch without it barely learns.
+        mask_stage: index of the max-pool (1..5) *before which* the mask multiplies the
+            feature maps. 5 (default) = the last 2x2 maps of a 44x44 crop; 4 = the 5x5 maps.
+        fc_dims: hidden widths of each branch's head (FC 4096 -> FC 256 -> FC classes).
+        dropout: drop probability after each hidden FC. The paper's Table 1 "0.8" is read as a
+            keep probability (TensorFlow convention), i.e. p = 0.2 in PyTorch.
+        fusion: how the branches' logits make the prediction: "mean" of the two logits.
+    Local key regions (Eq. 1-3):
+        alpha: region size as a fraction of the face box (0.3).
+        mask_merge: how overlapping regions merge: "max".
+    Loss (Eq. 5-9):
+        triplet_margin: alpha of Eq. 8-9, on squared distances.
+        normalize_embeddings: L2-normalise the 256-d embeddings before the triplet loss.
+    Training (Sec. 4.2, Table 1):
+        epochs, batch_size (anchors per step; a triplet step holds 3x as many images),
+        lr, momentum, weight_decay, warmup_epochs, warmup_lr,
+        schedule: "paper" (warmup_lr for warmup_epochs, then lr) or "cosine" (linear warm-up to
+            lr over warmup_epochs, then cosine decay to 0).
+        crop: training crop size (44 of 48). flip_p: horizontal flip probability.
+        erase_blocks, erase_size: number and side of random black blocks per image.
+        amp: bf16 autocast on CUDA. channels_last: NHWC memory on CUDA.
+        seed: seeds every random choice (weights, sampling, augmentation).
+        select_split: the split used for epoch selection ("PublicTest" on FER2013, "val" on CK+).
+        test_split: the split that is reported ("PrivateTest" on FER2013, "test" on CK+).
+        eval_every: evaluate the selection split every this many epochs.
+        val_fraction: CK+ only: fraction of a fold's training subjects held out for selection.
+    """
+
+    variant: str = "lkrnet"
+    local_branch: bool = True
+    triplet_lambda: float = 0.2
+    num_classes: int = 7
+    vgg_cfg: tuple = VGG19_CFG
+    width: float = 1.0
+    batch_norm: bool = True
+    mask_stage: int = 5
+    fc_dims: tuple = (4096, 256)
+    dropout: float = 0.2
+    fusion: str = "mean"
+
+    alpha: float = 0.3
+    mask_merge: str = "max"
+
+    triplet_margin: float = 0.2
+    normalize_embeddings: bool = True
+
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 20
+    warmup_lr: float = 1e-4
+    schedule: str = "paper"
+    crop: int = 44
+    flip_p: float = 0.5
+    erase_blocks: int = 1
+    erase_size: int = 3
+    amp: bool = True
+    channels_last: bool = True
+    seed: int = 0
+    select_split: str = "PublicTest"
+    test_split: str = "PrivateTest"
+    eval_every: int = 1
+    val_fraction: float = 0.1
+
+    @classmethod
+    def for_variant(cls, variant: str, **overrides: Any) -> "Config":
+        """The config of one of the paper's four configurations, with overrides.
+
+        ``triplet_lambda`` given in overrides replaces the variant's default (e.g. LKRNet at 0.4).
+        """
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        kw = {"variant": variant, **VARIANTS[variant], **overrides}
+        return cls(**kw)
+
+    @property
+    def uses_triplet(self) -> bool:
+        return self.triplet_lambda > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**kw)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)

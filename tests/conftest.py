@@ -1,0 +1,41 @@
+"""Shared fixtures. Real datasets are read from ../shared/data (or $LKR_SHARED_DATA) when
+present; tests that need them skip cleanly when they are absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LKR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Keep the tests' dataset caches out of the user's cache, but share them within a session."""
+    old = os.environ.get("LKR_CACHE_DIR")
+    os.environ["LKR_CACHE_DIR"] = str(tmp_path_factory.mktemp("lkr-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LKR_CACHE_DIR", None)
+    else:
+        os.environ["LKR_CACHE_DIR"] = old
+
+
+def _shared(name: str) -> Path:
+    p = SHARED_DATA / name
+    if not p.exists():
+        pytest.skip(f"{p} not present")
+    return p
+
+
+@pytest.fixture(scope="session")
+def fer2013_zip() -> Path:
+    return _shared("fer2013.zip")
+
+
+@pytest.fixture(scope="session")
+def ckplus48_zip() -> Path:
+    return _shared("CK+48.zip")
