@@ -1,0 +1,135 @@
+"""Eq. 5-9 by hand, the lambda = 0 switch, and triplet sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lkr.config import Config
+from lkr.losses import lkr_loss, sample_triplets, triplet_loss
+
+
+def test_triplet_loss_by_hand():
+    # 2-D points. Triplet 1: ||a-p||^2 = 1, ||a-n||^2 = 4 -> [1 - 4 + 0.5]_+ = 0.
+    # Triplet 2: ||a-p||^2 = 9, ||a-n||^2 = 1 -> [9 - 1 + 0.5]_+ = 8.5. Mean = 4.25.
+    a = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [1.0, 4.0]])
+    n = torch.tensor([[0.0, 2.0], [2.0, 1.0]])
+    assert triplet_loss(a, p, n, 0.5, normalize=False).item() == pytest.approx(4.25)
+    # Triplet 1 alone has slack 3: zero up to margin 3, then linear.
+    assert triplet_loss(a[:1], p[:1], n[:1], 2.9, False).item() == 0.0
+    assert triplet_loss(a[:1], p[:1], n[:1], 3.5, False).item() == pytest.approx(0.5)
+
+
+def test_triplet_loss_normalisation():
+    # After L2 normalisation only directions count: a = (2,0) ~ (1,0), p = (0,5) ~ (0,1),
+    # n = (-3,0) ~ (-1,0): ||a-p||^2 = 2, ||a-n||^2 = 4 -> [2 - 4 + 0.2]_+ = 0, and at margin 3: 1.
+    a, p, n = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 5.0]]), torch.tensor([[-3.0, 0.0]])
+    assert triplet_loss(a, p, n, 0.2, normalize=True).item() == 0.0
+    assert triplet_loss(a, p, n, 3.0, normalize=True).item() == pytest.approx(1.0)
+    # Without normalisation: 29 - 25 + 0.2 = 4.2. Scaling all embeddings changes only that one.
+    assert triplet_loss(a, p, n, 0.2, normalize=False).item() == pytest.approx(4.2)
+    assert triplet_loss(10 * a, 10 * p, 10 * n, 3.0, True).item() == pytest.approx(1.0)
+
+
+def _out(m: int, dual: bool, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = {"logits_global": torch.randn(m, 7, generator=g, requires_grad=True),
+           "embedding_global": torch.randn(m, 16, generator=g, requires_grad=True)}
+    if dual:
+        out["logits_local"] = torch.randn(m, 7, generator=g, requires_grad=True)
+        out["embedding_local"] = torch.randn(m, 16, generator=g, requires_grad=True)
+        out["logits"] = (out["logits_global"] + out["logits_local"]) / 2
+        out["embedding"] = (out["embedding_global"] + out["embedding_local"]) / 2
+    else:
+        out["logits"], out["embedding"] = out["logits_global"], out["embedding_global"]
+    return out
+
+
+@pytest.mark.parametrize("dual", [False, True])
+def test_lkr_loss_with_triplets(dual):
+    cfg = Config(triplet_lambda=0.4, triplet_margin=0.3, local_branch=dual)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 3, 4, 5])  # anchors; positives; negatives (B = 3)
+    out = _out(9, dual)
+    total, parts = lkr_loss(out, labels, cfg)
+    if dual:  # each branch's CE over all 3B images, averaged over the branches
+        ce = (F.cross_entropy(out["logits_global"], labels) + F.cross_entropy(out["logits_local"], labels)) / 2
+    else:  # mean of CE(a), CE(p), CE(n)
+        ce = sum(F.cross_entropy(out["logits"][i * 3:(i + 1) * 3], labels[i * 3:(i + 1) * 3]) for i in range(3)) / 3
+    e = out["embedding"]
+    trip = triplet_loss(e[:3], e[3:6], e[6:], 0.3, normalize=True)
+    torch.testing.assert_close(parts["ce"], ce.detach())
+    torch.testing.assert_close(parts["triplet"], trip.detach())
+    torch.testing.assert_close(total, ce + 0.4 * trip)
+    assert all(not v.requires_grad for v in parts.values()) and total.requires_grad
+    assert trip.item() > 0
+
+
+@pytest.mark.parametrize("variant", ["vgg19", "baseline1"])
+def test_lambda_zero_is_cross_entropy_only(variant):
+    cfg = Config.for_variant(variant)
+    labels = torch.tensor([0, 1, 2, 3])  # plain batch of B images, no triplet layout needed
+    out = _out(4, cfg.local_branch)
+    total, parts = lkr_loss(out, labels, cfg)
+    torch.testing.assert_close(total, parts["ce"])
+    assert parts["triplet"].item() == 0.0
+    total.backward()
+    assert out["embedding_global"].grad is None  # the embeddings get no gradient at all
+    assert out["logits_global"].grad is not None
+
+
+def test_triplet_part_changes_gradients_only_when_lambda_positive():
+    labels = torch.tensor([0, 1, 0, 1, 1, 0])
+    grads = {}
+    for lam in (0.0, 1e-9, 0.5):
+        out = _out(6, dual=False)
+        # A fixed head: logits = embedding @ W, so both terms reach the embedding.
+        w = torch.randn(16, 7, generator=torch.Generator().manual_seed(3))
+        out["logits"] = out["logits_global"] = out["embedding"] @ w
+        cfg = Config.for_variant("baseline2", triplet_lambda=lam)
+        total, _ = lkr_loss(out, labels, cfg)
+        total.backward()
+        grads[lam] = out["embedding_global"].grad.clone()
+    torch.testing.assert_close(grads[0.0], grads[1e-9])
+    assert not torch.allclose(grads[0.0], grads[0.5])
+
+
+def test_lkr_loss_bad_shapes():
+    cfg = Config()
+    with pytest.raises(ValueError, match="3B"):
+        lkr_loss(_out(4, True), torch.zeros(4, dtype=torch.long), cfg)
+    with pytest.raises(ValueError, match="labels"):
+        lkr_loss(_out(6, True), torch.zeros(5, dtype=torch.long), cfg)
+
+
+def test_sample_triplets_classes_and_determinism():
+    labels = torch.tensor([3, 0, 1, 0, 2, 1, 0, 3, 2, 2, 0, 1, 5])  # class 5 has one member, 4 none
+    anchors = torch.arange(len(labels)).repeat(20)
+    pos, neg = sample_triplets(labels, anchors, torch.Generator().manual_seed(7), num_classes=7)
+    assert pos.shape == neg.shape == anchors.shape and pos.dtype == neg.dtype == torch.long
+    assert torch.equal(labels[pos], labels[anchors])
+    assert (labels[neg] != labels[anchors]).all()
+    single = anchors == 12
+    assert torch.equal(pos[single], anchors[single])  # lone member: positive = itself
+    assert (pos[~single] != anchors[~single]).all()  # otherwise another image of the class
+    # Every candidate gets drawn: anchor 1 (class 0) has positives {3, 6, 10}.
+    assert set(pos[anchors == 1].tolist()) == {3, 6, 10}
+    assert set(neg.tolist()) == set(range(len(labels)))
+    pos2, neg2 = sample_triplets(labels, anchors, torch.Generator().manual_seed(7), num_classes=7)
+    assert torch.equal(pos, pos2) and torch.equal(neg, neg2)
+    pos3, _ = sample_triplets(labels, anchors, torch.Generator().manual_seed(8), num_classes=7)
+    assert not torch.equal(pos, pos3)
+
+
+def test_sample_triplets_uniform_negatives():
+    labels = torch.tensor([0] * 10 + [1] * 30 + [2] * 60)
+    anchors = torch.zeros(20000, dtype=torch.long)  # class 0: negatives from 90 images
+    _, neg = sample_triplets(labels, anchors, torch.Generator().manual_seed(0), num_classes=3)
+    share = torch.bincount(labels[neg], minlength=3).float() / len(neg)
+    assert share[0] == 0 and abs(share[1] - 1 / 3) < 0.02 and abs(share[2] - 2 / 3) < 0.02
+
+
+def test_sample_triplets_needs_two_classes():
+    with pytest.raises(ValueError, match="two classes"):
+        sample_triplets(torch.zeros(5, dtype=torch.long), torch.arange(5), torch.Generator(), 7)
