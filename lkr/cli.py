@@ -44,6 +44,12 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lkr.pipeline import run_demo
+
+    return run_demo(args.out, quick=not args.full, device=args.device)
+
+
 # --- method ---------------------------------------------------------------------------------
 def cmd_landmarks(args: argparse.Namespace) -> int:
     from lkr.landmarks import attach_landmarks
@@ -83,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--skip-bad", action="store_true", help="skip unreadable items and report how many")
     info.add_argument("--no-cache", action="store_true", help="decode again, ignoring the cache")
     info.set_defaults(func=cmd_data_info)
+
+    demo = sub.add_parser("demo", help="the main job on the built-in synthetic demo set (CPU, minutes)")
+    demo.add_argument("--out", default="out/demo", help="output folder (git-ignored)")
+    demo.add_argument("--device", default=None)
+    demo.add_argument("--full", action="store_true", help="longer training than the quick default")
+    demo.set_defaults(func=cmd_demo)
 
     lm = sub.add_parser("landmarks", help="MTCNN landmarks into the dataset cache; reports coverage")
     lm.add_argument("path")

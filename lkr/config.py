@@ -71,6 +71,10 @@ class Config:
         test_split: the split that is reported ("PrivateTest" on FER2013, "test" on CK+).
         eval_every: evaluate the selection split every this many epochs.
         val_fraction: CK+ only: fraction of a fold's training subjects held out for selection.
+        compile: wrap the model in torch.compile (CUDA only; compile time counts).
+        checkpoint_every: write the resumable checkpoint every this many epochs (and at the end).
+        embed_samples: how many test images (a fixed seeded subsample) keep their 256-d
+            embedding in the run folder (float16), to keep run folders small.
     """
 
     variant: str = "lkrnet"
@@ -110,6 +114,9 @@ class Config:
     test_split: str = "PrivateTest"
     eval_every: int = 1
     val_fraction: float = 0.1
+    compile: bool = False
+    checkpoint_every: int = 1
+    embed_samples: int = 1000
 
     @classmethod
     def for_variant(cls, variant: str, **overrides: Any) -> "Config":
@@ -137,3 +144,11 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+# A thin, short configuration for the built-in demo set on a CPU: same architecture family,
+# 1/8 of VGG19's widths, a warm-up + cosine schedule. Used when the data is the demo set.
+DEMO_OVERRIDES: dict[str, Any] = {
+    "width": 0.125, "fc_dims": (256, 256), "epochs": 8, "batch_size": 64, "lr": 0.02,
+    "schedule": "cosine", "warmup_epochs": 1, "dropout": 0.1, "embed_samples": 500,
+}

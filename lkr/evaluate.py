@@ -1,0 +1,137 @@
+"""Ten-crop evaluation (four corners and centre, each also flipped), metrics, and re-evaluation
+of a saved run folder (``lkr evaluate RUN``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix
+
+from lkr.augment import ten_crop
+
+
+def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_ten_crop(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor | None,
+    *,
+    crop: int = 44,
+    batch_size: int = 1024,
+    amp: bool = True,
+    channels_last: bool = False,
+    with_embeddings: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Class probabilities averaged over the ten crops of each image.
+
+    Args:
+        model: an :class:`lkr.model.LKRNet` (any mode; it is put in eval mode and restored).
+        images: (N, 48, 48) uint8 on the model's device.
+        masks: (N, 48, 48) float in [0, 1] on the same device, or None for single-branch models.
+        crop: crop side.
+        batch_size: images per forward pass (each gives 10 crops).
+        amp: bf16 autocast on CUDA.
+        channels_last: NHWC input on CUDA.
+        with_embeddings: also return the 256-d embedding averaged over the crops.
+
+    Returns:
+        probs (N, K) float32 and, if asked, embeddings (N, D) float32 (else None).
+    """
+    was_training = model.training
+    model.eval()
+    device = images.device
+    probs, embs = [], []
+    for s in range(0, len(images), batch_size):
+        img = images[s:s + batch_size]
+        msk = None if masks is None else masks[s:s + batch_size]
+        x, m = ten_crop(img, msk, crop=crop)  # (10, B, 1, c, c)
+        b = x.shape[1]
+        x = x.reshape(10 * b, *x.shape[2:])
+        if m is not None:
+            m = m.reshape(10 * b, *m.shape[2:])
+        if channels_last and device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(device, amp):
+            out = model(x, m)
+        p = F.softmax(out["logits"].float(), dim=1).view(10, b, -1).mean(0)
+        probs.append(p)
+        if with_embeddings:
+            embs.append(out["embedding"].float().view(10, b, -1).mean(0))
+    model.train(was_training)
+    p = torch.cat(probs) if probs else torch.zeros(0, 0, device=device)
+    e = torch.cat(embs) if with_embeddings and embs else None
+    return p, e
+
+
+def classification_metrics(labels: np.ndarray, preds: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Overall accuracy, per-class accuracy (recall) and the confusion matrix.
+
+    Args:
+        labels, preds: (N,) ints in [0, K).
+        class_names: K names.
+
+    Returns:
+        {"accuracy": float, "per_class": {name: float | None}, "confusion": K x K list (rows =
+        true class, columns = predicted), "n": N, "class_counts": {name: int}}.
+    """
+    k = len(class_names)
+    cm = confusion_matrix(labels, preds, labels=list(range(k)))
+    support = cm.sum(1)
+    per_class = {c: (float(cm[i, i] / support[i]) if support[i] else None) for i, c in enumerate(class_names)}
+    return {
+        "accuracy": float((labels == preds).mean()) if len(labels) else 0.0,
+        "per_class": per_class,
+        "confusion": cm.tolist(),
+        "n": int(len(labels)),
+        "class_counts": {c: int(support[i]) for i, c in enumerate(class_names)},
+    }
+
+
+def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a trained run folder's selected weights on its test split with ten-crop.
+
+    Raises:
+        RunError: if the folder is not a trained run.
+    """
+    from lkr.train import load_run_model, resolve_device, prepare_data
+
+    run = Path(run)
+    model, cfg, info = load_run_model(run, device=resolve_device(device))
+    dev = next(model.parameters()).device
+    ds_path = data or info["data"]
+    from lkr.readers import load_dataset
+
+    ds = load_dataset(ds_path)
+    prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device=dev)
+    test = prepared.index["test"]
+    masks = None if prepared.masks is None else prepared.masks[test]
+    probs, _ = predict_ten_crop(model, prepared.images[test], masks, crop=cfg.crop, amp=cfg.amp,
+                                channels_last=cfg.channels_last)
+    labels = prepared.labels[test].cpu().numpy()
+    preds = probs.argmax(1).cpu().numpy()
+    return classification_metrics(labels, preds, tuple(ds.class_names))
+
+
+def evaluate_cli(args: argparse.Namespace) -> int:
+    m = evaluate_run(args.run, data=args.data, device=args.device)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    print(f"{args.run}: ten-crop accuracy {100 * m['accuracy']:.2f}% on {m['n']} test images")
+    for c, a in m["per_class"].items():
+        print(f"  {c:<10} {'-' if a is None else f'{100 * a:5.1f}%'}  (n={m['class_counts'][c]})")
+    return 0
