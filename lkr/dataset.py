@@ -136,13 +136,21 @@ class FaceDataset:
         return out
 
     # --- persistence -------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the dataset to an ``.npz`` file atomically (a kill never leaves half a file)."""
+    def save(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
+        """Write the dataset to an ``.npz`` file atomically (a kill never leaves half a file).
+
+        Args:
+            path: the ``.npz`` file.
+            extra: JSON-able data stored beside the dataset (e.g. a cache key); read it back
+                with :meth:`saved_extra`.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {a: getattr(self, a) for a in self._ARRAYS if getattr(self, a) is not None}
         meta = {"name": self.name, "kind": self.kind, "class_names": list(self.class_names),
                 "source": self.source, "notes": self.notes}
+        if extra is not None:
+            meta["extra"] = extra
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         os.close(fd)
         try:
@@ -152,6 +160,19 @@ class FaceDataset:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    @staticmethod
+    def saved_extra(path: str | os.PathLike) -> dict[str, Any] | None:
+        """The ``extra`` data :meth:`save` stored in a file (None if none), without reading the arrays.
+
+        Raises:
+            DataError: if the file is unreadable or not a saved dataset.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return json.loads(str(z["__meta__"])).get("extra")
+        except Exception as e:  # corrupt, truncated, wrong format
+            raise DataError(f"{path}: not a readable lkr dataset file ({type(e).__name__}: {e})") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FaceDataset":
