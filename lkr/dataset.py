@@ -92,6 +92,12 @@ class FaceDataset:
     def has_landmarks(self) -> bool:
         return self.points is not None
 
+    def relative_paths(self) -> np.ndarray:
+        """(N,) str: each image's path relative to the dataset's source, e.g.
+        "test/angry/PrivateTest_10131363.jpg" — the same on every machine."""
+        src = self.source
+        return np.array([p[len(src):].lstrip(":/") if src and p.startswith(src) else p for p in self.paths.tolist()])
+
     def subset(self, index: np.ndarray | slice) -> "FaceDataset":
         """The images selected by a boolean mask or an index array, as a new dataset."""
         kw = {}

@@ -1,0 +1,163 @@
+"""MTCNN landmarks on real CK+48 and FER2013 samples, the template fallback and the cache."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lkr import landmarks as lm
+from lkr.classes import CKPLUS_CLASSES
+from lkr.dataset import FaceDataset
+
+
+def _sample(zip_path: Path, suffix: str, n: int, seed: int) -> np.ndarray:
+    """n images of the archive (seeded random choice), (n, 48, 48) uint8."""
+    from PIL import Image
+
+    with zipfile.ZipFile(zip_path) as z:
+        names = sorted(m for m in z.namelist() if m.endswith(suffix))
+        pick = np.random.default_rng(seed).choice(len(names), n, replace=False)
+        return np.stack([np.asarray(Image.open(io.BytesIO(z.read(names[i]))).convert("L")) for i in sorted(pick)])
+
+
+@pytest.fixture(scope="module")
+def ck_images(ckplus48_zip) -> np.ndarray:
+    return _sample(ckplus48_zip, ".png", 60, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ck_result(ck_images) -> lm.LandmarkResult:
+    return lm.detect_faces(ck_images, progress=False)
+
+
+def _as_dataset(images: np.ndarray) -> FaceDataset:
+    n = len(images)
+    return FaceDataset(name="ckplus", kind="test", images=images, labels=np.arange(n) % 7,
+                       class_names=CKPLUS_CLASSES, splits=["all"] * n, subjects=[""] * n,
+                       sequences=[""] * n, paths=[f"img{i}" for i in range(n)], source="test")
+
+
+def test_ckplus48_all_detected_and_sensible(ck_images, ck_result):
+    boxes, points, det = ck_result.boxes, ck_result.points, ck_result.detected
+    assert det.all(), f"{(~det).sum()} of {len(det)} CK+48 faces missed"
+    assert boxes.shape == (60, 4) and points.shape == (60, 5, 2) and boxes.dtype == np.float32
+    x, y = points[..., 0], points[..., 1]
+    assert ((points > 0) & (points < 48)).all()  # CK+48 crops hold the whole face
+    assert (x[:, 0] < x[:, 1]).all() and (x[:, 3] < x[:, 4]).all()  # left of right (image left)
+    eyes_y, mouth_y = y[:, :2].max(1), y[:, 3:].min(1)
+    assert (eyes_y < y[:, 2]).all() and (y[:, 2] < mouth_y).all()  # eyes above nose above mouth
+    assert (x[:, 0] < x[:, 2]).all() and (x[:, 2] < x[:, 1]).all()  # nose between the eyes
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (w > 24).all() and (h > 24).all() and (w < 60).all()  # the face fills most of the crop
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    assert (np.abs(centre - 24) < 8).all()
+    assert (ck_result.prob > 0.9).all() and (ck_result.pass_index == 0).all()
+    # the public three-array form gives the same
+    b, p, d = lm.detect_landmarks(ck_images[:4], progress=False)
+    np.testing.assert_allclose(p, points[:4], atol=1e-4)
+    np.testing.assert_array_equal(d, det[:4])
+
+
+def test_fer2013_sample_coverage(fer2013_zip):
+    images = _sample(fer2013_zip, ".jpg", 100, seed=1)
+    r = lm.detect_faces(images, progress=False)
+    cov = r.detected.mean()
+    print(f"FER2013 sample coverage: {cov:.2%}, per pass {np.bincount(r.pass_index + 1).tolist()}")
+    assert cov >= 0.90
+    assert lm.plausible(r.boxes[r.detected], r.points[r.detected]).all()
+
+
+def test_flip_gives_mirrored_points(ck_images, ck_result):
+    """Continuous coordinates: a mirrored face's points are at x' = 48 - x (left/right swapped)."""
+    r = lm.detect_faces(ck_images[:, :, ::-1].copy(), progress=False)
+    assert r.detected.all()
+    mirrored = r.points[:, [1, 0, 2, 4, 3]]
+    mirrored[..., 0] = 48 - mirrored[..., 0]
+    err = np.abs(mirrored - ck_result.points)
+    assert np.median(err) < 0.5 and err.max() < 3.0
+
+
+def test_rotated_pass_maps_points_back(ck_images, ck_result):
+    """A pass that turns the image by 15 degrees returns points in the unturned image's frame."""
+    boxes, points, prob, found = lm._run_pass(ck_images[:20], lm.Pass(angle=15.0), device="cpu", batch_size=64)
+    assert found.mean() > 0.8
+    err = np.linalg.norm(points[found] - ck_result.points[:20][found], axis=-1)
+    assert np.median(err) < 1.5 and err.max() < 4.0
+
+
+def test_worker_processes_give_the_same_result(ck_images, ck_result, monkeypatch):
+    """Chunks spread over 2 spawned one-thread processes equal the in-process result."""
+    monkeypatch.setattr(lm, "CHUNK", 8)
+    monkeypatch.setattr(lm, "MIN_POOL_IMAGES", 16)
+    r = lm.detect_faces(ck_images[:24], progress=False, workers=2)
+    assert r.detected.all()
+    np.testing.assert_allclose(r.points, ck_result.points[:24], atol=1e-3)
+    np.testing.assert_array_equal(r.pass_index, ck_result.pass_index[:24])
+
+
+def test_template_for_faceless_images(ck_images, ck_result):
+    rng = np.random.default_rng(0)
+    blank = np.full((1, 48, 48), 128, np.uint8)
+    noise = rng.integers(0, 256, (2, 48, 48), dtype=np.uint8)
+    images = np.concatenate([ck_images[:6], blank, noise])
+    r = lm.detect_faces(images, progress=False)
+    assert r.detected.tolist() == [True] * 6 + [False] * 3
+    assert (r.pass_index[6:] == -1).all() and (r.prob[6:] == 0).all()
+    tb, tp = r.boxes[:6].mean(0), r.points[:6].mean(0)  # the mean detected face of this call
+    for i in range(6, 9):
+        np.testing.assert_allclose(r.points[i], tp, atol=1e-5)
+        np.testing.assert_allclose(r.boxes[i], tb, atol=1e-5)
+    # nothing detected at all: the built-in template (FER2013's mean face)
+    b, p, d = lm.detect_landmarks(np.concatenate([blank, noise[:1]]), progress=False)
+    assert not d.any()
+    np.testing.assert_array_equal(p[0], lm.DEFAULT_TEMPLATE_POINTS)
+    np.testing.assert_array_equal(b[1], lm.DEFAULT_TEMPLATE_BOX)
+    assert lm.plausible(lm.DEFAULT_TEMPLATE_BOX, lm.DEFAULT_TEMPLATE_POINTS)
+
+
+def test_attach_landmarks_caches(ck_images, ck_result, monkeypatch):
+    ds = _as_dataset(ck_images[:12])
+    calls = []
+    real = lm.detect_faces
+
+    def counting(images, **kw):
+        calls.append(len(images))
+        return real(images, **kw)
+
+    monkeypatch.setattr(lm, "detect_faces", counting)
+    out = lm.attach_landmarks(ds, progress=False)
+    assert calls == [12] and ds.points is None  # the input is not changed
+    np.testing.assert_allclose(out.points, ck_result.points[:12], atol=1e-4)
+    assert out.detected.all() and out.summary()["landmarks"]["coverage"] == 1.0
+    path = lm.cache_path(ds.images)
+    assert path.exists() and path.parent == Path(lm.cache_dir())
+    assert not list(path.parent.glob("*.tmp"))  # the atomic write left no temporary file
+
+    again = lm.attach_landmarks(ds, progress=False)  # cache hit
+    assert calls == [12]
+    np.testing.assert_array_equal(again.points, out.points)
+
+    assert lm.attach_landmarks(out, progress=False) is out  # already has landmarks
+    lm.attach_landmarks(out, progress=False, force=True)  # force: detect again
+    assert calls == [12, 12]
+
+    path.write_bytes(b"not an npz")  # a corrupt cache is recomputed and rewritten
+    fixed = lm.attach_landmarks(ds, progress=False)
+    assert calls == [12, 12, 12]
+    np.testing.assert_array_equal(fixed.points, out.points)
+    assert lm._read_cache(path, 12) is not None
+
+    cov = lm.landmark_coverage(out)
+    assert cov["detected"] == 12 and cov["template"] == 0 and cov["coverage"] == 1.0
+    assert cov["splits"] == {"all": {"detected": 12, "images": 12, "coverage": 1.0}}
+    with pytest.raises(ValueError, match="no landmarks"):
+        lm.landmark_coverage(ds)
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match="48"):
+        lm.detect_landmarks(np.zeros((2, 32, 32), np.uint8), progress=False)
