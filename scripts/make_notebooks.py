@@ -1,0 +1,209 @@
+"""Write the ordered notebooks in notebooks/ from this one source, so they stay consistent.
+
+    .venv/bin/python scripts/make_notebooks.py        # rewrite notebooks/*.ipynb
+    .venv/bin/python scripts/make_notebooks.py --check  # exit 1 if they differ from this script
+
+Every notebook starts with the same ``parameters`` cell (papermill fills it for headless runs:
+``lkr demo``, ``lkr reproduce``, the tests) and holds no outputs; code cells call the ``lkr``
+package and show the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+PARAMETERS = '''\
+# FER2013: the Kaggle CSV, the image folder or its .zip; "demo" is the synthetic demo set
+data_fer = "demo"
+# CK+: a CK+48 folder or .zip, or the full release; "demo-ckplus" is the synthetic demo set
+data_ck = "demo-ckplus"
+# runs (checkpoints) and sample grids of this job; git-ignored
+out = "../out/demo"
+# "cpu", "cuda" or None (CUDA when present)
+device = None
+# None: the paper's 60 epochs (the CPU preset's on the demo set)
+epochs = None
+# CK+: 2 of the 10 subject-independent folds (False: all 10)
+quick = True
+# CK+ folds to run, e.g. [0]; overrides quick
+folds = None
+# small artifacts; None: <out>/results (the real reproduction writes the repository's results/)
+results = None
+# tables and figures; None: <out>/figures (the real reproduction writes the repository's figures/)
+figures = None
+# progress lines and bars
+progress = True'''
+
+PATHS = '''\
+from pathlib import Path
+
+results_dir = Path(results or f"{out}/results")
+figures_dir = Path(figures or f"{out}/figures")
+print(f"results: {results_dir}\\nfigures: {figures_dir}")'''
+
+
+def _notebook(title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    nb = new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    params = new_code_cell(PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [new_markdown_cell(f"# {title}\n\n{intro}"), params, new_code_cell(PATHS)]
+    for kind, text in cells:
+        nb.cells.append(new_markdown_cell(text) if kind == "md" else new_code_cell(text))
+    for i, c in enumerate(nb.cells):
+        c["id"] = f"c{i:02d}"  # stable ids: the generator's output does not change between runs
+    return nb
+
+
+def _run_cells(key: str, var: str, data: str) -> list[tuple[str, str]]:
+    return [("code", f'summary_table(run_experiments({var}, out, ["{name}"], data_ref={data}, **run_args))')
+            for name in ("vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-l0.4")] + [
+        ("code", f'results_summary(results_dir, "{key}")')]
+
+
+NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
+    "01_data.ipynb": _notebook(
+        "01 Data",
+        "Loads FER2013 and CK+ (or the synthetic demo set), shows counts, sample faces and landmark "
+        "coverage, and draws Fig. 2 (local key regions over faces of the seven expressions).\n\n"
+        "Fig. 2 shows FER2013 (or demo) faces only: CK+'s licence forbids publishing its faces, so CK+ "
+        "samples are written to the git-ignored output folder only.",
+        [
+            ("code", "import pandas as pd\nfrom IPython.display import Image\n\n"
+                     "from lkr import figures as F\nfrom lkr.demo import save_sample_grid\n"
+                     "from lkr.landmarks import attach_landmarks, landmark_coverage\n"
+                     "from lkr.readers import load_dataset"),
+            ("md", "## FER2013\n\nImages per split and class. Landmarks: MTCNN's five points, cached after "
+                   "the first run (the demo set ships its true landmarks)."),
+            ("code", 'fer = attach_landmarks(load_dataset(data_fer), device=device or "cpu", progress=progress)\n'
+                     "pd.DataFrame(fer.counts()).T"),
+            ("code", "landmark_coverage(fer)"),
+            ("code", 'Image(filename=save_sample_grid(fer, Path(out) / "samples" / "fer2013.png"))'),
+            ("md", "## CK+\n\nThe last 3 frames of each labelled sequence; subjects and sequences are counted "
+                   "because the folds are made by subject."),
+            ("code", 'ck = attach_landmarks(load_dataset(data_ck), device=device or "cpu", progress=progress)\n'
+                     "pd.DataFrame(ck.counts()).T"),
+            ("code", '{k: ck.summary()[k] for k in ("images", "subjects", "sequences")}'),
+            ("code", "landmark_coverage(ck)"),
+            ("code", 'Image(filename=save_sample_grid(ck, Path(out) / "samples" / "ckplus.png"))'),
+            ("md", "## Fig. 2 Local key regions\n\nTop: the face and its five landmarks; middle: the mask M "
+                   "(Eq. 1-3, regions of α = 0.3 of the face box around each landmark, merged by max); "
+                   "bottom: the face weighted by M, what the local branch sees (at input resolution)."),
+            ("code", 'fig2 = F.fig2_local_key_regions(fer)\nF.save_figure(fig2, "fig2_local_key_regions", figures_dir)\n'
+                     "fig2"),
+        ],
+    ),
+    "02_train.ipynb": _notebook(
+        "02 Train",
+        "Trains the four configurations of the paper and LKRNet at λ = 0.4 on FER2013 (one run each, "
+        "epochs selected on PublicTest, reported on PrivateTest) and on the CK+ folds (subject-independent; "
+        "epochs selected on held-out training subjects). Runs go to `<out>/runs` (resumable); their small "
+        "artifacts are exported to the results folder, with the UMAP of the FER2013 test embeddings and "
+        "Grad-CAM of 16 fixed FER2013 test faces. A GPU is used when present.",
+        [
+            ("code", "import pandas as pd\n\nfrom lkr.experiments import CONFIGS, results_summary, run_experiments, "
+                     "summary_table\nfrom lkr.landmarks import attach_landmarks\nfrom lkr.readers import load_dataset\n\n"
+                     "run_args = dict(epochs=epochs, device=device, quick=quick, folds=folds, results_dir=results_dir,\n"
+                     "                progress=progress)"),
+            ("code", "pd.DataFrame(CONFIGS).T"),
+            ("md", "## FER2013"),
+            ("code", 'fer = attach_landmarks(load_dataset(data_fer), device=device or "cpu", progress=progress)\nfer'
+                     ".summary()[\"splits\"]"),
+            *_run_cells("fer2013", "fer", "data_fer"),
+            ("md", "## CK+ (subject-independent folds, pooled)"),
+            ("code", 'ck = attach_landmarks(load_dataset(data_ck), device=device or "cpu", progress=progress)\nck'
+                     ".summary()[\"splits\"]"),
+            *_run_cells("ckplus", "ck", "data_ck"),
+        ],
+    ),
+    "03_results.ipynb": _notebook(
+        "03 Results",
+        "Table 2 (CK+) and Table 3 (FER2013): per-class accuracy of our configurations beside the paper's "
+        "rows; Fig. 7 confusion matrices; Fig. 9 accuracy against epoch on CK+. Everything is drawn from the "
+        "results folder (no data, no GPU), the same way `lkr figures` does.\n\n"
+        "The paper gives no overall accuracy; its rows' *overall* column is their per-class accuracies "
+        "weighted by our test set's class counts.",
+        [
+            ("code", "from lkr import figures as F\nfrom lkr.paper import paper_overall\nfrom lkr.results import "
+                     "load_results\n\nres = load_results(results_dir)\n{key: sorted(v) for key, v in res.items()}"),
+            ("md", "## Table 2 (CK+)"),
+            ("code", 'F.draw("table2_ckplus", res, figures_dir)'),
+            ("md", "## Table 3 (FER2013)"),
+            ("code", 'F.draw("table3_fer2013", res, figures_dir)'),
+            ("md", "The paper's rows weighted by the paper's own test sets (FER2013 PrivateTest; all of CK+48), "
+                   "for reference:"),
+            ("code", '{"fer2013": paper_overall("fer2013"), "ckplus": paper_overall("ckplus")}'),
+            ("md", "## Fig. 7 Confusion matrices"),
+            ("code", 'F.draw("fig7_confusion_ckplus", res, figures_dir)'),
+            ("code", 'F.draw("fig7_confusion_fer2013", res, figures_dir)'),
+            ("md", "## Fig. 9 Accuracy against epoch on CK+\n\nAccuracy on each fold's selection split (held-out "
+                   "training subjects), averaged over the folds: test folds are evaluated once, with the "
+                   "selected weights."),
+            ("code", 'F.draw("fig9_accuracy_ckplus", res, figures_dir)'),
+        ],
+    ),
+    "04_embeddings.ipynb": _notebook(
+        "04 Embeddings",
+        "Fig. 6: the 256-d test embeddings of LKRNet at λ = 0, 0.2 and 0.4 on FER2013, in a seeded 2-D UMAP, "
+        "coloured by class. The paper says λ = 0.2 separates the classes best; here that is checked by a "
+        "number: each panel's silhouette score, computed in the 256-d space (L2-normalised embeddings), not in "
+        "the UMAP plane. UMAP coordinates were computed when the runs were exported.",
+        [
+            ("code", "from lkr import figures as F\nfrom lkr.results import load_results\n\n"
+                     "res = load_results(results_dir)"),
+            ("code", 'F.draw("fig6_embeddings", res, figures_dir)'),
+            ("md", "Silhouette score per λ (higher = classes better separated; in [-1, 1]):"),
+            ("code", 'scores = F.silhouette_by_lambda(res["fer2013"])\nscores'),
+            ("code", 'print(f"best separated at lambda = {F.best_separated(res[\'fer2013\'])}; the paper says 0.2")'),
+        ],
+    ),
+    "05_gradcam.ipynb": _notebook(
+        "05 Grad-CAM",
+        "Fig. 8: Grad-CAM (pytorch-grad-cam) of VGG19 beside LKRNet on the same 16 FER2013 test faces. "
+        "`lkr.gradcam.cam_arrays` wraps the network in `lkr.model.MaskedModel`, which feeds each face's "
+        "local key region mask, and targets the feature maps p that the mask weights (`model.cam_layer`). "
+        "Heatmaps explain the true class, the same question for both models. The arrays were computed when "
+        "the runs were exported; this notebook only draws them.",
+        [
+            ("code", "from lkr import figures as F\nfrom lkr.results import load_results\n\n"
+                     "res = load_results(results_dir)"),
+            ("code", '{k: v.shape for k, v in res["fer2013"]["lkrnet"].gradcam.items()}'),
+            ("code", 'F.draw("fig8_gradcam", res, figures_dir)'),
+        ],
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if notebooks/ differs from this script")
+    args = ap.parse_args(argv)
+    NOTEBOOKS_DIR.mkdir(exist_ok=True)
+    stale = []
+    for name, nb in NOTEBOOKS.items():
+        nbformat.validate(nb)
+        text = nbformat.writes(nb) + "\n"
+        path = NOTEBOOKS_DIR / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"out of date: {', '.join(stale)}; run scripts/make_notebooks.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
