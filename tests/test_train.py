@@ -1,0 +1,172 @@
+"""The trainer and evaluation on the CPU: learning on the demo set, resume, ten-crop, run folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lkr.cli import main
+from lkr.demo import make_demo
+from lkr.errors import TrainingError
+from lkr.evaluate import predict_ten_crop
+from lkr.train import config_for, load_run_model, lr_at, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small nets on two shared cores run faster on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return make_demo("fer2013", n=700)
+
+
+class CornerModel(nn.Module):
+    """Votes class 1 when the crop's top-left pixel is bright, else class 0 (logits ±50)."""
+
+    def forward(self, x, mask=None):
+        bright = (x[:, 0, 0, 0] > 0).float()  # (B,)
+        logits = torch.zeros(len(x), 3)
+        logits[:, 1] = 100 * bright - 50
+        return {"logits": logits, "embedding": torch.stack([bright, 1 - bright], 1)}
+
+
+def test_ten_crop_equals_hand_count():
+    imgs = torch.zeros(3, 48, 48, dtype=torch.uint8)
+    imgs[0, 0, 0] = 255          # only the top-left crop sees it at its top-left: 1 of 10 crops
+    imgs[1] = 255                # every crop: 10 of 10
+    imgs[2, 0, 47] = 255         # top-right corner: the flipped top-right crop has it at (0, 0): 1 of 10
+    probs, emb = predict_ten_crop(CornerModel(), imgs, None, crop=44, with_embeddings=True)
+    assert probs.shape == (3, 3)
+    np.testing.assert_allclose(probs[:, 1].numpy(), [0.1, 1.0, 0.1], atol=1e-6)
+    np.testing.assert_allclose(probs[:, 0].numpy(), [0.45, 0.0, 0.45], atol=1e-6)
+    np.testing.assert_allclose(emb[:, 0].numpy(), [0.1, 1.0, 0.1], atol=1e-6)
+
+
+def test_paper_and_cosine_schedules():
+    cfg = config_for(make_demo("fer2013", n=70), "vgg19", schedule="paper", warmup_epochs=20, lr=1e-3,
+                     warmup_lr=1e-4, epochs=60)
+    assert lr_at(cfg, 0) == 1e-4 and lr_at(cfg, 19.9) == 1e-4 and lr_at(cfg, 20) == 1e-3
+    cos = config_for(make_demo("fer2013", n=70), "vgg19", schedule="cosine", warmup_epochs=2, lr=0.1,
+                     warmup_lr=0.0, epochs=10)
+    assert lr_at(cos, 1) == pytest.approx(0.05)
+    assert lr_at(cos, 2) == pytest.approx(0.1)
+    assert lr_at(cos, 6) == pytest.approx(0.05)
+    assert lr_at(cos, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_training_lowers_the_loss_and_writes_a_run_folder(demo, tmp_path):
+    cfg = config_for(demo, "lkrnet", epochs=3, eval_every=1)
+    m = train(demo, cfg, tmp_path / "run", device="cpu", progress=False)
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert hist[-1]["triplet"] > 0 or hist[0]["triplet"] > 0
+    for f in ("config.json", "history.json", "metrics.json", "predictions.npz", "embeddings.npz", "best.pt",
+              "checkpoint.pt"):
+        assert (tmp_path / "run" / f).exists(), f
+    assert m["test_split"] == "PrivateTest" and m["select_split"] == "PublicTest"
+    assert m["best_epoch"] == 1 + int(np.argmax([h["select_accuracy"] for h in hist]))
+    with np.load(tmp_path / "run" / "predictions.npz") as z:
+        assert len(z["index"]) == int((demo.splits == "PrivateTest").sum())
+        assert z["probs"].dtype == np.float16
+        np.testing.assert_allclose(z["probs"].astype(np.float32).sum(1), 1, atol=1e-2)
+        assert float((z["pred"] == z["label"]).mean()) == pytest.approx(m["accuracy"])
+    with np.load(tmp_path / "run" / "embeddings.npz") as z:
+        assert z["embedding"].shape[1] == 256 and z["embedding"].dtype == np.float16
+    model, cfg2, info = load_run_model(tmp_path / "run")
+    assert cfg2 == cfg and info["fold"] is None
+
+
+def test_resume_ends_with_the_same_weights(demo, tmp_path):
+    cfg = config_for(demo, "lkrnet", epochs=3, eval_every=1)
+    full = train(demo, cfg, tmp_path / "full", device="cpu", progress=False)
+    part = train(demo, cfg, tmp_path / "part", device="cpu", progress=False, stop_after=1)
+    assert part == {"stopped_at": 1}
+    assert not (tmp_path / "part" / "metrics.json").exists()
+    resumed = train(demo, cfg, tmp_path / "part", device="cpu", progress=False)
+    a = torch.load(tmp_path / "full" / "best.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "part" / "best.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for k in ("accuracy", "best_epoch", "select_accuracy", "per_class", "confusion"):
+        assert full[k] == resumed[k], k
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(demo, tmp_path, monkeypatch):
+    import lkr.train as T
+
+    real = T.lkr_loss
+    calls = {"n": 0}
+    steps_per_epoch = int((demo.splits == "Training").sum()) // config_for(demo, "vgg19").batch_size
+
+    def poisoned(out, labels, cfg):
+        calls["n"] += 1
+        loss, parts = real(out, labels, cfg)
+        if calls["n"] > steps_per_epoch:  # from the second epoch on
+            loss = loss * float("nan")
+            parts = {k: v * float("nan") for k, v in parts.items()}
+        return loss, parts
+
+    monkeypatch.setattr(T, "lkr_loss", poisoned)
+    cfg = config_for(demo, "vgg19", epochs=3)
+    with pytest.raises(TrainingError, match="non-finite loss at epoch 2"):
+        train(demo, cfg, tmp_path / "run", device="cpu", progress=False)
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ck["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+
+
+def test_another_config_in_the_same_folder_is_refused(demo, tmp_path):
+    from lkr.errors import RunError
+
+    train(demo, config_for(demo, "vgg19", epochs=1), tmp_path / "run", device="cpu", progress=False)
+    with pytest.raises(RunError, match="another config"):
+        train(demo, config_for(demo, "vgg19", epochs=2, lr=0.5), tmp_path / "run", device="cpu", progress=False)
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "demo", "--variant", "baseline2", "--epochs", "2", "--out", str(out),
+                 "--quiet", "--set", "eval_every=1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["variant"] == "baseline2" and metrics["triplet_lambda"] == 0.2
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert again["confusion"] == metrics["confusion"]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lkr: error:") and "not a trained run" in err and "\n" not in err
+    assert main(["train", "--data", "demo", "--out", str(tmp_path / "r"), "--set", "nope=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no such config field" in err and "\n" not in err
+
+
+def test_ckplus_like_data_uses_subject_folds(tmp_path):
+    ds = make_demo("ckplus", n=240)
+    cfg = config_for(ds, "baseline1", epochs=1)
+    assert (cfg.select_split, cfg.test_split) == ("val", "test")
+    m = train(ds, cfg, tmp_path / "run", device="cpu", fold=2, folds=5, progress=False)
+    assert m["test_split"] == "fold2-test" and m["select_split"] == "fold2-val"
+    with np.load(tmp_path / "run" / "predictions.npz") as z:
+        test_subjects = set(ds.subjects[z["index"]])
+    from lkr.folds import fold_split
+
+    parts = fold_split(ds.subjects, ds.labels, 2, k=5, seed=cfg.seed, val_fraction=cfg.val_fraction)
+    assert test_subjects == set(ds.subjects[parts["test"]])
+    assert not test_subjects & set(ds.subjects[parts["train"]])
