@@ -307,15 +307,17 @@ def _render(rng: np.random.Generator, identity: dict[str, np.ndarray], expr: dic
     sc = P["scale"][:, None]
     x = P["cx"][:, None] + sc * (c * pts_u - s_ * pts_v)
     y = P["cy"][:, None] + sc * (s_ * pts_u + c * pts_v)
-    points = np.stack([x, y], axis=-1).astype(np.float32)
+    # The drawing puts pixel (i, j)'s centre at face coordinates (j, i); the kit's landmark
+    # convention (MTCNN's, lkr.regions) puts it at (j + 0.5, i + 0.5).
+    points = (np.stack([x, y], axis=-1) + 0.5).astype(np.float32)
 
     # Bounding box of the rotated head ellipse (semi-axes aw*scale, scale), clipped to the image.
     A, B = P["aw"] * P["scale"], P["scale"]
     c1, s1 = np.cos(P["theta"]), np.sin(P["theta"])
     hx, hy = np.hypot(A * c1, B * s1), np.hypot(A * s1, B * c1)
-    lim = IMAGE_SIZE - 1
-    boxes = np.stack([np.clip(P["cx"] - hx, 0, lim), np.clip(P["cy"] - hy, 0, lim),
-                      np.clip(P["cx"] + hx, 0, lim), np.clip(P["cy"] + hy, 0, lim)], axis=1)
+    lim = IMAGE_SIZE
+    boxes = np.stack([np.clip(P["cx"] - hx + 0.5, 0, lim), np.clip(P["cy"] - hy + 0.5, 0, lim),
+                      np.clip(P["cx"] + hx + 0.5, 0, lim), np.clip(P["cy"] + hy + 0.5, 0, lim)], axis=1)
     return images, points, boxes.astype(np.float32)
 
 
