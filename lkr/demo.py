@@ -89,8 +89,8 @@ def make_demo(shape: str = "fer2013", seed: int = 0, n: int | None = None) -> Fa
         A :class:`FaceDataset` named ``"demo-<shape>"`` of kind ``"demo"`` with images
         (N, 48, 48) uint8, labels (N,) in 0..6, boxes (N, 4) float32 (x1, y1, x2, y2, the head
         ellipse's bounding box, clipped to the image), points (N, 5, 2) float32 (x, y of left
-        eye, right eye, nose tip, left and right mouth corner, pixel centres at integer
-        coordinates) and detected (N,) all True.
+        eye, right eye, nose tip, left and right mouth corner, in the kit's convention: pixel j spans [j, j+1)
+        ) and detected (N,) all True.
 
     Raises:
         ValueError: for an unknown shape or n < 1.
