@@ -84,6 +84,8 @@ class LKRNet(nn.Module):
         pools = [i for i, v in enumerate(cfg.vgg_cfg) if v == "M"]
         if not 1 <= cfg.mask_stage <= len(pools):
             raise ValueError(f"mask_stage must be in 1..{len(pools)}, got {cfg.mask_stage}")
+        if cfg.head_init not in ("vgg", "pytorch"):
+            raise ValueError(f"unknown head_init {cfg.head_init!r}; choose from vgg, pytorch")
         if len(cfg.fc_dims) != 2:
             raise ValueError(f"fc_dims must hold two widths (hidden, embedding), got {cfg.fc_dims}")
         self.cfg = cfg
@@ -119,8 +121,11 @@ class LKRNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+                if self.cfg.head_init == "pytorch":
+                    m.reset_parameters()
+                else:
+                    nn.init.normal_(m.weight, 0, 0.01)
+                    nn.init.zeros_(m.bias)
 
     @property
     def cam_layer(self) -> nn.Module:
@@ -149,7 +154,8 @@ class LKRNet(nn.Module):
             raise ValueError(f"mask must be (B,1,H,W) with B={x.shape[0]}, got {tuple(mask.shape)}")
         m = F.adaptive_avg_pool2d(mask.float(), p.shape[-2:]).to(p.dtype)  # (B, 1, h, w), Eq. 4's M(p)↓
         f = self.tail(torch.cat([p, p * m], dim=0))  # (2B, C', h', w'): one pass, shared weights
-        f_global, f_local = f.chunk(2, dim=0)
+        b = x.shape[0]  # slices, not chunk(2): torch.export (ONNX) keeps the batch size symbolic
+        f_global, f_local = f[:b], f[b:]
         return f_global, f_local
 
     def forward_head(self, f_global: Tensor, f_local: Tensor | None = None) -> dict[str, Tensor]:

@@ -1,27 +1,180 @@
-"""The main job on the built-in default: ``lkr demo`` / ``make demo``."""
+"""The main jobs: run the ordered notebooks headless with papermill.
+
+``lkr demo`` / ``make demo``: notebooks 01..06 on the built-in synthetic demo set, on the CPU,
+into ``out/demo/`` (git-ignored): ``runs/`` (checkpoints), ``results/`` (small artifacts),
+``figures/`` (every table and figure), ``notebooks/`` (the executed notebooks).
+
+``lkr reproduce --fer PATH --ck PATH`` / ``make reproduce``: the same notebooks on the real
+datasets, all folds and the paper's epochs; results go to the repository's ``results/`` and
+figures to ``figures/`` (so ``lkr figures`` can redraw them later without data), runs to
+``out/real/runs``.
+
+Progress: one line per notebook, papermill's bar over the notebook's cells, and a line per
+finished training run (printed by the notebook, kept in the executed notebook's outputs).
+"""
 
 from __future__ import annotations
 
-import json
+import os
+import time
 from pathlib import Path
+from typing import Any, Sequence
+
+from lkr.errors import LkrError
+
+NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_train.ipynb", "03_results.ipynb", "04_embeddings.ipynb",
+                              "05_gradcam.ipynb", "06_your_photos.ipynb")
+KERNEL = "python3"
+# The demo's thin network gains little from a second CPU thread, and two OpenMP threads on a
+# 2-core machine that is busy with anything else ran up to 10x slower than one (measured).
+DEMO_THREADS = 1
 
 
-def run_demo(out: str | Path, *, quick: bool = True, device: str | None = None) -> int:
-    """Summarise the synthetic demo set and save a grid of its samples into ``out``.
+def notebooks_dir() -> Path:
+    """The repository's ``notebooks/`` folder (the kit is installed editable from the clone).
+
+    Raises:
+        LkrError: when the package is not run from a clone holding the notebooks.
+    """
+    d = Path(__file__).resolve().parents[1] / "notebooks"
+    if not (d / NOTEBOOKS[0]).exists():
+        raise LkrError(f"{d}: notebooks not found; run from a clone of the repository (pip install -e .)")
+    return d
+
+
+def run_notebooks(parameters: dict[str, Any], out: str | Path, *, names: Sequence[str] = NOTEBOOKS,
+                  progress: bool = True, kernel: str = KERNEL, threads: int | None = None) -> list[Path]:
+    """Execute notebooks in order with papermill, saving the executed copies in ``out/notebooks``.
+
+    Args:
+        parameters: values for each notebook's ``parameters`` cell (unknown names are ignored
+            by the notebooks that lack them: papermill only adds an injected cell).
+        out: output folder; executed notebooks go to ``out/notebooks/``.
+        names: notebook file names in ``notebooks/``, run in the given order.
+        progress: print a line per notebook and show papermill's cell progress bar.
+        kernel: Jupyter kernel name (``make setup`` installs "python3" into the venv).
+        threads: CPU threads of the kernels' torch (``OMP_NUM_THREADS``); None keeps the default.
 
     Returns:
-        0 on success (the CLI's exit status).
-    """
-    from lkr.demo import make_demo, save_sample_grid
+        Paths of the executed notebooks.
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for shape in ("fer2013", "ckplus"):
-        ds = make_demo(shape)
-        s = ds.summary()
-        print(f"demo-{shape}: {s['images']} images, splits {s['splits']}"
-              + (f", {s['subjects']} subjects, {s['sequences']} sequences" if s["subjects"] else ""))
-        (out / f"demo-{shape}-summary.json").write_text(json.dumps(s, indent=2))
-        grid = save_sample_grid(ds, out / f"demo-{shape}-samples.png")
-        print(f"  samples: {grid}")
+    Raises:
+        LkrError: when a notebook fails (names the notebook, the error, and the executed copy).
+    """
+    import papermill as pm
+
+    src = notebooks_dir()
+    dest = Path(out) / "notebooks"
+    dest.mkdir(parents=True, exist_ok=True)
+    done = []
+    old_threads = os.environ.get("OMP_NUM_THREADS")
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernels inherit it
+    try:
+        for i, name in enumerate(names, 1):
+            done.append(_run_one(pm, src / name, dest / name, parameters, i, len(names), progress, kernel))
+    finally:
+        if threads is not None:
+            if old_threads is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = old_threads
+    return done
+
+
+def _run_one(pm: Any, src: Path, dest: Path, parameters: dict[str, Any], i: int, n: int, progress: bool,
+             kernel: str) -> Path:
+    name = src.name
+    t0 = time.perf_counter()
+    if progress:
+        print(f"[lkr] notebook {i}/{n}: {name}", flush=True)
+    try:
+        pm.execute_notebook(str(src), str(dest), parameters=parameters, kernel_name=kernel,
+                            progress_bar=progress, cwd=str(src.parent), log_output=False,
+                            # the kernel's own log (e.g. ipykernel's TCP notice) stays quiet
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    except pm.PapermillExecutionError as e:
+        raise LkrError(f"notebook {name} failed: {e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''} "
+                       f"(executed copy: {dest})") from None
+    if progress:
+        print(f"[lkr] notebook {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return dest
+
+
+def _list_figures(figures: Path) -> list[Path]:
+    return sorted(p for p in figures.glob("*") if p.suffix in (".png", ".pdf", ".md", ".csv"))
+
+
+def run_demo(out: str | Path = "out/demo", *, quick: bool = True, device: str | None = None,
+             epochs: int | None = None, folds: Sequence[int] | None = None, progress: bool = True,
+             threads: int | None = DEMO_THREADS) -> int:
+    """The main job on the built-in default: every notebook on the synthetic demo set.
+
+    Args:
+        out: output folder (git-ignored ``out/demo`` by default).
+        quick: 2 of the 10 CK+ folds (the default, minutes on a CPU); False runs all 10.
+        device: "cpu", "cuda" or None (the demo preset is meant for the CPU; None picks CUDA
+            when present).
+        epochs: override the demo preset's epochs.
+        folds: CK+ folds to run (overrides ``quick``'s choice).
+        progress: progress lines and bars.
+        threads: torch CPU threads (:data:`DEMO_THREADS`; None: torch's default).
+
+    Returns:
+        0 (the CLI's exit status).
+
+    Raises:
+        LkrError: when a notebook fails.
+    """
+    out = Path(out).resolve()
+    t0 = time.perf_counter()
+    if progress:
+        print(f"[lkr] demo: notebooks 01-06 on the synthetic demo set into {out}", flush=True)
+    params = {"data_fer": "demo", "data_ck": "demo-ckplus", "out": str(out), "device": device, "epochs": epochs,
+              "quick": quick, "folds": None if folds is None else list(folds), "results": str(out / "results"),
+              "figures": str(out / "figures")}
+    run_notebooks(params, out, progress=progress, threads=threads)
+    if progress:
+        files = _list_figures(out / "figures")
+        print(f"[lkr] demo done in {time.perf_counter() - t0:.0f} s: {len(files)} files in {out / 'figures'}")
+        for p in files:
+            if p.suffix == ".png":
+                print(f"  {p}")
+        print("[lkr] these are demo-set numbers (synthetic faces), not results of the paper's datasets")
+    return 0
+
+
+def run_reproduce(fer: str | Path, ck: str | Path, *, out: str | Path = "out/real",
+                  results: str | Path = "results", figures: str | Path = "figures", device: str | None = None,
+                  epochs: int | None = None, quick: bool = False, folds: Sequence[int] | None = None,
+                  progress: bool = True) -> int:
+    """The same notebooks on the user's real FER2013 and CK+ (GPU when present).
+
+    Args:
+        fer: FER2013 (CSV, image folder or .zip).
+        ck: CK+ (CK+48 folder / .zip or the full release).
+        out: folder for runs (checkpoints) and executed notebooks.
+        results: folder for the small artifacts (the repository's ``results/``).
+        figures: folder for the figures (the repository's ``figures/``).
+        device: "cpu", "cuda" or None (CUDA when present).
+        epochs: override the paper's 60 epochs.
+        quick: 2 CK+ folds instead of 10.
+        folds: CK+ folds to run (overrides ``quick``).
+        progress: progress lines and bars.
+
+    Returns:
+        0 (the CLI's exit status).
+    """
+    for p in (fer, ck):
+        if not Path(p).exists():
+            raise LkrError(f"{p}: no such file or folder")
+    out = Path(out).resolve()
+    t0 = time.perf_counter()
+    params = {"data_fer": str(Path(fer).resolve()), "data_ck": str(Path(ck).resolve()), "out": str(out),
+              "device": device, "epochs": epochs, "quick": quick, "folds": None if folds is None else list(folds),
+              "results": str(Path(results).resolve()), "figures": str(Path(figures).resolve())}
+    run_notebooks(params, out, progress=progress)
+    if progress:
+        print(f"[lkr] reproduction done in {time.perf_counter() - t0:.0f} s: results in {results}, "
+              f"figures in {figures}")
     return 0

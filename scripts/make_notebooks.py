@@ -79,7 +79,7 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "Fig. 2 shows FER2013 (or demo) faces only: CK+'s licence forbids publishing its faces, so CK+ "
         "samples are written to the git-ignored output folder only.",
         [
-            ("code", "import pandas as pd\nfrom IPython.display import Image\n\n"
+            ("code", "%matplotlib inline\nimport pandas as pd\nfrom IPython.display import Image\n\n"
                      "from lkr import figures as F\nfrom lkr.demo import save_sample_grid\n"
                      "from lkr.landmarks import attach_landmarks, landmark_coverage\n"
                      "from lkr.readers import load_dataset"),
@@ -134,7 +134,7 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "The paper gives no overall accuracy; its rows' *overall* column is their per-class accuracies "
         "weighted by our test set's class counts.",
         [
-            ("code", "from lkr import figures as F\nfrom lkr.paper import paper_overall\nfrom lkr.results import "
+            ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.paper import paper_overall\nfrom lkr.results import "
                      "load_results\n\nres = load_results(results_dir)\n{key: sorted(v) for key, v in res.items()}"),
             ("md", "## Table 2 (CK+)"),
             ("code", 'F.draw("table2_ckplus", res, figures_dir)'),
@@ -159,7 +159,7 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "number: each panel's silhouette score, computed in the 256-d space (L2-normalised embeddings), not in "
         "the UMAP plane. UMAP coordinates were computed when the runs were exported.",
         [
-            ("code", "from lkr import figures as F\nfrom lkr.results import load_results\n\n"
+            ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.results import load_results\n\n"
                      "res = load_results(results_dir)"),
             ("code", 'F.draw("fig6_embeddings", res, figures_dir)'),
             ("md", "Silhouette score per λ (higher = classes better separated; in [-1, 1]):"),
@@ -175,13 +175,52 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "Heatmaps explain the true class, the same question for both models. The arrays were computed when "
         "the runs were exported; this notebook only draws them.",
         [
-            ("code", "from lkr import figures as F\nfrom lkr.results import load_results\n\n"
+            ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.results import load_results\n\n"
                      "res = load_results(results_dir)"),
             ("code", '{k: v.shape for k, v in res["fer2013"]["lkrnet"].gradcam.items()}'),
             ("code", 'F.draw("fig8_gradcam", res, figures_dir)'),
         ],
     ),
 }
+
+# --- 06: beyond the paper (a person's own photos) --------------------------------------------
+PHOTO_PARAMETERS = '''
+# your photos: a list of image files; None: scikit-image's public-domain astronaut
+photos = None
+# a trained run folder; None: <out>/runs/fer2013/lkrnet when it holds one, else LKRNet trained here on the demo set
+run = None'''
+
+NOTEBOOKS["06_your_photos.ipynb"] = _notebook(
+    "06 Your photos",
+    "Beyond the paper: a trained run applied to ordinary photos, with the evidence shown. MTCNN finds every "
+    "face on the photo; each is cropped and converted as in training (a square on the face box, grayscale, "
+    "48×48), gets its local key region mask from MTCNN's five points mapped into the crop, and all faces go "
+    "through one ten-crop pass. The annotated photo shows each face's box, its label and probability, and the "
+    "Grad-CAM of the predicted class laid over the face.\n\n"
+    "The same from the command line: `lkr predict PHOTO... --run RUN [--json] [--save DIR]`; the network as "
+    "ONNX: `lkr export RUN --onnx FILE` (needs `pip install 'lkr[onnx]'`).",
+    [
+        ("code", "from IPython.display import Image, display\n\n"
+                 "from lkr.predict import Predictor, example_photo, photo_run, results_table"),
+        ("md", "## The run\n\nThe LKRNet run of notebook 02 on FER2013 when there is one (`lkr reproduce`), or the "
+               "folder given as `run`. Without one, LKRNet is trained here on the synthetic demo set (about half a "
+               "minute on a CPU). **A run trained on the demo set has never seen a real face: its predictions on "
+               "photos are meaningless.** They only show the pipeline at work (`lkr demo` is such a case). The line "
+               "below says which run this is and what it was trained on."),
+        ("code", "predictor = Predictor(photo_run(run, out, device=device, epochs=epochs, progress=progress), "
+                 "device=device)\nprint(predictor.describe())"),
+        ("md", "## The photos\n\nBy default scikit-image's `astronaut`: Eileen Collins, a public-domain NASA portrait "
+               "that ships inside the scikit-image package."),
+        ("code", 'photo_paths = photos or [example_photo(Path(out) / "photos")]\nphoto_paths'),
+        ("md", "## Faces, expressions and evidence\n\nOne row per face: its box in the photo, the label, the seven "
+               "probabilities (ten-crop average), and whether MTCNN's landmarks placed the mask (else the template)."),
+        ("code", 'results = predictor.predict(photo_paths, save=Path(out) / "photos" / "annotated")\n'
+                 "results_table(results)"),
+        ("code", "for r in results:\n    print(r.photo, r.error or \"\")\n    if r.annotated:\n"
+                 "        display(Image(filename=r.annotated))"),
+    ],
+)
+NOTEBOOKS["06_your_photos.ipynb"].cells[1].source += PHOTO_PARAMETERS
 
 
 def main(argv: list[str] | None = None) -> int:

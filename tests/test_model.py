@@ -165,7 +165,7 @@ def test_sgd_steps_lower_the_loss(variant):
     labels = torch.tensor([0, 1, 2, 3] * (n // B))
     if cfg.uses_triplet:  # [anchors; positives (same classes); negatives (other classes)]
         labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 1, 2, 3, 0])
-    opt = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(8):
         total, parts = lkr_loss(model(x, m), labels, cfg)

@@ -1,0 +1,247 @@
+"""The paper's experiment set: which configurations are trained, on which folds, into which
+folders; then their small artifacts are exported for the figures (:mod:`lkr.results`).
+
+=============== =========== ============ ================================================
+name            variant     lambda       role in the paper
+=============== =========== ============ ================================================
+``vgg19``       vgg19       0            Tables 2-3 row "VGG19"; Fig. 8 left
+``baseline1``   baseline1   0            Tables 2-3 "Baseline 1"; Fig. 6 at lambda = 0
+``baseline2``   baseline2   0.2          Tables 2-3 "Baseline 2"
+``lkrnet``      lkrnet      0.2          Tables 2-3 "Our method"; Fig. 6 at 0.2; Figs. 7-9
+``lkrnet-l0.4`` lkrnet      0.4          Fig. 6 at lambda = 0.4
+=============== =========== ============ ================================================
+
+Folders: runs go to ``<out_root>/runs/<key>/<config>[/fold<k>]`` (checkpoints, large), results
+to ``<results_dir>/<key>/<config>[/fold<k>]`` (small; see :mod:`lkr.results`), where ``<key>``
+is "fer2013" or "ckplus" (:func:`lkr.results.dataset_key`). A finished run (``metrics.json``
+with the same config) is not trained again; an interrupted one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from lkr.config import Config
+from lkr.dataset import FaceDataset
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "vgg19": {"variant": "vgg19", "triplet_lambda": 0.0},
+    "baseline1": {"variant": "baseline1", "triplet_lambda": 0.0},
+    "baseline2": {"variant": "baseline2", "triplet_lambda": 0.2},
+    "lkrnet": {"variant": "lkrnet", "triplet_lambda": 0.2},
+    "lkrnet-l0.4": {"variant": "lkrnet", "triplet_lambda": 0.4},
+}
+# Fig. 6: LKRNet's embeddings at these lambdas.
+LAMBDA_CONFIGS: dict[float, str] = {0.0: "baseline1", 0.2: "lkrnet", 0.4: "lkrnet-l0.4"}
+QUICK_FOLDS = (0, 1)
+K_FOLDS = 10
+
+
+def config_of(ds: FaceDataset, name: str, **overrides: Any) -> Config:
+    """The :class:`Config` of experiment ``name`` on ``ds`` (demo data gets the CPU preset).
+
+    Raises:
+        KeyError: for a name not in :data:`CONFIGS`.
+    """
+    from lkr.train import config_for
+
+    if name not in CONFIGS:
+        raise KeyError(f"unknown configuration {name!r}; choose from {', '.join(CONFIGS)}")
+    spec = CONFIGS[name]
+    return config_for(ds, spec["variant"], triplet_lambda=spec["triplet_lambda"], **overrides)
+
+
+def _finished(run: Path, cfg: Config) -> bool:
+    if not (run / "metrics.json").exists() or not (run / "config.json").exists():
+        return False
+    return Config.from_dict(json.loads((run / "config.json").read_text())).to_dict() == cfg.to_dict()
+
+
+def _train_job(ds: FaceDataset, cfg: Config, run: Path, fold: int | None, folds: int, data_ref: str,
+               device: str) -> float:
+    """One run in a worker process (module level: pickled by name); returns its seconds."""
+    from lkr.train import train
+
+    t0 = time.perf_counter()
+    train(ds, cfg, run, device=device, fold=fold, folds=folds, progress=False, data_ref=data_ref)
+    return time.perf_counter() - t0
+
+
+def _train_parallel(ds: FaceDataset, jobs: list[tuple[str, int | None]], runs_root: Path, key: str,
+                    kw: dict[str, Any], *, workers: int, device: str | None, k_folds: int,
+                    data_ref: str) -> dict[tuple[str, int | None], str]:
+    """Train the unfinished runs of ``jobs`` in ``workers`` processes; {(name, fold): state}."""
+    from lkr import results as res
+    from lkr.distributed import run_jobs
+
+    todo = []
+    for name, fold in jobs:
+        cfg = config_of(ds, name, **kw)
+        run = res.run_dir_for(runs_root, key, name, fold)
+        if not _finished(run, cfg):
+            todo.append(((name, fold), {"cfg": cfg, "run": run, "fold": fold}))
+    secs = run_jobs(_train_job, [job for _, job in todo], workers=workers, device=device,
+                    common={"ds": ds, "folds": k_folds, "data_ref": data_ref})
+    return {k: f"{s:.0f} s in a worker" for (k, _), s in zip(todo, secs)}
+
+
+def run_experiments(
+    data: FaceDataset | str,
+    out_root: str | Path,
+    names: Sequence[str] | None = None,
+    *,
+    epochs: int | None = None,
+    device: str | None = None,
+    folds: Sequence[int] | None = None,
+    quick: bool = False,
+    progress: bool = True,
+    results_dir: str | Path | None = None,
+    k_folds: int = K_FOLDS,
+    overrides: dict[str, Any] | None = None,
+    data_ref: str | None = None,
+    workers: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """Train the named configurations on one dataset and export their results.
+
+    FER2013-like data (official splits): one run per configuration. CK+-like data: one run per
+    selected subject-independent fold, then the folds are pooled. After training, the small
+    artifacts go to the results folder; for FER2013-like data also the 2-D UMAP of the test
+    embeddings (with silhouette scores) and Grad-CAM of 16 fixed test faces.
+
+    Args:
+        data: a :class:`FaceDataset` or a path for :func:`lkr.readers.load_dataset`
+            ("demo", "demo-ckplus", a FER2013 / CK+ file or folder).
+        out_root: folder for ``runs/`` (and ``results/`` unless ``results_dir`` is given).
+        names: configurations of :data:`CONFIGS` (default: all five).
+        epochs: override the config's epochs (None: the paper's 60, or the demo preset's).
+        device: "cpu", "cuda" or None (CUDA when present).
+        folds: CK+-like data: which of the ``k_folds`` folds to run (default: all; quick: 0, 1).
+        quick: fewer folds (see ``folds``) and no other change.
+        progress: a line per run and the trainer's progress bars.
+        results_dir: where results go (default ``<out_root>/results``).
+        k_folds: number of subject-independent folds.
+        overrides: any other :class:`Config` fields for every run.
+        data_ref: how ``lkr evaluate`` loads the data again (default: ``data`` when it is a
+            path, else the dataset's source).
+        workers: train the runs in this many processes (:func:`lkr.distributed.run_jobs`):
+            worker i on GPU i modulo the GPUs present, else on the CPU with this process's
+            threads shared among them. A run's result does not depend on it (on the CPU, at
+            the same number of threads per run). 1: one run after the other, here.
+
+    Returns:
+        {name: metrics} (pooled over the folds for CK+-like data).
+
+    Raises:
+        KeyError: for an unknown configuration name.
+    """
+    from lkr import results as res
+    from lkr.train import is_fold_dataset, train
+
+    if isinstance(data, (str, Path)):
+        from lkr.readers import load_dataset
+
+        data_ref = data_ref or str(data)
+        ds = load_dataset(data)
+    else:
+        ds, data_ref = data, data_ref or data.source
+    names = list(CONFIGS if names is None else names)
+    for n in names:
+        if n not in CONFIGS:
+            raise KeyError(f"unknown configuration {n!r}; choose from {', '.join(CONFIGS)}")
+    out_root = Path(out_root)
+    results_dir = Path(results_dir) if results_dir is not None else out_root / "results"
+    key = res.dataset_key(ds)
+    fold_data = is_fold_dataset(ds)
+    if fold_data:
+        fold_list = list(folds) if folds is not None else (list(QUICK_FOLDS) if quick else list(range(k_folds)))
+    else:
+        fold_list = [None]
+    kw = dict(overrides or {})
+    if epochs is not None:
+        kw["epochs"] = epochs
+
+    if not fold_data or any(config_of(ds, n, **kw).local_branch for n in names):
+        ds = _with_landmarks(ds, progress)  # once, not once per run
+    faces = None
+    jobs = [(n, f) for n in names for f in fold_list]
+    summary: dict[str, dict[str, Any]] = {}
+    t_all = time.perf_counter()
+    trained = (_train_parallel(ds, jobs, out_root / "runs", key, kw, workers=workers, device=device,
+                               k_folds=k_folds, data_ref=data_ref) if workers > 1 else {})
+    for j, (name, fold) in enumerate(jobs, 1):
+        cfg = config_of(ds, name, **kw)
+        run = res.run_dir_for(out_root / "runs", key, name, fold)
+        where = f"{key} {name}" + ("" if fold is None else f" fold {fold}")
+        t0 = time.perf_counter()
+        if _finished(run, cfg):
+            m = json.loads((run / "metrics.json").read_text())
+            state = trained.get((name, fold), "done before")
+        else:
+            m = train(ds, cfg, run, device=device, fold=fold, folds=k_folds, progress=progress, data_ref=data_ref)
+            state = f"{time.perf_counter() - t0:.0f} s"
+        dest = res.run_dir_for(results_dir, key, name, fold)
+        res.export_run(run, dest, embeddings=not fold_data)
+        if not fold_data:
+            if faces is None:
+                import numpy as np
+
+                faces = res.gradcam_faces(ds, np.load(run / "predictions.npz")["index"])
+            res.export_umap(dest)
+            res.export_gradcam(run, dest, ds, faces, device="cpu")
+            summary[name] = m
+        if progress:
+            print(f"[lkr] [{j}/{len(jobs)}] {where}: test accuracy {100 * m['accuracy']:.1f}% ({state})", flush=True)
+    if fold_data:
+        for name in names:
+            summary[name] = res.pool_folds(res.run_dir_for(results_dir, key, name))
+    if progress:
+        print(f"[lkr] {len(jobs)} runs on {ds.name} in {time.perf_counter() - t_all:.0f} s; results in {results_dir / key}",
+              flush=True)
+    return summary
+
+
+def _with_landmarks(ds: FaceDataset, progress: bool) -> FaceDataset:
+    """The dataset with landmarks (masks for the local branch and for Grad-CAM)."""
+    if ds.has_landmarks:
+        return ds
+    from lkr.landmarks import attach_landmarks
+
+    return attach_landmarks(ds, progress=progress)
+
+
+def summary_table(summary: dict[str, dict[str, Any]]) -> "Any":
+    """A small table of :func:`run_experiments`' result: one row per configuration.
+
+    Returns:
+        a pandas DataFrame if pandas is installed (it is, with seaborn), columns: lambda,
+        local branch, accuracy (%), per-class accuracies (%), selected epoch.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, m in summary.items():
+        row = {"config": name, "lambda": m.get("triplet_lambda"), "local branch": m.get("local_branch"),
+               "accuracy %": round(100 * m["accuracy"], 1)}
+        row.update({c: (None if a is None else round(100 * a, 1)) for c, a in m["per_class"].items()})
+        if "fold_accuracy_mean" in m:
+            row["folds"] = len(m["folds"])
+            row["fold mean ± sd %"] = f"{100 * m['fold_accuracy_mean']:.1f} ± {100 * m['fold_accuracy_std']:.1f}"
+        else:
+            row["selected epoch"] = m.get("best_epoch")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("config") if rows else pd.DataFrame()
+
+
+def results_summary(results_dir: str | Path, key: str) -> "Any":
+    """:func:`summary_table` of every configuration in ``results_dir/<key>`` ("fer2013" or "ckplus").
+
+    Returns:
+        a pandas DataFrame (empty when there are no results for ``key``).
+    """
+    from lkr.results import load_results
+
+    res = load_results(results_dir).get(key, {})
+    return summary_table({name: r.metrics for name, r in res.items()})

@@ -1,0 +1,511 @@
+"""Every table and figure of the paper, drawn from run artifacts (:mod:`lkr.results`).
+
+One helper saves figures: :func:`save_figure` writes ``<name>.png`` and ``<name>.pdf`` at a
+fixed size per figure and a fixed DPI into ``figures/`` (or the folder given), named after the
+paper's figure or table number (:data:`FIGURES`). Tables are also written as ``.md`` and
+``.csv``. Plot functions take loaded artifacts, never a dataset or a model, so
+:func:`redraw_all` (``lkr figures`` / ``make figures``) redraws everything in seconds without
+data, GPU or UMAP (2-D coordinates are computed at export time). The one exception is Fig. 2,
+which shows faces and masks and is drawn from a dataset (:func:`fig2_local_key_regions`).
+
+Figures are built on :class:`matplotlib.figure.Figure` (no pyplot state), so headless runs
+leak nothing; in Jupyter (``%matplotlib inline``) a returned Figure is shown as the cell's result.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from lkr.classes import CANONICAL, short
+from lkr.paper import OURS_TO_PAPER, paper_table, weighted_accuracy
+
+DPI = 200
+# name -> (width, height) in inches: the fixed size of each figure.
+FIGURES: dict[str, tuple[float, float]] = {
+    "fig2_local_key_regions": (8.0, 3.8),
+    "fig6_embeddings": (13.0, 4.6),
+    "fig7_confusion_ckplus": (11.0, 4.6),
+    "fig7_confusion_fer2013": (11.0, 4.6),
+    "fig8_gradcam": (8.0, 6.6),
+    "fig9_accuracy_ckplus": (6.5, 4.2),
+    "table2_ckplus": (11.0, 4.2),
+    "table3_fer2013": (11.0, 4.2),
+}
+TABLES = {"ckplus": "table2_ckplus", "fer2013": "table3_fer2013"}
+CONFUSIONS = {"ckplus": "fig7_confusion_ckplus", "fer2013": "fig7_confusion_fer2013"}
+LABELS = {"vgg19": "VGG19", "baseline1": "Baseline 1", "baseline2": "Baseline 2", "lkrnet": "LKRNet (λ=0.2)",
+          "lkrnet-l0.4": "LKRNet (λ=0.4)"}
+_PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}  # reproducible PDFs
+_CLASS_NAMES = set(CANONICAL)
+
+
+def save_figure(fig: Figure, name: str, out_dir: str | Path = "figures") -> list[Path]:
+    """Save ``fig`` as ``<out_dir>/<name>.png`` and ``.pdf`` at the figure's fixed size.
+
+    Args:
+        fig: the figure (resized to ``FIGURES[name]``).
+        name: one of :data:`FIGURES` (the paper's figure or table number).
+        out_dir: folder (created).
+
+    Returns:
+        [png path, pdf path].
+
+    Raises:
+        KeyError: for a name not in :data:`FIGURES`.
+    """
+    if name not in FIGURES:
+        raise KeyError(f"unknown figure name {name!r}; choose from {', '.join(FIGURES)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig.set_size_inches(*FIGURES[name])
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=DPI)
+    fig.savefig(paths[1], dpi=DPI, metadata=_PDF_META)
+    return paths
+
+
+def _new(name: str, **kw: Any) -> Figure:
+    return Figure(figsize=FIGURES[name], dpi=100, layout="constrained", **kw)
+
+
+def _dataset_label(metrics: dict[str, Any]) -> str:
+    name = str(metrics.get("dataset") or "")
+    return f"{name} (synthetic demo data)" if name.startswith("demo") else name
+
+
+# --- Fig. 2 ---------------------------------------------------------------------------------
+def fig2_local_key_regions(ds: Any, alpha: float = 0.3, seed: int = 0) -> Figure:
+    """Fig. 2: one face per class, its five landmarks and local key regions, and the mask.
+
+    Rows: the face with its landmarks, the region mask M over the face, the masked face
+    p' = p * M shown at input resolution.
+
+    Args:
+        ds: a :class:`lkr.dataset.FaceDataset` with landmarks (FER2013 or demo faces).
+        alpha: region size as a fraction of the face box.
+        seed: which face of each class.
+
+    Raises:
+        DataError: for real CK+ data (its licence forbids publishing its faces).
+    """
+    from lkr.errors import DataError
+    from lkr.regions import region_masks
+
+    if str(ds.name).startswith("ckplus"):
+        raise DataError(f"{ds.source}: Fig. 2 never shows CK+ faces (CK+'s licence); use FER2013 or demo faces")
+    if not ds.has_landmarks:
+        raise DataError(f"{ds.source}: Fig. 2 needs landmarks (lkr.landmarks.attach_landmarks)")
+    rng = np.random.default_rng(seed)
+    pick = []
+    for c in range(len(ds.class_names)):
+        idx = np.flatnonzero((ds.labels == c) & (ds.detected if ds.detected is not None else True))
+        if len(idx) == 0:
+            idx = np.flatnonzero(ds.labels == c)
+        pick.append(int(rng.choice(idx)) if len(idx) else -1)
+    ok = [i for i in pick if i >= 0]
+    masks = dict(zip(ok, region_masks(ds.boxes[ok], ds.points[ok], alpha=alpha, size=ds.images.shape[1])))
+    fig = _new("fig2_local_key_regions")
+    axes = fig.subplots(3, len(pick), squeeze=False)
+    for col, i in enumerate(pick):
+        for ax in axes[:, col]:
+            ax.set_axis_off()
+        if i < 0:
+            continue
+        img = ds.images[i]
+        axes[0, col].imshow(img, cmap="gray", vmin=0, vmax=255)
+        axes[0, col].scatter(ds.points[i, :, 0], ds.points[i, :, 1], s=6, c="#ff3b30")
+        axes[0, col].set_title(short(ds.class_names[ds.labels[i]]), fontsize=9)
+        axes[1, col].imshow(img, cmap="gray", vmin=0, vmax=255)
+        axes[1, col].imshow(masks[i], cmap="magma", alpha=0.45, vmin=0, vmax=1)
+        axes[2, col].imshow(img * masks[i], cmap="gray", vmin=0, vmax=255)
+    for row, label in enumerate(("face + landmarks", "mask M", "face × M")):
+        axes[row, 0].text(-0.08, 0.5, label, transform=axes[row, 0].transAxes, rotation=90, ha="right",
+                          va="center", fontsize=8)
+    fig.suptitle(f"Fig. 2  Local key regions (α = {alpha}) — {_dataset_label({'dataset': ds.name})}", fontsize=10)
+    return fig
+
+
+# --- Tables 2 and 3 ---------------------------------------------------------------------------
+def results_table(key: str, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table 2 (``key="ckplus"``) or Table 3 (``"fer2013"``): per-class accuracy (%) of the
+    paper's rows and of our configurations side by side, plus overall accuracy.
+
+    The paper gives no overall accuracy; its rows' "overall" is their per-class accuracies
+    weighted by our test set's class counts (:func:`lkr.paper.weighted_accuracy`), so the two
+    columns compare on the same class mix.
+
+    Args:
+        key: "ckplus" or "fer2013".
+        results: {config: :class:`lkr.results.ConfigResult`} for this dataset (may be empty).
+
+    Returns:
+        rows, each {"model", "source" ("paper" or the dataset name), <class>: % or None,
+        "overall": % or None, "n": test images or None}; for each of the paper's
+        configurations the paper's row is followed by ours; other methods come last.
+    """
+    table = paper_table(key)
+    classes = list(next(iter(table.values())).keys())
+    # Our test set's class counts (the same for every configuration of a real run; LKRNet's first).
+    order = sorted(results, key=lambda c: c != "lkrnet")
+    counts = next((results[c].metrics["class_counts"] for c in order if results[c].metrics.get("class_counts")), None)
+
+    def paper_row(name: str) -> dict[str, Any]:
+        row = {"model": name, "source": "paper", **table[name]}
+        row["overall"] = None if counts is None else _round(weighted_accuracy(table[name], counts))
+        row["n"] = None
+        return row
+
+    def our_row(cfg: str) -> dict[str, Any]:
+        m = results[cfg].metrics
+        row = {"model": LABELS.get(cfg, cfg), "source": str(m.get("dataset", "ours"))}
+        row.update({c: _round(None if m["per_class"].get(c) is None else 100 * m["per_class"][c]) for c in classes})
+        row["overall"] = _round(100 * m["accuracy"])
+        row["n"] = m.get("n")
+        return row
+
+    rows: list[dict[str, Any]] = []
+    for cfg, paper_name in OURS_TO_PAPER.items():
+        rows.append(paper_row(paper_name))
+        if cfg in results:
+            rows.append(our_row(cfg))
+    rows += [our_row(c) for c in results if c not in OURS_TO_PAPER]
+    rows += [paper_row(n) for n in table if n not in OURS_TO_PAPER.values()]
+    return rows
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 1)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "figures",
+               title: str = "") -> list[Path]:
+    """Write a table as ``<name>.md``, ``.csv``, and (drawn) ``.png`` / ``.pdf``.
+
+    Args:
+        rows: dicts with the same keys (the columns, in order).
+        name: "table2_ckplus" or "table3_fer2013".
+        out_dir: folder (created).
+        title: caption (markdown heading and figure title).
+
+    Returns:
+        [md, csv, png, pdf] paths.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = list(rows[0].keys()) if rows else ["model"]
+    heads = [short(c) if c in _CLASS_NAMES else c for c in cols]
+    md = out / f"{name}.md"
+    lines = ([f"**{title}**", ""] if title else []) + [
+        "| " + " | ".join(heads) + " |",
+        "|" + "|".join("---" if c in ("model", "source") else "---:" for c in cols) + "|",
+    ] + ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows]
+    md.write_text("\n".join(lines) + "\n")
+    path_csv = out / f"{name}.csv"
+    with open(path_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+    fig = _new(name)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    t = ax.table(cellText=cells or [[""] * len(cols)], colLabels=heads, loc="center", cellLoc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    t.scale(1, 1.3)
+    for (row, _), cell in t.get_celld().items():
+        if row > 0 and rows[row - 1]["source"] != "paper":
+            cell.set_facecolor("#e8f1fb")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return [md, path_csv] + save_figure(fig, name, out)
+
+
+
+# --- Fig. 7 ---------------------------------------------------------------------------------
+def fig7_confusion(results: dict[str, Any], key: str, configs: Sequence[str] = ("vgg19", "lkrnet")) -> Figure:
+    """Fig. 7: row-normalised confusion matrices (%) of the given configurations (seaborn).
+
+    Args:
+        results: {config: ConfigResult} of one dataset.
+        key: "ckplus" or "fer2013" (names the figure).
+        configs: which configurations, one panel each (missing ones are skipped).
+    """
+    import seaborn as sns
+
+    have = [c for c in configs if c in results]
+    fig = _new(CONFUSIONS[key])
+    axes = fig.subplots(1, max(len(have), 1), squeeze=False)[0]
+    for ax, cfg in zip(axes, have):
+        m = results[cfg].metrics
+        cm = np.asarray(m["confusion"], dtype=float)
+        pct = 100 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        names = [short(c) for c in m["per_class"]]
+        sns.heatmap(pct, annot=True, fmt=".0f", cmap="Blues", vmin=0, vmax=100, square=True, cbar=False,
+                    xticklabels=names, yticklabels=names, ax=ax, annot_kws={"fontsize": 8})
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_title(f"{LABELS.get(cfg, cfg)}: {100 * m['accuracy']:.1f}% (n={m['n']})", fontsize=10)
+    if not have:
+        axes[0].set_axis_off()
+    label = _dataset_label(next(iter(results.values())).metrics) if results else key
+    fig.suptitle(f"Fig. 7  Confusion matrices (% of each true class) on {label}", fontsize=10)
+    return fig
+
+
+# --- Fig. 9 ---------------------------------------------------------------------------------
+def fig9_accuracy(results: dict[str, Any], configs: Sequence[str] = ("vgg19", "baseline1", "baseline2", "lkrnet")
+                  ) -> Figure:
+    """Fig. 9: accuracy against epoch on CK+, one line per configuration.
+
+    The plotted accuracy is ten-crop accuracy on each fold's *selection* split (subjects held
+    out of the fold's training part), averaged over the folds: the test folds are evaluated
+    only once, with the selected weights, so no test accuracy exists per epoch.
+    """
+    fig = _new("fig9_accuracy_ckplus")
+    ax = fig.add_subplot()
+    for cfg in configs:
+        if cfg not in results or not results[cfg].histories:
+            continue
+        curves: dict[int, list[float]] = {}
+        for h in results[cfg].histories:
+            for rec in h:
+                if rec.get("select_accuracy") is not None:
+                    curves.setdefault(int(rec["epoch"]), []).append(100 * rec["select_accuracy"])
+        ep = np.array(sorted(curves))
+        if len(ep) == 0:
+            continue
+        mean = np.array([np.mean(curves[e]) for e in ep])
+        ax.plot(ep, mean, marker="o" if len(ep) < 15 else None, ms=3,
+                label=f"{LABELS.get(cfg, cfg)} ({len(results[cfg].histories)} folds)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%) on the folds' selection split")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    label = _dataset_label(next(iter(results.values())).metrics) if results else "ckplus"
+    ax.set_title(f"Fig. 9  Accuracy against epoch on {label}", fontsize=10)
+    return fig
+
+
+# --- Fig. 6 ---------------------------------------------------------------------------------
+def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = None) -> Figure:
+    """Fig. 6: 2-D UMAP of LKRNet's 256-d test embeddings at lambda = 0, 0.2, 0.4.
+
+    Each panel's title carries the silhouette score of the classes computed in the 256-d
+    embedding space (L2-normalised), so "which lambda separates classes best" is a number.
+
+    Args:
+        results: {config: ConfigResult} of the FER2013 role (needs ``umap``).
+        panels: lambda -> configuration (default :data:`lkr.experiments.LAMBDA_CONFIGS`).
+    """
+    import seaborn as sns
+
+    from lkr.experiments import LAMBDA_CONFIGS
+
+    panels = panels or LAMBDA_CONFIGS
+    fig = _new("fig6_embeddings")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    class_names: list[str] = []
+    for r in results.values():
+        class_names = list(r.metrics["per_class"])
+        break
+    palette = sns.color_palette("tab10", len(class_names) or 7)
+    best = _best_silhouette(results, panels)
+    for ax, (lam, cfg) in zip(axes, panels.items()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        u = results[cfg].umap if cfg in results else None
+        if u is None:
+            ax.set_title(f"λ = {lam:g}: no embeddings", fontsize=10)
+            continue
+        xy = u["coords"].astype(np.float32)
+        lab = u["label"].astype(int)
+        for c, name in enumerate(class_names):
+            sel = lab == c
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=palette[c], label=short(name), alpha=0.8, linewidths=0)
+        s = float(u["silhouette"])
+        mark = "  (best)" if cfg == best else ""
+        ax.set_title(f"λ = {lam:g}   silhouette (256-d) = {s:.3f}{mark}", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        for ax in axes:
+            handles, labels = ax.get_legend_handles_labels()
+            if handles:
+                break
+    if handles:
+        fig.legend(handles, labels, loc="outside right center", markerscale=3, fontsize=8)
+    label = _dataset_label(next(iter(results.values())).metrics) if results else "fer2013"
+    fig.suptitle(f"Fig. 6  UMAP of LKRNet's test embeddings on {label} (seeded)", fontsize=10)
+    return fig
+
+
+def _best_silhouette(results: dict[str, Any], panels: dict[float, str]) -> str | None:
+    scores = {cfg: float(results[cfg].umap["silhouette"]) for cfg in panels.values()
+              if cfg in results and results[cfg].umap is not None and np.isfinite(results[cfg].umap["silhouette"])}
+    return max(scores, key=scores.get) if scores else None
+
+
+def silhouette_by_lambda(results: dict[str, Any], panels: dict[float, str] | None = None) -> dict[float, float | None]:
+    """lambda -> silhouette score (256-d) of the Fig. 6 panels; None where missing."""
+    from lkr.experiments import LAMBDA_CONFIGS
+
+    panels = panels or LAMBDA_CONFIGS
+    out: dict[float, float | None] = {}
+    for lam, cfg in panels.items():
+        u = results[cfg].umap if cfg in results else None
+        out[lam] = None if u is None or not np.isfinite(u["silhouette"]) else float(u["silhouette"])
+    return out
+
+
+def best_separated(results: dict[str, Any], panels: dict[float, str] | None = None) -> float | None:
+    """The lambda of the Fig. 6 panel with the highest silhouette score (None if none has one)."""
+    scores = {lam: v for lam, v in silhouette_by_lambda(results, panels).items() if v is not None}
+    return max(scores, key=scores.__getitem__) if scores else None
+
+
+# --- Fig. 8 ---------------------------------------------------------------------------------
+def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkrnet", n: int = 16) -> Figure:
+    """Fig. 8: Grad-CAM of VGG19 beside LKRNet on the same test faces (FER2013 role only).
+
+    Blocks of three rows: the face (44x44 centre crop, the network's view), VGG19's heatmap
+    over it, LKRNet's heatmap over it; 8 faces per block. Heatmaps explain the true class.
+    """
+    from lkr.errors import RunError
+
+    fig = _new("fig8_gradcam")
+    a = results[left].gradcam if left in results else None
+    b = results[right].gradcam if right in results else None
+    if a is None or b is None:
+        ax = fig.add_subplot()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"no Grad-CAM arrays for {left} and {right}", ha="center")
+        return fig
+    if not np.array_equal(a["index"], b["index"]):
+        raise RunError("Fig. 8: the two runs' Grad-CAM faces differ; export them with the same faces")
+    k = min(n, len(a["index"]))
+    per_row = 8
+    blocks = -(-k // per_row)
+    axes = fig.subplots(3 * blocks, per_row, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    class_names = list(results[right].metrics["per_class"])
+    crop = a["cam"].shape[-1]
+    off = (a["image"].shape[-1] - crop) // 2
+    for i in range(k):
+        r0, col = 3 * (i // per_row), i % per_row
+        face = a["image"][i, off:off + crop, off:off + crop]
+        axes[r0, col].imshow(face, cmap="gray", vmin=0, vmax=255)
+        axes[r0, col].set_title(short(class_names[int(a["label"][i])]), fontsize=7)
+        for dr, z in ((1, a), (2, b)):
+            ax = axes[r0 + dr, col]
+            ax.imshow(face, cmap="gray", vmin=0, vmax=255)
+            ax.imshow(z["cam"][i].astype(np.float32), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            if int(z["pred"][i]) != int(z["label"][i]):
+                ax.set_title(f"→ {short(class_names[int(z['pred'][i])])}", fontsize=6, color="#b00020")
+    for blk in range(blocks):
+        for dr, text in ((0, "face"), (1, LABELS.get(left, left)), (2, LABELS.get(right, right))):
+            axes[3 * blk + dr, 0].text(-0.1, 0.5, text, transform=axes[3 * blk + dr, 0].transAxes, rotation=90,
+                                       ha="right", va="center", fontsize=7)
+    label = _dataset_label(results[right].metrics)
+    fig.suptitle(f"Fig. 8  Grad-CAM for the true class on {label} (red: the model's wrong prediction)",
+                 fontsize=9)
+    return fig
+
+
+# --- all of them ------------------------------------------------------------------------------
+# The figures drawn from artifacts, and the dataset role each needs.
+REDRAWN: dict[str, str] = {
+    "table2_ckplus": "ckplus", "fig7_confusion_ckplus": "ckplus", "fig9_accuracy_ckplus": "ckplus",
+    "table3_fer2013": "fer2013", "fig7_confusion_fer2013": "fer2013", "fig6_embeddings": "fer2013",
+    "fig8_gradcam": "fer2013",
+}
+_TITLES = {"ckplus": "Table 2  CK+: per-class accuracy (%)", "fer2013": "Table 3  FER2013: per-class accuracy (%)"}
+
+
+def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "figures") -> Any:
+    """Draw one table or figure of :data:`REDRAWN` from loaded results and save it.
+
+    Args:
+        name: e.g. "table3_fer2013" or "fig6_embeddings".
+        results: :func:`lkr.results.load_results`' dict (needs the figure's dataset role).
+        out_dir: where the files go (:func:`save_figure`, :func:`save_table`).
+
+    Returns:
+        the Figure, or for tables a pandas DataFrame of the rows (for display).
+
+    Raises:
+        KeyError: for an unknown name, or when the results lack the figure's dataset role.
+    """
+    if name not in REDRAWN:
+        raise KeyError(f"{name!r} is not drawn from results; choose from {', '.join(REDRAWN)}")
+    key = REDRAWN[name]
+    if key not in results:
+        raise KeyError(f"no {key} results to draw {name} from")
+    res = results[key]
+    if name.startswith("table"):
+        import pandas as pd
+
+        rows = results_table(key, res)
+        title = f"{_TITLES[key]} — {_dataset_label(next(iter(res.values())).metrics)}"
+        save_table(rows, name, out_dir, title=title)
+        return pd.DataFrame(rows).set_index("model")
+    if name.startswith("fig7"):
+        fig = fig7_confusion(res, key)
+    elif name == "fig9_accuracy_ckplus":
+        fig = fig9_accuracy(res)
+    elif name == "fig6_embeddings":
+        fig = fig6_embeddings(res)
+    else:
+        fig = fig8_gradcam(res)
+    save_figure(fig, name, out_dir)
+    return fig
+
+
+def redraw_all(results_dir: str | Path = "results", out_dir: str | Path = "figures", *,
+               verbose: bool = True) -> list[Path]:
+    """Redraw every table and figure that the artifacts in ``results_dir`` allow (``lkr figures``).
+
+    No dataset, GPU or UMAP is needed. Fig. 2 is drawn from data (notebook 01), not here.
+
+    Args:
+        results_dir: a results folder (:mod:`lkr.results` layout).
+        out_dir: where the files go.
+        verbose: print what is drawn, or that nothing is there.
+
+    Returns:
+        The paths written (empty when ``results_dir`` holds no runs).
+    """
+    from lkr.results import load_results
+
+    res = load_results(results_dir)
+    if not res:
+        if verbose:
+            print(f"{results_dir}: no run results yet, nothing to draw. Real runs are made with "
+                  "`make reproduce` (see README); `make demo` draws every figure from the demo set.")
+        return []
+    out = Path(out_dir)
+    written: list[Path] = []
+    for name, key in REDRAWN.items():
+        if key not in res:
+            continue
+        draw(name, res, out)
+        exts = (".md", ".csv", ".png", ".pdf") if name.startswith("table") else (".png", ".pdf")
+        written += [out / f"{name}{e}" for e in exts]
+    if verbose:
+        missing = [k for k in ("fer2013", "ckplus") if k not in res]
+        print(f"{len(written)} files written to {out}" + (f" (no {', '.join(missing)} results)" if missing else ""))
+    return written

@@ -1,0 +1,320 @@
+"""The results folder: the small artifacts of finished runs, from which every figure is drawn.
+
+Layout (``<config>`` is a name of :data:`lkr.experiments.CONFIGS`)::
+
+    results/
+      fer2013/<config>/          one run on the official splits
+        config.json  metrics.json  history.json  predictions.npz
+        embeddings.npz           256-d test embeddings of the run's fixed subsample (float16)
+        umap.npz                 their 2-D UMAP (seeded, float16) + silhouette scores
+        gradcam.npz              Grad-CAM of 16 fixed test faces (float16) + those faces' pixels
+      ckplus/<config>/
+        metrics.json             pooled over the folds (predictions of all test folds together)
+        fold<k>/ config.json  metrics.json  history.json  predictions.npz
+
+The key of a dataset is its *role* (:func:`dataset_key`): FER2013-like data with official
+splits goes under ``fer2013/``, CK+-like data evaluated by subject folds under ``ckplus/``; each
+``metrics.json`` names the actual dataset (e.g. ``demo-fer2013``), and figures show that name.
+
+Rules: only small files are copied (never ``checkpoint.pt`` / ``best.pt``); CK+ face pixels are
+never stored (CK+'s licence forbids publishing its faces), so ``gradcam.npz`` exists for the
+FER2013 role only. A FER2013 run takes under 1 MiB (mostly its 1000 x 256 float16
+embeddings), a CK+ fold a few KiB.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lkr.dataset import FaceDataset
+from lkr.errors import RunError
+
+SMALL_FILES = ("config.json", "metrics.json", "history.json", "predictions.npz")
+GRADCAM_FACES = 16
+UMAP_SEED = 0
+
+
+def dataset_key(ds: FaceDataset) -> str:
+    """"ckplus" for CK+-like data (evaluated by subject folds), else "fer2013"."""
+    from lkr.train import is_fold_dataset
+
+    return "ckplus" if is_fold_dataset(ds) else "fer2013"
+
+
+def run_dir_for(root: str | Path, key: str, config: str, fold: int | None = None) -> Path:
+    """``root/<key>/<config>`` or ``root/<key>/<config>/fold<k>`` (runs and results alike)."""
+    p = Path(root) / key / config
+    return p / f"fold{fold}" if fold is not None else p
+
+
+# --- export ---------------------------------------------------------------------------------
+def export_run(run: str | Path, dest: str | Path, *, embeddings: bool = True) -> Path:
+    """Copy a finished run folder's small artifacts into ``dest``.
+
+    Args:
+        run: a trained run folder (has ``metrics.json``).
+        dest: the results folder of this run (created; existing files are replaced).
+        embeddings: also copy ``embeddings.npz`` (256-d, float16).
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        RunError: if ``run`` holds no finished run.
+    """
+    run, dest = Path(run), Path(dest)
+    if not (run / "metrics.json").exists():
+        raise RunError(f"{run}: no finished run (metrics.json missing)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SMALL_FILES + (("embeddings.npz",) if embeddings else ()):
+        if (run / name).exists():
+            shutil.copyfile(run / name, dest / name)
+    return dest
+
+
+def separation_score(embedding: np.ndarray, labels: np.ndarray, *, normalize: bool = True) -> float | None:
+    """Silhouette score of the classes in an embedding space.
+
+    With ``normalize`` the embeddings are L2-normalised first (the triplet loss compares
+    normalised embeddings), so the Euclidean silhouette is that of the cosine geometry.
+
+    Args:
+        embedding: (N, D) float.
+        labels: (N,) int.
+        normalize: L2-normalise each row first.
+
+    Returns:
+        silhouette in [-1, 1] (higher = classes better separated), or None with fewer than 2
+        classes present or fewer than 3 points.
+    """
+    from sklearn.metrics import silhouette_score
+
+    labels = np.asarray(labels)
+    if len(labels) < 3 or not 2 <= len(np.unique(labels)) < len(labels):
+        return None
+    e = np.asarray(embedding, dtype=np.float64)
+    if normalize:
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return float(silhouette_score(e, labels, metric="euclidean"))
+
+
+def export_umap(dest: str | Path, *, seed: int = UMAP_SEED, n_neighbors: int = 15, min_dist: float = 0.1) -> Path:
+    """Write ``dest/umap.npz`` from ``dest/embeddings.npz`` (UMAP with ``n_neighbors``,
+    ``min_dist``, ``random_state=seed``).
+
+    Contents: ``coords`` (N, 2) float16 UMAP of the L2-normalised embeddings (seeded,
+    single-threaded, so reproducible), ``label`` (N,) int8, ``index`` (N,) int64,
+    ``silhouette`` (scalar, in the 256-d space; NaN if undefined), ``silhouette_2d`` (in the
+    UMAP plane, for reference only).
+    """
+    import umap  # imported here only: redrawing figures never needs it
+
+    dest = Path(dest)
+    z = np.load(dest / "embeddings.npz")
+    emb, lab = z["embedding"].astype(np.float32), z["label"].astype(np.int64)
+    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    nn = int(min(n_neighbors, max(2, len(e) - 1)))
+    coords = umap.UMAP(n_neighbors=nn, min_dist=min_dist, random_state=seed, n_jobs=1).fit_transform(e)
+    s = separation_score(emb, lab)
+    s2 = separation_score(coords, lab, normalize=False)  # the plane the eye sees; for reference only
+    from lkr.train import save_npz
+
+    save_npz(dest / "umap.npz", coords=coords.astype(np.float16), label=lab.astype(np.int8), index=z["index"],
+             silhouette=np.float64(np.nan if s is None else s), silhouette_2d=np.float64(np.nan if s2 is None else s2),
+             seed=np.int64(seed), n_neighbors=np.int64(nn), min_dist=np.float64(min_dist))
+    return dest / "umap.npz"
+
+
+def gradcam_faces(ds: FaceDataset, test_index: np.ndarray, n: int = GRADCAM_FACES, seed: int = 0) -> np.ndarray:
+    """The fixed test faces of Fig. 8: classes in turn, a seeded random face of each.
+
+    Args:
+        ds: the dataset.
+        test_index: (M,) dataset positions of the test split.
+        n: how many faces.
+        seed: which faces.
+
+    Returns:
+        (min(n, M),) int64 dataset positions, grouped by class in class order.
+    """
+    rng = np.random.default_rng(seed)
+    test_index = np.asarray(test_index)
+    pools = [list(rng.permutation(test_index[ds.labels[test_index] == c])) for c in range(len(ds.class_names))]
+    pick: list[int] = []
+    while len(pick) < min(n, len(test_index)):
+        for pool in pools:
+            if pool and len(pick) < n:
+                pick.append(int(pool.pop()))
+    return np.array(sorted(pick, key=lambda i: (ds.labels[i], i)), dtype=np.int64)
+
+
+def export_gradcam(run: str | Path, dest: str | Path, ds: FaceDataset, faces: np.ndarray, *,
+                   device: str | None = "cpu") -> Path:
+    """Write ``dest/gradcam.npz``: Grad-CAM of the run's selected weights on ``faces``.
+
+    Contents: ``index`` (K,) dataset positions, ``label`` (K,) int8, ``pred`` (K,) int8 (the
+    centre-crop prediction), ``cam`` (K, 44, 44) float16 in [0, 1] for the true class and
+    ``image`` (K, 48, 48) uint8 pixels.
+
+    Raises:
+        RunError: for CK+-like data: CK+ faces are never stored.
+    """
+    import torch
+
+    from lkr.augment import center_crop
+    from lkr.gradcam import cam_arrays
+    from lkr.train import load_run_model, save_npz
+
+    if dataset_key(ds) == "ckplus":
+        raise RunError(f"{ds.name}: Grad-CAM faces are stored for FER2013-like data only (CK+'s licence)")
+    model, cfg, _ = load_run_model(run, device=device or "cpu")
+    masks = _masks(ds, faces, cfg)
+    labels = ds.labels[faces]
+    cams = cam_arrays(model, ds.images[faces], masks, labels, crop=cfg.crop, device=device or "cpu")
+    with torch.no_grad():
+        x, m = center_crop(torch.from_numpy(ds.images[faces]), None if masks is None else torch.from_numpy(masks),
+                           crop=cfg.crop)
+        pred = model(x, m if model.local_branch else None)["logits"].argmax(1).numpy()
+    dest = Path(dest)
+    save_npz(dest / "gradcam.npz", index=faces, label=labels.astype(np.int8), pred=pred.astype(np.int8),
+             cam=cams.astype(np.float16), image=ds.images[faces])
+    return dest / "gradcam.npz"
+
+
+def _masks(ds: FaceDataset, idx: np.ndarray, cfg) -> np.ndarray | None:
+    """(K,48,48) float32 local key region masks of ``ds[idx]`` (landmarks attached if missing)."""
+    if not ds.has_landmarks:
+        from lkr.landmarks import attach_landmarks
+
+        ds = attach_landmarks(ds)
+    from lkr.regions import region_masks
+
+    return region_masks(ds.boxes[idx], ds.points[idx], alpha=cfg.alpha, size=ds.images.shape[1],
+                        merge=cfg.mask_merge)
+
+
+def pool_folds(config_dir: str | Path) -> dict[str, Any]:
+    """Pool a CK+ configuration's fold results and write ``config_dir/metrics.json``.
+
+    The pooled accuracy, per-class accuracies and confusion matrix are computed from the test
+    predictions of all folds together (every image is tested once over the k folds); the mean
+    and standard deviation of the per-fold accuracies are added.
+
+    Returns:
+        The pooled metrics dict.
+
+    Raises:
+        RunError: when ``config_dir`` has no finished fold.
+    """
+    from lkr.evaluate import classification_metrics
+    from lkr.train import write_json
+
+    config_dir = Path(config_dir)
+    folds = sorted((p for p in config_dir.glob("fold*") if (p / "metrics.json").exists()),
+                   key=lambda p: int(p.name[4:]))
+    if not folds:
+        raise RunError(f"{config_dir}: no finished folds")
+    fm = [json.loads((p / "metrics.json").read_text()) for p in folds]
+    labels, preds = [], []
+    for p in folds:
+        z = np.load(p / "predictions.npz")
+        labels.append(z["label"].astype(np.int64))
+        preds.append(z["pred"].astype(np.int64))
+        names = tuple(str(c) for c in z["class_names"])
+    m = classification_metrics(np.concatenate(labels), np.concatenate(preds), names)
+    accs = np.array([f["accuracy"] for f in fm])
+    first = fm[0]
+    m.update({
+        "pooled": True, "folds": [int(p.name[4:]) for p in folds], "n_folds_total": first.get("folds"),
+        "fold_accuracy": accs.tolist(), "fold_accuracy_mean": float(accs.mean()),
+        "fold_accuracy_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
+        **{k: first.get(k) for k in ("variant", "triplet_lambda", "local_branch", "epochs", "dataset", "kind",
+                                     "device", "kit_version", "data")},
+        "train_seconds": float(sum(f.get("train_seconds", 0.0) for f in fm)),
+    })
+    write_json(config_dir / "metrics.json", m)
+    return m
+
+
+# --- loading --------------------------------------------------------------------------------
+@dataclass
+class ConfigResult:
+    """One configuration's artifacts on one dataset role.
+
+    Attributes:
+        name: configuration name (e.g. "lkrnet-l0.4").
+        metrics: metrics.json (pooled over folds for CK+).
+        histories: per-epoch history of each run (one for FER2013, one per fold for CK+).
+        predictions: test labels / predictions (pooled over folds for CK+): {"label", "pred"}.
+        umap: contents of umap.npz or None.
+        gradcam: contents of gradcam.npz or None.
+        config: config.json of the (first) run.
+    """
+
+    name: str
+    metrics: dict[str, Any]
+    histories: list[list[dict[str, Any]]] = field(default_factory=list)
+    predictions: dict[str, np.ndarray] | None = None
+    umap: dict[str, np.ndarray] | None = None
+    gradcam: dict[str, np.ndarray] | None = None
+    config: dict[str, Any] | None = None
+
+
+def _npz(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_config_result(config_dir: str | Path) -> ConfigResult | None:
+    """Load one ``results/<key>/<config>`` folder; None when it holds no metrics."""
+    d = Path(config_dir)
+    metrics = _json(d / "metrics.json")
+    if metrics is None:
+        return None
+    fold_dirs = sorted((p for p in d.glob("fold*") if (p / "metrics.json").exists()), key=lambda p: int(p.name[4:]))
+    run_dirs = fold_dirs or [d]
+    histories = [h for h in (_json(p / "history.json") for p in run_dirs) if h is not None]
+    preds = [_npz(p / "predictions.npz") for p in run_dirs]
+    preds = [p for p in preds if p is not None]
+    predictions = None
+    if preds:
+        predictions = {"label": np.concatenate([p["label"] for p in preds]).astype(np.int64),
+                       "pred": np.concatenate([p["pred"] for p in preds]).astype(np.int64)}
+    return ConfigResult(name=d.name, metrics=metrics, histories=histories, predictions=predictions,
+                        umap=_npz(d / "umap.npz"), gradcam=_npz(d / "gradcam.npz"),
+                        config=_json(run_dirs[0] / "config.json"))
+
+
+def load_results(results_dir: str | Path = "results") -> dict[str, dict[str, ConfigResult]]:
+    """Everything the figures need, from a results folder.
+
+    Returns:
+        {"fer2013": {config: ConfigResult}, "ckplus": {...}}; roles or configurations without
+        results are absent (an empty dict when nothing is there).
+    """
+    root = Path(results_dir)
+    out: dict[str, dict[str, ConfigResult]] = {}
+    for key in ("fer2013", "ckplus"):
+        d = root / key
+        if not d.is_dir():
+            continue
+        found = {}
+        for c in sorted(p for p in d.iterdir() if p.is_dir()):
+            r = load_config_result(c)
+            if r is not None:
+                found[c.name] = r
+        if found:
+            out[key] = found
+    return out

@@ -1,0 +1,216 @@
+"""Tables and figures from tiny synthetic artifacts; the paper's numbers as data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lkr import figures as F
+from lkr.classes import CKPLUS_CLASSES, FER2013_CLASSES
+from lkr.evaluate import classification_metrics
+from lkr.paper import (CKPLUS48_COUNTS, FER2013_PRIVATETEST_COUNTS, TABLE2_CKPLUS, TABLE3_FER2013, paper_overall,
+                       weighted_accuracy)
+from lkr.results import load_results, pool_folds, separation_score
+from lkr.train import save_npz, write_json
+
+CONFIGS = ("vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-l0.4")
+LAMBDA = {"vgg19": 0.0, "baseline1": 0.0, "baseline2": 0.2, "lkrnet": 0.2, "lkrnet-l0.4": 0.4}
+
+
+# --- the paper's numbers --------------------------------------------------------------------
+def test_paper_weighted_accuracies():
+    assert weighted_accuracy(TABLE3_FER2013["Our method"], FER2013_PRIVATETEST_COUNTS) == pytest.approx(72.2, abs=0.05)
+    assert weighted_accuracy(TABLE3_FER2013["VGG19"], FER2013_PRIVATETEST_COUNTS) == pytest.approx(69.2, abs=0.05)
+    assert weighted_accuracy(TABLE2_CKPLUS["Our method"], CKPLUS48_COUNTS) == pytest.approx(94.3, abs=0.05)
+    overall = paper_overall("fer2013")
+    assert overall["Our method"] == pytest.approx(72.2, abs=0.05)
+    assert paper_overall("ckplus")["Lopes et al. [12]"] is None  # no contempt column
+
+
+def test_paper_tables_use_canonical_classes():
+    for row in TABLE2_CKPLUS.values():
+        assert tuple(row) == CKPLUS_CLASSES
+    for row in TABLE3_FER2013.values():
+        assert tuple(row) == FER2013_CLASSES
+    assert TABLE3_FER2013["Baseline 2"]["anger"] == 64
+    assert TABLE2_CKPLUS["Our method"]["fear"] == 83
+
+
+def test_weighted_accuracy_edge_cases():
+    assert weighted_accuracy({"a": 50.0, "b": 100.0}, {"a": 1, "b": 3}) == pytest.approx(87.5)
+    assert weighted_accuracy({"a": None, "b": 100.0}, {"a": 1, "b": 3}) is None
+    assert weighted_accuracy({"a": None, "b": 100.0}, {"a": 0, "b": 3}) == pytest.approx(100.0)
+
+
+def test_separation_score_orders_clusters():
+    rng = np.random.default_rng(0)
+    lab = np.repeat(np.arange(3), 30)
+    centres = np.eye(3, 16) * 5
+    tight = centres[lab] + rng.normal(0, 0.1, (90, 16))
+    loose = centres[lab] + rng.normal(0, 3.0, (90, 16))
+    assert separation_score(tight, lab) > 0.8 > separation_score(loose, lab)
+    assert separation_score(tight, np.zeros(90, int)) is None
+
+
+# --- fake artifacts -------------------------------------------------------------------------
+def _metrics(rng, classes, n, acc, **extra):
+    labels = rng.integers(0, len(classes), n)
+    preds = np.where(rng.random(n) < acc, labels, rng.integers(0, len(classes), n))
+    m = classification_metrics(labels, preds, classes)
+    m.update(extra)
+    return m, labels, preds
+
+
+def _history(rng, epochs=4):
+    return [{"epoch": e + 1, "loss": 1.0 / (e + 1), "select_accuracy": float(min(1, 0.3 + 0.1 * e + rng.random() * 0.05))}
+            for e in range(epochs)]
+
+
+def make_fake_results(root: Path, seed: int = 0) -> Path:
+    """A results folder of both roles, every configuration, with the layout of lkr.results."""
+    rng = np.random.default_rng(seed)
+    for cfg in CONFIGS:
+        d = root / "fer2013" / cfg
+        d.mkdir(parents=True)
+        m, labels, preds = _metrics(rng, FER2013_CLASSES, 60, 0.7, variant=cfg, triplet_lambda=LAMBDA[cfg],
+                                    dataset="demo-fer2013", best_epoch=3)
+        write_json(d / "metrics.json", m)
+        write_json(d / "history.json", _history(rng))
+        write_json(d / "config.json", {"variant": cfg})
+        save_npz(d / "predictions.npz", index=np.arange(60), label=labels.astype(np.int8), pred=preds.astype(np.int8),
+                 class_names=np.array(FER2013_CLASSES))
+        save_npz(d / "umap.npz", coords=rng.normal(size=(60, 2)).astype(np.float16), label=labels.astype(np.int8),
+                 index=np.arange(60), silhouette=np.float64(LAMBDA[cfg] - 0.1), silhouette_2d=np.float64(0.0))
+        save_npz(d / "gradcam.npz", index=np.arange(16), label=(np.arange(16) % 7).astype(np.int8),
+                 pred=(np.arange(16) % 5).astype(np.int8), cam=rng.random((16, 44, 44)).astype(np.float16),
+                 image=rng.integers(0, 255, (16, 48, 48), dtype=np.uint8))
+        for fold in (0, 1):
+            f = root / "ckplus" / cfg / f"fold{fold}"
+            f.mkdir(parents=True)
+            m, labels, preds = _metrics(rng, CKPLUS_CLASSES, 30, 0.8, variant=cfg, triplet_lambda=LAMBDA[cfg],
+                                        dataset="demo-ckplus", folds=10)
+            write_json(f / "metrics.json", m)
+            write_json(f / "history.json", _history(rng))
+            save_npz(f / "predictions.npz", index=np.arange(30), label=labels.astype(np.int8),
+                     pred=preds.astype(np.int8), class_names=np.array(CKPLUS_CLASSES))
+        pool_folds(root / "ckplus" / cfg)
+    return root
+
+
+def test_pool_folds_pools_predictions(tmp_path):
+    make_fake_results(tmp_path)
+    m = json.loads((tmp_path / "ckplus" / "lkrnet" / "metrics.json").read_text())
+    assert m["n"] == 60 and m["folds"] == [0, 1]
+    assert np.asarray(m["confusion"]).sum() == 60
+    assert m["fold_accuracy_mean"] == pytest.approx(np.mean(m["fold_accuracy"]))
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    """Fake results, and every figure redrawn from them once (through the CLI, in a fresh
+    interpreter, which also shows what ``lkr figures`` imports)."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("drawn")
+    results = make_fake_results(root / "results")
+    code = ("import sys; from lkr.cli import main; "
+            f"rc = main(['figures', '--results', {str(results)!r}, '--out', {str(root / 'figures')!r}]); "
+            "print(rc, 'umap' in sys.modules, 'facenet_pytorch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return results, root / "figures", out.split()[-3:]
+
+
+def test_redraw_all_writes_every_file(drawn):
+    _, out, (rc, imported_umap, imported_mtcnn) = drawn
+    assert rc == "0"
+    assert imported_umap == "False" and imported_mtcnn == "False"  # no UMAP, no face detector to redraw
+    expected = {f"{n}.{e}" for n in F.REDRAWN for e in ("png", "pdf")}
+    expected |= {f"{t}.{e}" for t in ("table2_ckplus", "table3_fer2013") for e in ("md", "csv")}
+    assert {p.name for p in out.iterdir()} == expected
+    for p in out.iterdir():
+        assert p.stat().st_size > 500, p
+    # fixed size and DPI
+    from PIL import Image
+
+    w, h = Image.open(out / "fig6_embeddings.png").size
+    assert (w, h) == (round(F.FIGURES["fig6_embeddings"][0] * F.DPI), round(F.FIGURES["fig6_embeddings"][1] * F.DPI))
+
+
+def test_redraw_all_returns_the_paths(tmp_path):
+    results = make_fake_results(tmp_path / "results")
+    res = load_results(results)
+    del res["fer2013"]  # only one role: only its figures
+    F.draw("fig9_accuracy_ckplus", res, tmp_path / "f")
+    assert {p.name for p in (tmp_path / "f").iterdir()} == {"fig9_accuracy_ckplus.png", "fig9_accuracy_ckplus.pdf"}
+    with pytest.raises(KeyError, match="fer2013"):
+        F.draw("fig6_embeddings", res, tmp_path / "f")
+    with pytest.raises(KeyError):
+        F.draw("fig2_local_key_regions", res, tmp_path / "f")
+
+
+def test_tables_hold_paper_rows_beside_ours(drawn):
+    results, figures, _ = drawn
+    md = (figures / "table3_fer2013.md").read_text()
+    for row in TABLE3_FER2013:
+        assert f"| {row} | paper |" in md
+    assert "| 65 | 75 | 55 | 90 | 61 | 84 | 70 |" in md  # "Our method" of Table 3
+    with open(figures / "table2_ckplus.csv") as f:
+        rows = list(csv.DictReader(f))
+    models = [(r["model"], r["source"]) for r in rows]
+    # each paper configuration is followed by ours
+    assert models[models.index(("VGG19", "paper")) + 1] == ("VGG19", "demo-ckplus")
+    assert models[models.index(("Our method", "paper")) + 1] == ("LKRNet (λ=0.2)", "demo-ckplus")
+    assert ("LKRNet (λ=0.4)", "demo-ckplus") in models
+    ours = next(r for r in rows if r["model"] == "LKRNet (λ=0.2)")
+    pooled = json.loads((results / "ckplus" / "lkrnet" / "metrics.json").read_text())
+    assert float(ours["overall"]) == pytest.approx(100 * pooled["accuracy"], abs=0.05)
+    assert float(ours["anger"]) == pytest.approx(100 * pooled["per_class"]["anger"], abs=0.05)
+    lopes = next(r for r in rows if r["model"] == "Lopes et al. [12]")
+    assert lopes["contempt"] == "" and lopes["overall"] == ""
+    # the paper's overall is weighted by our test counts
+    vgg = next(r for r in rows if r["model"] == "VGG19" and r["source"] == "paper")
+    assert float(vgg["overall"]) == pytest.approx(weighted_accuracy(TABLE2_CKPLUS["VGG19"], pooled["class_counts"]),
+                                                  abs=0.05)
+
+
+def test_silhouette_helpers(tmp_path):
+    res = load_results(make_fake_results(tmp_path / "results"))
+    scores = F.silhouette_by_lambda(res["fer2013"])
+    assert scores == pytest.approx({0.0: -0.1, 0.2: 0.1, 0.4: 0.3})
+    assert F.best_separated(res["fer2013"]) == 0.4
+
+
+def test_redraw_all_without_results(tmp_path, capsys):
+    from lkr.cli import main
+
+    assert F.redraw_all(tmp_path / "nothing", tmp_path / "figures") == []
+    assert "no run results yet" in capsys.readouterr().out
+    assert not (tmp_path / "figures").exists()
+    assert main(["figures", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "f2")]) == 0
+    assert "no run results yet" in capsys.readouterr().out
+
+
+def test_fig2_shows_demo_or_fer_faces_never_ckplus(tmp_path):
+    from dataclasses import replace
+
+    from lkr.demo import make_demo
+    from lkr.errors import DataError
+
+    ds = make_demo("fer2013", n=70)
+    paths = F.save_figure(F.fig2_local_key_regions(ds), "fig2_local_key_regions", tmp_path)
+    assert all(p.stat().st_size > 1000 for p in paths)
+    ck = replace(make_demo("ckplus", n=60), name="ckplus", kind="ckplus48")
+    with pytest.raises(DataError, match="CK"):
+        F.fig2_local_key_regions(ck)
+
+
+def test_save_figure_rejects_unknown_names(tmp_path):
+    from matplotlib.figure import Figure
+
+    with pytest.raises(KeyError):
+        F.save_figure(Figure(), "fig99_nothing", tmp_path)

@@ -1,0 +1,161 @@
+"""The ordered notebooks: committed without outputs, thin, and executable headless.
+
+The notebooks are executed once per session (module fixture) with papermill at tiny parameters
+(demo set, 1 epoch, one CK+ fold) into a temporary folder; each test then checks what one
+notebook had to produce.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from lkr.pipeline import NOTEBOOKS, notebooks_dir
+
+REPO = Path(__file__).resolve().parents[1]
+NB_DIR = REPO / "notebooks"
+
+# What each notebook must write into the figures folder.
+EXPECTED: dict[str, list[str]] = {
+    "01_data.ipynb": ["fig2_local_key_regions.png", "fig2_local_key_regions.pdf"],
+    "02_train.ipynb": [],
+    "03_results.ipynb": [f"{n}.{e}" for n in ("table2_ckplus", "table3_fer2013") for e in ("png", "pdf", "md", "csv")]
+    + [f"{n}.{e}" for n in ("fig7_confusion_ckplus", "fig7_confusion_fer2013", "fig9_accuracy_ckplus")
+       for e in ("png", "pdf")],
+    "04_embeddings.ipynb": ["fig6_embeddings.png", "fig6_embeddings.pdf"],
+    "05_gradcam.ipynb": ["fig8_gradcam.png", "fig8_gradcam.pdf"],
+    "06_your_photos.ipynb": [],  # its annotated photo goes to <out>/photos (test_photo_notebook_shows_a_face)
+}
+
+
+def _code_cells(path: Path) -> list:
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def _python(source: str) -> ast.Module:
+    """A cell's source as Python (IPython magics such as %matplotlib turned into calls)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return ast.parse(TransformerManager().transform_cell(source))
+
+
+# --- the committed notebooks ----------------------------------------------------------------
+def test_notebooks_are_the_ordered_set():
+    assert tuple(sorted(p.name for p in NB_DIR.glob("*.ipynb"))) == NOTEBOOKS
+    assert notebooks_dir() == NB_DIR
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebook_has_no_outputs(name):
+    nb = nbformat.read(NB_DIR / name, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name}: outputs are committed"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_thin_and_parametrised(name):
+    cells = _code_cells(NB_DIR / name)
+    assert "parameters" in cells[0].metadata.get("tags", []), f"{name}: first code cell not tagged 'parameters'"
+    params = {t.id for node in _python(cells[0].source).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert {"data_fer", "data_ck", "out", "device", "epochs", "quick", "results", "figures"} <= params
+    for cell in cells:
+        for node in ast.walk(_python(cell.source)):
+            assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)), (
+                f"{name}: a def/class/lambda in a notebook belongs in the lkr package:\n{cell.source}")
+
+
+def test_notebooks_match_their_generator():
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "make_notebooks.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+# --- executed headless ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    from lkr.pipeline import run_notebooks
+
+    out = tmp_path_factory.mktemp("nb")
+    params = {"data_fer": "demo", "data_ck": "demo-ckplus", "out": str(out), "device": "cpu", "epochs": 1,
+              "quick": True, "folds": [0], "results": str(out / "results"), "figures": str(out / "figures"),
+              "progress": False}
+    run_notebooks(params, out, progress=False, threads=1)
+    return out
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_headless_and_writes_its_figures(executed, name):
+    nb = nbformat.read(executed / "notebooks" / name, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    for f in EXPECTED[name]:
+        p = executed / "figures" / f
+        assert p.exists() and p.stat().st_size > 500, f"{name} did not write {f}"
+
+
+def test_executed_notebooks_show_results(executed):
+    nb = nbformat.read(executed / "notebooks" / "03_results.ipynb", as_version=4)
+    kinds = {k for c in nb.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
+    assert {"image/png", "text/html"} <= kinds  # figures and tables are displayed, not only saved
+
+
+def test_results_layout_of_the_run(executed):
+    res = executed / "results"
+    from lkr.experiments import CONFIGS
+
+    for cfg in CONFIGS:
+        fer = res / "fer2013" / cfg
+        assert {"metrics.json", "history.json", "config.json", "predictions.npz", "embeddings.npz", "umap.npz",
+                "gradcam.npz"} <= {p.name for p in fer.iterdir()}
+        z = np.load(fer / "umap.npz")
+        assert z["coords"].dtype == np.float16 and z["coords"].shape[1] == 2 and np.isfinite(float(z["silhouette"]))
+        ck = res / "ckplus" / cfg
+        assert json.loads((ck / "metrics.json").read_text())["folds"] == [0]
+        assert (ck / "fold0" / "predictions.npz").exists()
+    files = [p for p in res.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix == ".pt"], "checkpoints must never be exported"
+    assert not [p for p in files if "ckplus" in p.parts and p.name in ("gradcam.npz", "embeddings.npz")]
+    for cfg_dir in (res / "fer2013").iterdir():
+        assert sum(p.stat().st_size for p in cfg_dir.iterdir()) < 1 << 20
+    assert (executed / "runs" / "fer2013" / "lkrnet" / "best.pt").exists()
+
+
+def test_demo_and_reproduce_pass_their_parameters(monkeypatch, tmp_path):
+    import lkr.pipeline as pipeline
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_notebooks", lambda params, out, **kw: seen.update(params=params, out=out))
+    assert pipeline.run_demo(tmp_path / "demo", progress=False) == 0
+    p = seen["params"]
+    assert p["data_fer"] == "demo" and p["data_ck"] == "demo-ckplus" and p["quick"] is True
+    assert Path(p["results"]) == (tmp_path / "demo" / "results").resolve()
+    fer, ck = tmp_path / "fer.csv", tmp_path / "ck"
+    fer.write_text("emotion,pixels,Usage\n")
+    ck.mkdir()
+    assert pipeline.run_reproduce(fer, ck, out=tmp_path / "real", results=tmp_path / "r", figures=tmp_path / "f",
+                                  progress=False) == 0
+    p = seen["params"]
+    assert p["quick"] is False and p["data_fer"] == str(fer.resolve()) and p["figures"] == str((tmp_path / "f").resolve())
+
+    from lkr.cli import main
+
+    assert main(["reproduce", "--fer", str(tmp_path / "missing.csv"), "--ck", str(ck)]) == 2
+
+
+def test_photo_notebook_shows_a_face_and_says_the_run_is_a_demo_run(executed):
+    nb = nbformat.read(executed / "notebooks" / "06_your_photos.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert str(executed / "runs" / "fer2013" / "lkrnet") in text  # notebook 02's run is used
+    assert "synthetic demo set" in text and "meaningless" in text
+    assert (executed / "photos" / "annotated" / "astronaut.png").exists()
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
