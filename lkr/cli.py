@@ -50,6 +50,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, quick=not args.full, device=args.device)
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    from lkr.figures import redraw_all
+
+    redraw_all(args.results, args.out)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from lkr.pipeline import run_reproduce
+
+    return run_reproduce(args.fer, args.ck, out=args.out, results=args.results, figures=args.figures,
+                         device=args.device, epochs=args.epochs, quick=args.quick)
+
+
 # --- method ---------------------------------------------------------------------------------
 def cmd_landmarks(args: argparse.Namespace) -> int:
     from lkr.landmarks import attach_landmarks
@@ -78,6 +92,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluate_cli(args)
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from lkr.predict import predict_cli
+
+    return predict_cli(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lkr.export import export_cli
+
+    return export_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lkr", description="LKRNet reproduction kit")
     sub = p.add_subparsers(dest="command", required=True)
@@ -95,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default=None)
     demo.add_argument("--full", action="store_true", help="longer training than the quick default")
     demo.set_defaults(func=cmd_demo)
+
+    fg = sub.add_parser("figures", help="redraw every table and figure from results/ (seconds; no data, no GPU)")
+    fg.add_argument("--results", default="results", help="results folder (default: results)")
+    fg.add_argument("--out", default="figures", help="where the figures go (default: figures)")
+    fg.set_defaults(func=cmd_figures)
+
+    rp = sub.add_parser("reproduce", help="the notebooks on your FER2013 and CK+: results/ and figures/")
+    rp.add_argument("--fer", required=True, help="FER2013: the Kaggle CSV, the image folder or its .zip")
+    rp.add_argument("--ck", required=True, help="CK+: CK+48 folder or .zip, or the full release")
+    rp.add_argument("--out", default="out/real", help="runs (checkpoints) and executed notebooks")
+    rp.add_argument("--results", default="results", help="small artifacts (default: results)")
+    rp.add_argument("--figures", default="figures", help="tables and figures (default: figures)")
+    rp.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    rp.add_argument("--epochs", type=int, default=None, help="default: the paper's 60")
+    rp.add_argument("--quick", action="store_true", help="2 CK+ folds instead of 10")
+    rp.set_defaults(func=cmd_reproduce)
 
     lm = sub.add_parser("landmarks", help="MTCNN landmarks into the dataset cache; reports coverage")
     lm.add_argument("path")
@@ -123,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override any Config field (repeatable)")
     tr.add_argument("--quiet", action="store_true")
+    tr.add_argument("--nproc", type=int, default=1,
+                    help="data-parallel processes (DDP under torchrun): one per GPU, or CPU processes")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="ten-crop evaluation of a run folder")
@@ -131,12 +175,32 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="expressions of every face on your photos, with Grad-CAM (CPU is fine)")
+    pr.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (jpg, png, ...)")
+    pr.add_argument("--run", required=True, help="a trained run folder (holds best.pt)")
+    pr.add_argument("--json", action="store_true", help="print JSON: per photo its faces (box, label, "
+                    "probabilities, landmarks_detected) and error")
+    pr.add_argument("--save", metavar="DIR", default=None,
+                    help="write each photo annotated with boxes, labels and the Grad-CAM overlay (DIR/<name>.png)")
+    pr.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    pr.add_argument("--min-prob", type=float, default=0.9, help="smallest MTCNN face probability (default 0.9)")
+    pr.add_argument("--max-side", type=int, default=1600,
+                    help="larger photos are searched for faces at this longer side (default 1600)")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="a trained run as ONNX (image and mask in, logits out), checked "
+                        "against PyTorch; needs pip install 'lkr[onnx]'")
+    ex.add_argument("run", help="a trained run folder")
+    ex.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    ex.set_defaults(func=cmd_export)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that start torchrun
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(func(args) or 0)

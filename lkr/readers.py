@@ -700,10 +700,31 @@ def crop_face(frame: Image.Image, scale: float = CK_CROP_SCALE) -> tuple[np.ndar
     boxes, _ = _detector().detect(gray.convert("RGB"))
     w, h = gray.size
     if boxes is None or len(boxes) == 0:
-        cx, cy, side, found = w / 2, h / 2, min(w, h), False
-    else:
-        x1, y1, x2, y2 = np.asarray(boxes[0], dtype=np.float64)  # largest face first
-        cx, cy, side, found = (x1 + x2) / 2, (y1 + y2) / 2, scale * max(x2 - x1, y2 - y1), True
-    box = tuple(int(round(v)) for v in (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
-    face = gray.crop(box).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)  # black outside
-    return np.asarray(face, dtype=np.uint8), found
+        side = min(w, h)  # the centre square
+        face, _ = square_crop(gray, (w / 2 - side / 2, h / 2 - side / 2, w / 2 + side / 2, h / 2 + side / 2), 1.0)
+        return face, False
+    face, _ = square_crop(gray, boxes[0], scale)  # largest face first
+    return face, True
+
+
+def square_crop(gray: Image.Image, box: Any, scale: float = CK_CROP_SCALE
+                ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The 48x48 face crop of :func:`crop_face` around a given face box.
+
+    The crop is the square centred on ``box`` whose side is ``scale`` times the box's longer
+    side, rounded to whole pixels, padded with black where it leaves the image, and resized to
+    48x48 (PIL bilinear, antialiased).
+
+    Args:
+        gray: a grayscale ("L") PIL image of any size.
+        box: x1, y1, x2, y2 of the face in ``gray``'s pixel coordinates (e.g. MTCNN's box).
+        scale: crop side as a multiple of the longer side of ``box``.
+
+    Returns:
+        ((48, 48) uint8 face, (X1, Y1, X2, Y2) the integer crop region in ``gray``'s pixels).
+    """
+    x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)[:4]
+    cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, scale * max(x2 - x1, y2 - y1)
+    region = tuple(int(round(v)) for v in (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+    face = gray.crop(region).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)  # black outside
+    return np.asarray(face, dtype=np.uint8), region

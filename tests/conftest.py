@@ -39,3 +39,22 @@ def fer2013_zip() -> Path:
 @pytest.fixture(scope="session")
 def ckplus48_zip() -> Path:
     return _shared("CK+48.zip")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A tiny trained LKRNet run folder (demo set, 300 images, 1 epoch; about 5 s on one thread)."""
+    import torch
+
+    from lkr.demo import make_demo
+    from lkr.train import config_for, train
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ds = make_demo("fer2013", n=300)
+        out = tmp_path_factory.mktemp("demo-run") / "lkrnet"
+        train(ds, config_for(ds, "lkrnet", epochs=1), out, device="cpu", progress=False, data_ref="demo")
+    finally:
+        torch.set_num_threads(n)
+    return out

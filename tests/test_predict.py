@@ -1,0 +1,219 @@
+"""``lkr predict``: faces found and cropped on photos, one batched ten-crop pass, JSON schema,
+annotated output, and the per-photo error paths.
+
+Photos are made here: the face of scikit-image's public-domain ``astronaut`` pasted onto a plain
+canvas at a known place, so the face box MTCNN must find is known.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lkr.cli import main
+from lkr.classes import FER2013_CLASSES
+from lkr.predict import Predictor, find_faces, read_photo, to_crop
+from lkr.readers import square_crop
+
+# The astronaut's face: MTCNN's box is about (180, 61, 268, 172) in the 512x512 photo. The patch
+# pasted is rows 30:210, columns 150:300 (face, hair and neck, no helmet edge).
+PATCH = (slice(30, 210), slice(150, 300))
+FACE_IN_PATCH = np.array([180 - 150, 61 - 30, 268 - 150, 172 - 30], np.float32)
+CANVAS = (480, 360)
+OFFSETS = ((40, 100), (290, 120))  # (x, y) where each patch goes on the two-face canvas
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def patch() -> np.ndarray:
+    data = pytest.importorskip("skimage.data")
+    return data.astronaut()[PATCH]
+
+
+def _canvas(patch: np.ndarray, offsets) -> Image.Image:
+    im = np.full((CANVAS[1], CANVAS[0], 3), 128, np.uint8)
+    for x, y in offsets:
+        im[y:y + patch.shape[0], x:x + patch.shape[1]] = patch
+    return Image.fromarray(im)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, patch) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("photos")
+    paths = {"one": d / "one.png", "two": d / "two.jpg", "blank": d / "blank.png", "bad": d / "bad.jpg",
+             "missing": d / "missing.png"}
+    _canvas(patch, OFFSETS[1:]).save(paths["one"])
+    _canvas(patch, OFFSETS).save(paths["two"], quality=95)
+    Image.new("RGB", CANVAS, (128, 128, 128)).save(paths["blank"])
+    paths["bad"].write_bytes(b"this is not a JPEG")
+    return paths
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+# --- faces ------------------------------------------------------------------------------------
+def test_face_found_and_cropped_where_it_was_pasted(photos, patch):
+    faces = find_faces(read_photo(photos["one"]))
+    assert len(faces) == 1
+    f = faces[0]
+    x, y = OFFSETS[1]
+    expected = FACE_IN_PATCH + [x, y, x, y]
+    assert _iou(f.box, expected) > 0.8, (f.box, expected)
+    assert f.score > 0.95
+    # The crop is the training crop: a square on the box, grayscale, 48x48.
+    face, region = square_crop(read_photo(photos["one"]).convert("L"), f.box)
+    assert f.region == region and abs((region[2] - region[0]) - (region[3] - region[1])) <= 1  # rounding
+    assert f.image.shape == (48, 48) and f.image.dtype == np.uint8 and np.array_equal(f.image, face)
+    # Landmarks mapped into the crop: an upright face filling it, eyes above the nose above the mouth.
+    assert f.landmarks_detected
+    p = f.points48
+    assert 0 < p[0, 0] < p[2, 0] < p[1, 0] < 48 and p[0, 1] < p[2, 1] < p[3, 1] < 48
+    assert f.box48[0] < 10 and f.box48[2] > 38 and f.box48[1] < 5 and f.box48[3] > 43
+    np.testing.assert_allclose(to_crop(f.points, f.region), p, atol=1e-4)
+
+
+def test_to_crop_maps_the_region_onto_48_pixels():
+    got = to_crop(np.array([[10.0, 20.0], [110.0, 120.0], [60.0, 70.0]]), (10, 20, 110, 120))
+    np.testing.assert_allclose(got, [[0, 0], [48, 48], [24, 24]])
+
+
+def test_no_face_on_a_blank_or_tiny_photo(photos):
+    assert find_faces(read_photo(photos["blank"])) == []
+    assert find_faces(Image.new("RGB", (8, 8))) == []
+
+
+# --- prediction -------------------------------------------------------------------------------
+def test_all_faces_of_all_photos_in_one_batched_pass(demo_run, photos, monkeypatch):
+    import lkr.evaluate
+
+    calls = []
+    real = lkr.evaluate.predict_ten_crop
+
+    def counting(model, images, masks, **kw):
+        calls.append((tuple(images.shape), None if masks is None else tuple(masks.shape)))
+        return real(model, images, masks, **kw)
+
+    monkeypatch.setattr(lkr.evaluate, "predict_ten_crop", counting)
+    p = Predictor(demo_run, device="cpu")
+    results = p.predict([photos["two"], photos["one"]])
+    assert calls == [((3, 48, 48), (3, 48, 48))]
+    assert [len(r.faces) for r in results] == [2, 1] and all(r.error is None for r in results)
+    two = results[0].faces
+    assert two[0].face.box[0] < two[1].face.box[0]  # left to right
+    for (x, y), fp in zip(OFFSETS, two):
+        assert _iou(fp.face.box, FACE_IN_PATCH + [x, y, x, y]) > 0.8
+    # The same face gives the same probabilities wherever it is (one crop of the same pixels).
+    a = np.array(list(results[1].faces[0].probabilities.values()))
+    b = np.array(list(two[1].probabilities.values()))
+    np.testing.assert_allclose(a, b, atol=0.02)
+    # And they are the ten-crop probabilities of the 48x48 face and its mask.
+    face = results[1].faces[0].face
+    want = real(p.model, torch.from_numpy(face.image[None].copy()), torch.from_numpy(p.masks([face])), amp=False)[0]
+    np.testing.assert_allclose(a, want[0].numpy(), atol=1e-5)
+
+
+def test_json_schema(demo_run, photos, capsys):
+    rc = main(["predict", str(photos["one"]), str(photos["two"]), "--run", str(demo_run), "--json",
+               "--device", "cpu"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert [r["photo"] for r in out] == [str(photos["one"]), str(photos["two"])]
+    for r in out:
+        assert set(r) == {"photo", "faces", "error"} and r["error"] is None
+        for f in r["faces"]:
+            assert set(f) == {"box", "label", "probabilities", "landmarks_detected"}
+            assert len(f["box"]) == 4 and all(isinstance(v, float) for v in f["box"])
+            assert f["box"][0] < f["box"][2] and f["box"][1] < f["box"][3]
+            assert list(f["probabilities"]) == list(FER2013_CLASSES)
+            assert abs(sum(f["probabilities"].values()) - 1) < 1e-4
+            assert f["label"] == max(f["probabilities"], key=f["probabilities"].get)
+            assert f["landmarks_detected"] is True
+    assert [len(r["faces"]) for r in out] == [1, 2]
+
+
+def test_text_output_and_demo_note(demo_run, photos, capsys):
+    rc = main(["predict", str(photos["one"]), "--run", str(demo_run), "--device", "cpu"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    lines = cap.out.splitlines()
+    assert lines[0] == f"{photos['one']}: 1 face"
+    assert lines[1].startswith("  face 1 at (")
+    assert all(c in lines[2] for c in FER2013_CLASSES)
+    assert "synthetic demo set" in cap.err and "error" not in cap.err
+
+
+def test_bad_photos_fail_one_line_each_and_the_others_are_processed(demo_run, photos, capsys):
+    args = [str(photos[k]) for k in ("blank", "bad", "one", "missing")]
+    rc = main(["predict", *args, "--run", str(demo_run), "--json", "--device", "cpu"])
+    cap = capsys.readouterr()
+    assert rc == 1
+    err = [line for line in cap.err.splitlines() if line.startswith("lkr: error:")]
+    assert err[0] == f"lkr: error: {photos['blank']}: no face found"
+    assert err[1].startswith(f"lkr: error: {photos['bad']}: cannot read image")
+    assert err[2] == f"lkr: error: {photos['missing']}: no such file"
+    assert len(err) == 3
+    out = json.loads(cap.out)
+    assert [r["error"] is None for r in out] == [False, False, True, False]
+    assert len(out[2]["faces"]) == 1 and out[0]["faces"] == [] and out[1]["faces"] == []
+    assert out[1]["error"] == err[1].removeprefix("lkr: error: ")
+
+
+def test_not_a_run_folder_exits_2_with_one_line(tmp_path, photos, capsys):
+    rc = main(["predict", str(photos["one"]), "--run", str(tmp_path)])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == ""
+    assert cap.err.strip() == f"lkr: error: {tmp_path}: not a trained run folder (no best.pt)"
+
+
+def test_save_writes_the_annotated_photos(demo_run, photos, tmp_path, capsys):
+    out = tmp_path / "annotated"
+    rc = main(["predict", str(photos["two"]), str(photos["blank"]), "--run", str(demo_run), "--save", str(out),
+               "--device", "cpu"])
+    assert rc == 1  # the blank photo
+    assert f"annotated: {out / 'two.png'}" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["two.png"]
+    got = np.asarray(Image.open(out / "two.png").convert("RGB")).astype(int)
+    src = np.asarray(read_photo(photos["two"])).astype(int)
+    assert got.shape == src.shape
+    # Far from the faces the photo is unchanged; on each face's centre the heatmap colours it.
+    assert np.abs(got[5:60, 200:280] - src[5:60, 200:280]).max() == 0
+    for x, y in OFFSETS:
+        cx, cy = x + int(FACE_IN_PATCH[[0, 2]].mean()), y + int(FACE_IN_PATCH[[1, 3]].mean())
+        assert np.abs(got[cy - 10:cy + 10, cx - 10:cx + 10] - src[cy - 10:cy + 10, cx - 10:cx + 10]).mean() > 5
+
+
+def test_cams_are_grad_cam_of_the_predicted_class(demo_run, photos):
+    p = Predictor(demo_run, device="cpu")
+    r = p.predict([photos["one"]], save=None)[0]
+    assert r.faces[0].cam is None and r.annotated is None
+    faces = find_faces(read_photo(photos["one"]))
+    cams = p.cams(faces, p.masks(faces), np.array([3]))
+    assert cams.shape == (1, 44, 44) and cams.dtype == np.float32 and 0 <= cams.min() and cams.max() <= 1 + 1e-6
+
+
+def test_large_photos_are_searched_smaller_and_boxes_scaled_back(photos):
+    im = read_photo(photos["one"])
+    big = im.resize((im.width * 3, im.height * 3), Image.Resampling.BILINEAR)
+    small = find_faces(im)[0]
+    f = find_faces(big, max_side=im.width)  # searched at the original size
+    assert len(f) == 1
+    np.testing.assert_allclose(f[0].box / 3, small.box, atol=3)  # pixels of the original photo
+    np.testing.assert_allclose(f[0].points / 3, small.points, atol=3)
+    assert np.abs(f[0].image.astype(int) - small.image.astype(int)).mean() < 10  # the same face crop
