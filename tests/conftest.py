@@ -24,6 +24,18 @@ def _isolated_cache(tmp_path_factory):
         os.environ["LKR_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The tests train tiny nets: one torch thread is several times faster than two on two busy
+    cores, and results do not depend on the machine's core count."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _shared(name: str) -> Path:
     p = SHARED_DATA / name
     if not p.exists():

@@ -23,14 +23,6 @@ N_DEMO = 210  # 168 training images: 5 batches of 32 anchors
 WORLD = 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cfg(ds, **kw):
     return config_for(ds, "lkrnet", batch_norm=False, dropout=0.0, epochs=2, eval_every=1, **kw)
 

@@ -15,14 +15,6 @@ from lkr.train import _epoch_seed, config_for, deterministic_mode, epoch_batches
 TIMING = {"train_seconds", "eval_seconds", "device"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def demo():
     return make_demo("fer2013", n=210)

@@ -21,14 +21,6 @@ from lkr.errors import LkrError  # noqa: E402
 from lkr.export import export_onnx, random_inputs  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def exported(demo_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "lkrnet.onnx"

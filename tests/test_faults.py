@@ -68,14 +68,6 @@ CHILD = textwrap.dedent("""
 """).format(n=N_DEMO, variant=VARIANT, epochs=EPOCHS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _start(run: Path, mode: str = "plain") -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-c", CHILD, str(run), mode], env=env,

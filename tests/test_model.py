@@ -13,15 +13,6 @@ B, K, D = 4, 7, 32
 TINY = dict(width=0.125, fc_dims=(64, D))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run far faster on one thread than on two busy cores (OpenMP contention)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(variant: str, **kw) -> Config:
     return Config.for_variant(variant, **{**TINY, **kw})
 

@@ -28,14 +28,6 @@ CANVAS = (480, 360)
 OFFSETS = ((40, 100), (290, 120))  # (x, y) where each patch goes on the two-face canvas
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def patch() -> np.ndarray:
     data = pytest.importorskip("skimage.data")

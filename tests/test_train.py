@@ -16,15 +16,6 @@ from lkr.evaluate import predict_ten_crop
 from lkr.train import config_for, load_run_model, lr_at, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small nets on two shared cores run faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def demo():
     return make_demo("fer2013", n=700)
