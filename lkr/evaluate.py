@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix
 
 from lkr.augment import ten_crop
 
@@ -88,6 +87,8 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, class_names: t
         {"accuracy": float, "per_class": {name: float | None}, "confusion": K x K list (rows =
         true class, columns = predicted), "n": N, "class_counts": {name: int}}.
     """
+    from sklearn.metrics import confusion_matrix  # here: the import costs ~1.5 s per new process
+
     k = len(class_names)
     cm = confusion_matrix(labels, preds, labels=list(range(k)))
     support = cm.sum(1)
