@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--schedule", choices=["paper", "cosine"], default=None)
     tr.add_argument("--warmup-epochs", type=int, default=None)
     tr.add_argument("--mask-stage", type=int, default=None)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=None, help="seed (default: the config's, 0)")
     tr.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     tr.add_argument("--fold", type=int, default=None, help="CK+ fold index (subject-independent)")
     tr.add_argument("--folds", type=int, default=10)

@@ -129,6 +129,39 @@ class Config:
     embed_samples: int = 1000
     deterministic: bool = False
 
+    def __post_init__(self) -> None:
+        """Reject values the model or the trainer cannot use, with one line naming the field.
+
+        Raises:
+            ConfigError: a ValueError and an LkrError (the CLI prints it as one line).
+        """
+        from lkr.errors import ConfigError
+
+        pools = sum(1 for v in self.vgg_cfg if v == "M")
+        checks = [
+            (self.epochs >= 1, "epochs must be 1 or more"),
+            (self.batch_size >= 1, "batch_size must be 1 or more"),
+            (self.lr > 0 and self.warmup_lr >= 0, "lr must be > 0 and warmup_lr >= 0"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be 0 or more"),
+            (0 < self.alpha <= 1, "alpha must be in (0, 1]"),
+            (1 <= self.crop <= 48, "crop must be in 1..48"),
+            (len(self.fc_dims) == 2, "fc_dims must hold two widths (hidden, embedding)"),
+            (1 <= self.mask_stage <= pools, f"mask_stage must be in 1..{pools}"),
+            (self.schedule in ("paper", "cosine"), "schedule must be paper or cosine"),
+            (self.fusion == "mean", "fusion must be mean"),
+            (self.mask_merge in ("max", "sum"), "mask_merge must be max or sum"),
+            (self.head_init in ("vgg", "pytorch"), "head_init must be vgg or pytorch"),
+            (0 <= self.flip_p <= 1, "flip_p must be in [0, 1]"),
+            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+            (self.triplet_lambda >= 0 and self.triplet_margin >= 0, "triplet_lambda and triplet_margin must be >= 0"),
+            (self.eval_every >= 1 and self.checkpoint_every >= 1, "eval_every and checkpoint_every must be 1 or more"),
+            (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
+            (self.width > 0, "width must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"config: {msg}")
+
     @classmethod
     def for_variant(cls, variant: str, **overrides: Any) -> "Config":
         """The config of one of the paper's four configurations, with overrides.
@@ -161,11 +194,11 @@ class Config:
 # demo set): the same architecture family written as data, but 5 VGG stages of one 3x3 conv
 # each (8-16-32-64-64 channels) instead of VGG19's 16 convs, FC 256 heads (the embedding stays
 # 256-d), PyTorch's default FC init (N(0, 0.01) leaves such thin heads stuck at the class
-# prior), a warm-up + cosine schedule, and selection every 2 epochs. Measured on the shared
-# 2-core development machine with one torch thread: `make demo` took 167 s in all; a run on the
-# FER2013-shaped demo set (1120 training images) 11-14 s, a CK+-shaped fold 2-5 s; test
-# accuracy 51-84% (FER2013-shaped) and 44-79% pooled over 2 CK+-shaped folds, chance being 14%.
-# 8 epochs instead of 10 saved 20% but left LKRNet at 28% on one CK+ fold.
+# prior), a warm-up + cosine schedule, and selection every 2 epochs. The demo's wall time is
+# measured by benchmarks/bench_commands.py (docs/performance.md). A run on the FER2013-shaped
+# demo set (1120 training images) takes ~10-15 s on one core, a CK+-shaped fold 2-5 s; every
+# configuration ends far above chance (14%). 8 epochs instead of 10 left LKRNet at 28% on one
+# CK+-shaped fold, so the preset keeps 10.
 DEMO_OVERRIDES: dict[str, Any] = {
     "vgg_cfg": (8, "M", 16, "M", 32, "M", 64, "M", 64, "M"), "width": 1.0, "fc_dims": (256, 256),
     "head_init": "pytorch", "epochs": 10, "batch_size": 32, "lr": 0.1, "schedule": "cosine",

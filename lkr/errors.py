@@ -28,6 +28,10 @@ class MissingClassError(DataError):
     """A class folder that is missing or empty."""
 
 
+class ConfigError(LkrError, ValueError):
+    """A configuration value out of its range (message names the field)."""
+
+
 class RunError(LkrError):
     """A run folder that is missing, incomplete or not a trained run."""
 

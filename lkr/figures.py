@@ -489,8 +489,11 @@ def redraw_all(results_dir: str | Path = "results", out_dir: str | Path = "figur
     Returns:
         The paths written (empty when ``results_dir`` holds no runs).
     """
+    from lkr.errors import RunError
     from lkr.results import load_results
 
+    if not Path(results_dir).is_dir():
+        raise RunError(f"{results_dir}: no such results folder")
     res = load_results(results_dir)
     if not res:
         if verbose:

@@ -134,6 +134,27 @@ class LKRNet(nn.Module):
         ReLU output, right before the final max-pool (2x2 maps on a 44x44 crop)."""
         return self.cam
 
+    def downsample_mask(self, mask: Tensor, size: tuple[int, int]) -> Tensor:
+        """Eq. 4's M↓: the mask pooled on the grid the features were pooled on.
+
+        Each 2x2 max-pool of the stack floors (44 -> 22 -> 11 -> 5 -> 2 drops the last row and
+        column at 11 and 5), so the mask is average-pooled the same way: every cell of M↓ is the
+        mean of the mask over exactly the input pixels under that feature cell.
+
+        Args:
+            mask: (B, 1, H, W) float in [0, 1], the input's crop and flip.
+            size: (h, w) of the feature maps p.
+
+        Returns:
+            (B, 1, h, w) float32 in [0, 1].
+        """
+        m = mask.float()
+        for _ in range(self.cfg.mask_stage - 1):
+            m = F.avg_pool2d(m, 2)
+        if tuple(m.shape[-2:]) != tuple(size):  # a crop the stack does not halve as assumed
+            m = F.adaptive_avg_pool2d(m, size)
+        return m
+
     def forward_features(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Conv features of both branches.
 
@@ -152,7 +173,7 @@ class LKRNet(nn.Module):
             raise ValueError("the local branch needs a mask (B,1,H,W); got None")
         if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] != x.shape[0]:
             raise ValueError(f"mask must be (B,1,H,W) with B={x.shape[0]}, got {tuple(mask.shape)}")
-        m = F.adaptive_avg_pool2d(mask.float(), p.shape[-2:]).to(p.dtype)  # (B, 1, h, w), Eq. 4's M(p)↓
+        m = self.downsample_mask(mask, p.shape[-2:]).to(p.dtype)  # (B, 1, h, w), Eq. 4's M(p)↓
         f = self.tail(torch.cat([p, p * m], dim=0))  # (2B, C', h', w'): one pass, shared weights
         b = x.shape[0]  # slices, not chunk(2): torch.export (ONNX) keeps the batch size symbolic
         f_global, f_local = f[:b], f[b:]

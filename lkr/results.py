@@ -177,10 +177,12 @@ def export_gradcam(run: str | Path, dest: str | Path, ds: FaceDataset, faces: np
     masks = _masks(ds, faces, cfg)
     labels = ds.labels[faces]
     cams = cam_arrays(model, ds.images[faces], masks, labels, crop=cfg.crop, device=device or "cpu")
+    dev = next(model.parameters()).device
     with torch.no_grad():
         x, m = center_crop(torch.from_numpy(ds.images[faces]), None if masks is None else torch.from_numpy(masks),
                            crop=cfg.crop)
-        pred = model(x, m if model.local_branch else None)["logits"].argmax(1).numpy()
+        x, m = x.to(dev), (None if m is None else m.to(dev))
+        pred = model(x, m if model.local_branch else None)["logits"].argmax(1).cpu().numpy()
     dest = Path(dest)
     save_npz(dest / "gradcam.npz", index=faces, label=labels.astype(np.int8), pred=pred.astype(np.int8),
              cam=cams.astype(np.float16), image=ds.images[faces])
@@ -220,6 +222,13 @@ def pool_folds(config_dir: str | Path) -> dict[str, Any]:
                    key=lambda p: int(p.name[4:]))
     if not folds:
         raise RunError(f"{config_dir}: no finished folds")
+    # Pool only folds of one and the same run configuration: a later run with other settings
+    # (e.g. --quick or other epochs) into the same folder must not mix with stale folds.
+    cfgs = {p: json.loads((p / "config.json").read_text()) if (p / "config.json").exists() else None for p in folds}
+    stale = [p.name for p in folds if cfgs[p] != cfgs[folds[-1]]]
+    if stale:
+        raise RunError(f"{config_dir}: folds {', '.join(stale)} were trained with another config than "
+                       f"{folds[-1].name}; delete them or rerun them")
     fm = [json.loads((p / "metrics.json").read_text()) for p in folds]
     labels, preds = [], []
     for p in folds:

@@ -153,6 +153,10 @@ def resolve_device(device: str | None) -> torch.device:
     """"cpu", "cuda", or None for CUDA when present."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise TrainingError(f"--device {device}: expected cpu, cuda or cuda:N") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError("--device cuda was asked for, but no CUDA device is available")
     return torch.device(device)
@@ -203,7 +207,11 @@ def split_indices(ds: FaceDataset, cfg: Config, *, fold: int | None = None, fold
         test_name = cfg.test_split if cfg.test_split in names else ("Test" if "Test" in names else None)
         if test_name is None:
             raise TrainingError(f"{ds.source}: no test split ({cfg.test_split} or Test) to report")
+        if sel_name == test_name:
+            raise TrainingError(f"select_split {sel_name} is the reported split: epochs are never selected on it")
         test = np.flatnonzero(ds.splits == test_name)
+        if len(select) == 0:
+            raise TrainingError(f"{ds.source}: the selection split {sel_name} is empty")
         return {"train": train, "select": select, "test": test}, \
             {"train": "Training", "select": sel_name, "test": test_name}, notes
     from lkr.folds import fold_split
@@ -211,10 +219,14 @@ def split_indices(ds: FaceDataset, cfg: Config, *, fold: int | None = None, fold
     if fold is None:
         fold = 0
         notes.append("no --fold given: fold 0 is used")
-    subjects = ds.subjects if (ds.subjects != "").all() else ds.sequences
-    parts = fold_split(subjects, ds.labels, fold, k=folds, seed=cfg.seed, val_fraction=cfg.val_fraction)
+    # Folds by subject only: without subject ids fold_split refuses (one line), rather than
+    # splitting a subject's sequences over train and test.
+    parts = fold_split(ds.subjects, ds.labels, fold, k=folds, seed=cfg.seed, val_fraction=cfg.val_fraction)
     idx = {"train": np.flatnonzero(parts["train"]), "select": np.flatnonzero(parts["val"]),
            "test": np.flatnonzero(parts["test"])}
+    if len(idx["select"]) == 0:
+        raise TrainingError(f"{ds.source}: fold {fold} has no selection subjects (val_fraction="
+                            f"{cfg.val_fraction}); epochs are never selected on the test subjects")
     names = {"train": f"fold{fold}-train", "select": f"fold{fold}-val", "test": f"fold{fold}-test"}
     return idx, names, notes
 
@@ -391,7 +403,10 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
         raise TrainingError(f"--batch-size {cfg.batch_size} cannot be split evenly over {world} processes; "
                             f"choose a multiple of {world}")
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunError(f"{out}: cannot create the run folder ({e.strerror})") from None
         remove_stale_temps(out)
     distributed.barrier()
     info = {"data": data_ref or ds.source, "dataset": ds.name, "kind": ds.kind, "fold": fold, "folds": folds,
@@ -435,6 +450,11 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
         ck = _load_checkpoint(ckpt_path, dev)
         if Config.from_dict(ck["config"]).to_dict() != cfg.to_dict():
             raise RunError(f"{out}: holds a run of another config; choose a new --out or delete it")
+        old = ck.get("info", {})
+        for k in ("dataset", "kind", "fold", "folds"):
+            if k in old and old[k] != info[k]:
+                raise RunError(f"{out}: holds a run with {k}={old[k]!r}, not {info[k]!r}; "
+                               "choose a new --out or delete it")
         ck_version = ck.get("info", {}).get("kit_version", lkr.__version__)
         if ck_version != lkr.__version__:
             raise RunError(f"{out}: its checkpoint was written by lkr {ck_version}, this is lkr {lkr.__version__}; "
@@ -688,9 +708,10 @@ def train_cli(args: argparse.Namespace) -> int:
     with distributed.process_group(args.device) as group:
         with distributed.main_first():  # rank 0 fills the decode cache, the others read it
             ds = load_dataset(args.data)
-        cfg = config_for(ds, args.variant, triplet_lambda=args.lam, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                         mask_stage=args.mask_stage, seed=args.seed, **overrides)
+        flags = dict(triplet_lambda=args.lam, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     schedule=args.schedule, warmup_epochs=args.warmup_epochs, mask_stage=args.mask_stage,
+                     seed=args.seed)
+        cfg = config_for(ds, args.variant, **{**flags, **overrides})  # --set FIELD=VALUE wins
         m = train(ds, cfg, args.out, device=args.device, fold=args.fold, folds=args.folds,
                   progress=not args.quiet, data_ref=args.data)
     if group.is_main:

@@ -188,11 +188,16 @@ def test_silhouette_helpers(tmp_path):
 def test_redraw_all_without_results(tmp_path, capsys):
     from lkr.cli import main
 
+    (tmp_path / "nothing").mkdir()
     assert F.redraw_all(tmp_path / "nothing", tmp_path / "figures") == []
     assert "no run results yet" in capsys.readouterr().out
     assert not (tmp_path / "figures").exists()
-    assert main(["figures", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "f2")]) == 0
+    assert main(["figures", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "f2")]) == 0
     assert "no run results yet" in capsys.readouterr().out
+    # A mistyped path is not an empty results folder: one line, exit 2.
+    assert main(["figures", "--results", str(tmp_path / "typo"), "--out", str(tmp_path / "f3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"lkr: error: {tmp_path / 'typo'}: no such results folder"
 
 
 def test_fig2_shows_demo_or_fer_faces_never_ckplus(tmp_path):

@@ -165,3 +165,15 @@ def test_sgd_steps_lower_the_loss(variant):
         opt.step()
         losses.append(parts["total"].item())
     assert losses[-1] < losses[0] - 0.2, losses
+
+
+def test_mask_is_pooled_on_the_feature_grid():
+    """At stage 5 on a 44x44 crop the 2x2 feature cells cover input rows/cols 0-15 and 16-31
+    (the pools floor at 11 -> 5 and 5 -> 2): mask pixels in rows 32-43 fall under no cell."""
+    model = build_model(tiny("lkrnet"))
+    mask = torch.zeros(1, 1, 44, 44)
+    mask[..., 32:, :] = 1.0
+    assert model.downsample_mask(mask, (2, 2)).abs().max() == 0
+    mask = torch.zeros(1, 1, 44, 44)
+    mask[..., 16:32, 0:16] = 1.0  # exactly the bottom-left feature cell
+    torch.testing.assert_close(model.downsample_mask(mask, (2, 2))[0, 0], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))

@@ -161,3 +161,34 @@ def test_ckplus_like_data_uses_subject_folds(tmp_path):
     parts = fold_split(ds.subjects, ds.labels, 2, k=5, seed=cfg.seed, val_fraction=cfg.val_fraction)
     assert test_subjects == set(ds.subjects[parts["test"]])
     assert not test_subjects & set(ds.subjects[parts["train"]])
+
+
+def test_a_run_folder_of_another_fold_is_refused(tmp_path):
+    """Resuming must never carry weights trained on one fold's data into another fold's test."""
+    from lkr.errors import RunError
+
+    ds = make_demo("ckplus", n=240)
+    cfg = config_for(ds, "vgg19", epochs=2)
+    train(ds, cfg, tmp_path / "run", device="cpu", fold=0, folds=5, progress=False, stop_after=1)
+    with pytest.raises(RunError, match="fold=0"):
+        train(ds, cfg, tmp_path / "run", device="cpu", fold=1, folds=5, progress=False)
+
+
+def test_selection_is_never_on_the_reported_split(demo, tmp_path):
+    with pytest.raises(TrainingError, match="never selected"):
+        train(demo, config_for(demo, "vgg19", epochs=1, select_split="PrivateTest"), tmp_path / "r",
+              device="cpu", progress=False)
+
+
+def test_cli_set_wins_over_flags_and_bad_values_are_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "demo", "--variant", "vgg19", "--epochs", "1", "--out", str(out), "--quiet",
+                 "--set", "schedule=paper", "--set", "seed=3", "--set", "lr=0.05"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["schedule"], cfg["seed"], cfg["lr"]) == ("paper", 3, 0.05)
+    for bad, words in ((["--batch-size", "0"], "batch_size"), (["--set", "crop=60"], "crop"),
+                       (["--device", "bogus"], "--device bogus"), (["--epochs", "0"], "epochs")):
+        capsys.readouterr()
+        assert main(["train", "--data", "demo", "--out", str(tmp_path / "x"), "--quiet", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("lkr: error:") and words in err and "\n" not in err, err
