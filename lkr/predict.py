@@ -317,6 +317,11 @@ class Predictor:
         Returns:
             One :class:`PhotoResult` per photo, in order; a photo that failed has ``error`` set.
         """
+        if save is not None:  # check before any work, so a bad --save loses nothing
+            try:
+                Path(save).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise LkrError(f"{save}: cannot create the --save folder ({e.strerror})") from None
         results: list[PhotoResult] = []
         images: list[Image.Image | None] = []
         faces: list[Face] = []
