@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lkr.atomic import atomic_write
 from lkr.errors import DataError
 
 IMAGE_SIZE = 48
@@ -157,15 +157,7 @@ class FaceDataset:
                 "source": self.source, "notes": self.notes}
         if extra is not None:
             meta["extra"] = extra
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda f: np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays))
 
     @staticmethod
     def saved_extra(path: str | os.PathLike) -> dict[str, Any] | None:

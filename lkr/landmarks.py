@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from lkr.atomic import atomic_write
 from lkr.dataset import IMAGE_SIZE, FaceDataset
 
 SETTINGS_VERSION = "lkr-landmarks-1"
@@ -413,16 +413,8 @@ def _read_cache(path: Path, n: int) -> LandmarkResult | None:
 
 
 def _write_cache(path: Path, r: LandmarkResult) -> None:
-    """Write atomically: a temporary file in the same folder, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **r.arrays())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write the cache file atomically (:func:`lkr.atomic.atomic_write`)."""
+    atomic_write(path, lambda f: np.savez(f, **r.arrays()))
 
 
 def landmarks_for(images: np.ndarray, *, device: str = "cpu", progress: bool = True,

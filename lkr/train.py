@@ -47,7 +47,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from tqdm.auto import tqdm
 
 import lkr
 from lkr import distributed
+from lkr.atomic import atomic_write
 from lkr.augment import train_augment
 from lkr.config import DEMO_OVERRIDES, Config
 from lkr.dataset import FaceDataset
@@ -69,36 +69,6 @@ from lkr.model import build_model
 
 
 # --- small I/O helpers: every file a later run trusts is written atomically ----------------
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (matters for power loss, not for kills); not possible everywhere."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 RUN_FILES = ("config.json", "history.json", "checkpoint.pt", "best.pt", "metrics.json", "predictions.npz",
              "embeddings.npz")
 """The files of a run folder (see the module docstring)."""
@@ -126,7 +96,7 @@ def remove_stale_temps(out: str | Path) -> list[Path]:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically."""
-    _atomic(Path(path), lambda f: f.write(json.dumps(obj, indent=2, default=_json_default).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_json_default).encode()))
 
 
 def _json_default(o):
@@ -141,12 +111,12 @@ def _json_default(o):
 
 def save_torch(path: Path, obj: Any) -> None:
     """``torch.save`` atomically."""
-    _atomic(Path(path), lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` atomically."""
-    _atomic(Path(path), lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def resolve_device(device: str | None) -> torch.device:
