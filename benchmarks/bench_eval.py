@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lkr.config import Config  # noqa: E402
 from lkr.evaluate import predict_ten_crop  # noqa: E402
 from lkr.model import build_model  # noqa: E402
-from lkr.train import resolve_device  # noqa: E402
+from lkr.device import resolve_device  # noqa: E402
 
 
 def main() -> int:

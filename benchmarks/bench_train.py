@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lkr.config import Config  # noqa: E402
 from lkr.demo import make_demo  # noqa: E402
+from lkr.device import resolve_device  # noqa: E402
 from lkr.losses import lkr_loss  # noqa: E402
 from lkr.model import build_model  # noqa: E402
-from lkr.train import config_for, resolve_device, train  # noqa: E402
+from lkr.train import config_for, train  # noqa: E402
 
 # Dense bf16 tensor-core rates measured on this workplace's cards (device README): 8192^3 matmul.
 BF16_PEAK = {"H100": 798e12, "H200": 790e12}

@@ -28,6 +28,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lkrnet": {"local_branch": True, "triplet_lambda": 0.2},
 }
 
+MASK_POOLS = ("grid", "cover")
+TRIPLET_MININGS = ("random", "batch_hard", "semi_hard")
+
 # VGG19's conv stack as data: numbers are 3x3 conv widths, "M" a 2x2 max-pool (Fig. 3).
 VGG19_CFG: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                     512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
@@ -48,6 +51,12 @@ class Config:
             VGG19 for FER2013 has it, and VGG19 trained from scratch without it barely learns.
         mask_stage: index of the max-pool (1..5) *before which* the mask multiplies the
             feature maps. 5 (default) = the last 2x2 maps of a 44x44 crop; 4 = the 5x5 maps.
+        mask_pool: how the 44x44 mask is brought to the feature maps' size (Eq. 4's M(p)↓):
+            "grid" = average-pooled on the grid the max-pools floor onto (44 -> 22 -> 11 -> 5 -> 2:
+            only rows and columns 0-31 of the crop reach the 2x2 maps, so the mouth regions
+            barely count); "cover" = adaptive average pooling of the whole crop onto (h, w)
+            (each 2x2 cell averages a 22x22 quarter). See docs/method.md for the coverage of
+            each region under both.
         fc_dims: hidden widths of each branch's head (FC 4096 -> FC 256 -> FC classes).
         dropout: drop probability after each hidden FC. The paper's Table 1 "0.8" is read as a
             keep probability (TensorFlow convention), i.e. p = 0.2 in PyTorch.
@@ -64,6 +73,19 @@ class Config:
     Loss (Eq. 5-9):
         triplet_margin: alpha of Eq. 8-9, on squared distances.
         normalize_embeddings: L2-normalise the 256-d embeddings before the triplet loss.
+        triplet_mining: how triplets are formed. "random" = for each of the B anchors a random
+            positive and negative of the training set are drawn and pushed through the network
+            too (3B images a step, cross-entropy over all of them); "batch_hard" = in-batch
+            mining (Hermans et al. 2017): every image of an ordinary batch of B is an anchor, its
+            farthest positive and nearest negative in the batch form its triplet; "semi_hard" =
+            FaceNet's (Schroff et al. 2015, cited by the paper): every (anchor, positive) pair of
+            the batch with the nearest negative that is still farther than the positive (the
+            farthest negative when none is). With in-batch mining a step holds B images, as the
+            lambda = 0 configurations do.
+        batch_classes: with in-batch mining, 0 = an ordinary shuffled batch (the same batches as
+            the lambda = 0 configurations; anchors whose class has no other image in the batch
+            get no triplet); P > 0 = each batch holds P classes drawn at random, batch_size // P
+            images of each (so that every anchor has positives; changes the class mix).
     Training (Sec. 4.2, Table 1):
         epochs, batch_size (anchors per step; a triplet step holds 3x as many images),
         lr, momentum, weight_decay, warmup_epochs, warmup_lr,
@@ -71,11 +93,16 @@ class Config:
             lr over warmup_epochs, then cosine decay to 0).
         crop: training crop size (44 of 48). flip_p: horizontal flip probability.
         erase_blocks, erase_size: number and side of random black blocks per image.
-        amp: bf16 autocast on CUDA. channels_last: NHWC memory on CUDA.
+        amp: bf16 autocast on CUDA.
+        cpu_precision: on a CPU, "auto" (bf16 autocast only where a short measurement of this
+            model on this machine finds it faster, see :mod:`lkr.cpu`), "fp32" or "bf16".
+        channels_last: NHWC memory (CUDA and CPU: oneDNN's convolutions are faster in it).
         seed: seeds every random choice (weights, sampling, augmentation).
         select_split: the split used for epoch selection ("PublicTest" on FER2013, "val" on CK+).
         test_split: the split that is reported ("PrivateTest" on FER2013, "test" on CK+).
         eval_every: evaluate the selection split every this many epochs.
+        select_crops: how the selection split is evaluated: "ten" (ten-crop, as the reported
+            split always is) or "center" (the centre crop only: ten times cheaper).
         val_fraction: CK+ only: fraction of a fold's training subjects held out for selection.
         compile: wrap the model in torch.compile (CUDA only; compile time counts).
         checkpoint_every: write the resumable checkpoint every this many epochs (and at the end).
@@ -94,6 +121,7 @@ class Config:
     width: float = 1.0
     batch_norm: bool = True
     mask_stage: int = 5
+    mask_pool: str = "grid"
     fc_dims: tuple = (4096, 256)
     dropout: float = 0.2
     fusion: str = "mean"
@@ -104,6 +132,8 @@ class Config:
 
     triplet_margin: float = 0.2
     normalize_embeddings: bool = True
+    triplet_mining: str = "random"
+    batch_classes: int = 0
 
     epochs: int = 60
     batch_size: int = 128
@@ -118,11 +148,13 @@ class Config:
     erase_blocks: int = 1
     erase_size: int = 3
     amp: bool = True
+    cpu_precision: str = "auto"
     channels_last: bool = True
     seed: int = 0
     select_split: str = "PublicTest"
     test_split: str = "PrivateTest"
     eval_every: int = 1
+    select_crops: str = "ten"
     val_fraction: float = 0.1
     compile: bool = False
     checkpoint_every: int = 1
@@ -148,6 +180,17 @@ class Config:
             (len(self.fc_dims) == 2, "fc_dims must hold two widths (hidden, embedding)"),
             (1 <= self.mask_stage <= pools, f"mask_stage must be in 1..{pools}"),
             (self.schedule in ("paper", "cosine"), "schedule must be paper or cosine"),
+            (self.leaves_warmup,
+             f"epochs ({self.epochs}) against warmup_epochs ({self.warmup_epochs}): this run never leaves the "
+             f"warm-up (lr {self.warmup_lr:g}) and would stay near chance; pass fewer --warmup-epochs (e.g. 1) "
+             "or more --epochs"),
+            (self.select_crops in ("ten", "center"), "select_crops must be ten or center"),
+            (self.cpu_precision in ("auto", "fp32", "bf16"), "cpu_precision must be auto, fp32 or bf16"),
+            (self.mask_pool in MASK_POOLS, f"mask_pool must be one of {', '.join(MASK_POOLS)}"),
+            (self.triplet_mining in TRIPLET_MININGS, f"triplet_mining must be one of {', '.join(TRIPLET_MININGS)}"),
+            (self.batch_classes >= 0 and (self.batch_classes == 0 or self.triplet_mining != "random"),
+             "batch_classes must be >= 0, and > 0 only with in-batch triplet_mining"),
+            (self.batch_classes <= self.num_classes, "batch_classes must be at most num_classes"),
             (self.fusion == "mean", "fusion must be mean"),
             (self.mask_merge in ("max", "sum"), "mask_merge must be max or sum"),
             (self.head_init in ("vgg", "pytorch"), "head_init must be vgg or pytorch"),
@@ -174,8 +217,23 @@ class Config:
         return cls(**kw)
 
     @property
+    def leaves_warmup(self) -> bool:
+        """False for a run that never gets past its warm-up: under the "paper" schedule
+        ``epochs <= warmup_epochs`` (every step at ``warmup_lr``), under "cosine" ``epochs <
+        warmup_epochs`` (the ramp never reaches ``lr``)."""
+        if self.warmup_lr >= self.lr:
+            return True
+        return self.epochs > self.warmup_epochs if self.schedule == "paper" else self.epochs >= self.warmup_epochs
+
+    @property
     def uses_triplet(self) -> bool:
         return self.triplet_lambda > 0
+
+    @property
+    def images_per_anchor(self) -> int:
+        """Images a step feeds per anchor: 3 with random triplets ([anchors; positives;
+        negatives]), else 1 (lambda = 0, or triplets mined inside the batch)."""
+        return 3 if self.uses_triplet and self.triplet_mining == "random" else 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,4 +261,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "vgg_cfg": (8, "M", 16, "M", 32, "M", 64, "M", 64, "M"), "width": 1.0, "fc_dims": (256, 256),
     "head_init": "pytorch", "epochs": 10, "batch_size": 32, "lr": 0.1, "schedule": "cosine",
     "warmup_epochs": 1, "dropout": 0.1, "eval_every": 2, "embed_samples": 500,
+    # fp32: a thin net gains little from bf16, and a fixed precision keeps the demo's runs (and
+    # the tests built on them) independent of a timing measurement.
+    "cpu_precision": "fp32",
 }

@@ -89,6 +89,13 @@ class FaceDataset:
         return sorted(set(self.splits.tolist()), key=lambda s: (order.get(s, 9), s))
 
     @property
+    def evaluation(self) -> str:
+        """How the dataset is evaluated: "splits" when it has official splits (FER2013-like: a
+        ``Training`` split, the others select and report), "folds" when it has none (CK+-like:
+        subject-independent folds, :mod:`lkr.folds`)."""
+        return "splits" if "Training" in self.split_names else "folds"
+
+    @property
     def has_landmarks(self) -> bool:
         return self.points is not None
 

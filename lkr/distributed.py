@@ -240,6 +240,7 @@ def _init_worker(devices, threads: int, common: dict[str, Any]) -> None:
     if _WORKER["device"].startswith("cuda"):
         torch.cuda.set_device(_WORKER["device"])  # no context on GPU 0 from every worker
     _WORKER["common"] = common
+    os.environ["LKR_THREADS"] = str(threads)  # the runs of this worker keep its share (lkr.cpu)
     torch.set_num_threads(threads)
 
 

@@ -1,10 +1,12 @@
 """Ten-crop evaluation (four corners and centre, each also flipped), metrics, and re-evaluation
-of a saved run folder (``lkr evaluate RUN``)."""
+of a saved run folder (``lkr evaluate RUN``).
+
+Re-evaluation reads the run folder through :mod:`lkr.runfolder` and takes the reported split
+from :mod:`lkr.prepare`, as the trainer did; it never imports the trainer."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,14 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lkr.augment import ten_crop
-
-
-def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from lkr.augment import center_crop, ten_crop
+from lkr.device import autocast_for, resolve_device, run_bf16
+from lkr.prepare import prepare_data
+from lkr.runfolder import load_run_model
 
 
 @torch.no_grad()
@@ -34,18 +32,23 @@ def predict_ten_crop(
     amp: bool = True,
     channels_last: bool = False,
     with_embeddings: bool = False,
+    max_crops: int = 1280,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Class probabilities averaged over the ten crops of each image.
+
+    Memory is bounded: a forward pass holds at most ``max_crops`` crops (at full width the first
+    conv's output of 1280 crops of 44x44 is 0.6 GB), whatever the number of images.
 
     Args:
         model: an :class:`lkr.model.LKRNet` (any mode; it is put in eval mode and restored).
         images: (N, 48, 48) uint8 on the model's device.
         masks: (N, 48, 48) float in [0, 1] on the same device, or None for single-branch models.
         crop: crop side.
-        batch_size: images per forward pass (each gives 10 crops).
-        amp: bf16 autocast on CUDA.
-        channels_last: NHWC input on CUDA.
+        batch_size: at most this many images per forward pass (each gives 10 crops).
+        amp: bf16 autocast (see :func:`lkr.device.autocast_for`).
+        channels_last: NHWC input (for a channels_last model).
         with_embeddings: also return the 256-d embedding averaged over the crops.
+        max_crops: at most this many crops per forward pass (>= 10).
 
     Returns:
         probs (N, K) float32 and, if asked, embeddings (N, D) float32 (else None).
@@ -54,15 +57,16 @@ def predict_ten_crop(
     model.eval()
     device = images.device
     probs, embs = [], []
-    for s in range(0, len(images), batch_size):
-        img = images[s:s + batch_size]
-        msk = None if masks is None else masks[s:s + batch_size]
+    chunk = max(1, min(batch_size, max_crops // 10))  # images per forward pass
+    for s in range(0, len(images), chunk):
+        img = images[s:s + chunk]
+        msk = None if masks is None else masks[s:s + chunk]
         x, m = ten_crop(img, msk, crop=crop)  # (10, B, 1, c, c)
         b = x.shape[1]
         x = x.reshape(10 * b, *x.shape[2:])
         if m is not None:
             m = m.reshape(10 * b, *m.shape[2:])
-        if channels_last and device.type == "cuda":
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_for(device, amp):
             out = model(x, m)
@@ -74,6 +78,40 @@ def predict_ten_crop(
     p = torch.cat(probs) if probs else torch.zeros(0, 0, device=device)
     e = torch.cat(embs) if with_embeddings and embs else None
     return p, e
+
+
+@torch.no_grad()
+def predict_center(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor | None,
+    *,
+    crop: int = 44,
+    amp: bool = False,
+    channels_last: bool = False,
+    max_crops: int = 1280,
+) -> tuple[torch.Tensor, None]:
+    """Class probabilities from the centre crop alone: a tenth of :func:`predict_ten_crop`'s
+    cost, for cheap epoch selection (``Config.select_crops="center"``).
+
+    Args: as :func:`predict_ten_crop` (``max_crops`` images per forward pass).
+
+    Returns:
+        (probs (N, K) float32, None).
+    """
+    was_training = model.training
+    model.eval()
+    probs = []
+    for s in range(0, len(images), max_crops):
+        msk = None if masks is None else masks[s:s + max_crops]
+        x, m = center_crop(images[s:s + max_crops], msk, crop=crop)  # (B, 1, c, c)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(images.device, amp):
+            out = model(x, m)
+        probs.append(F.softmax(out["logits"].float(), dim=1))
+    model.train(was_training)
+    return (torch.cat(probs) if probs else torch.zeros(0, 0, device=images.device)), None
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
@@ -108,8 +146,6 @@ def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None
     Raises:
         RunError: if the folder is not a trained run.
     """
-    from lkr.train import load_run_model, resolve_device, prepare_data
-
     run = Path(run)
     model, cfg, info = load_run_model(run, device=resolve_device(device))
     dev = next(model.parameters()).device
@@ -120,7 +156,7 @@ def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None
     prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device=dev)
     test = prepared.index["test"]
     masks = None if prepared.masks is None else prepared.masks[test]
-    probs, _ = predict_ten_crop(model, prepared.images[test], masks, crop=cfg.crop, amp=cfg.amp,
+    probs, _ = predict_ten_crop(model, prepared.images[test], masks, crop=cfg.crop, amp=run_bf16(cfg, info, dev),
                                 channels_last=cfg.channels_last)
     labels = prepared.labels[test].cpu().numpy()
     preds = probs.argmax(1).cpu().numpy()

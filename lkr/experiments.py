@@ -138,7 +138,7 @@ def run_experiments(
         KeyError: for an unknown configuration name.
     """
     from lkr import results as res
-    from lkr.train import is_fold_dataset, train
+    from lkr.train import train
 
     if isinstance(data, (str, Path)):
         from lkr.readers import load_dataset
@@ -154,7 +154,7 @@ def run_experiments(
     out_root = Path(out_root)
     results_dir = Path(results_dir) if results_dir is not None else out_root / "results"
     key = res.dataset_key(ds)
-    fold_data = is_fold_dataset(ds)
+    fold_data = ds.evaluation == "folds"
     if fold_data:
         fold_list = list(folds) if folds is not None else (list(QUICK_FOLDS) if quick else list(range(k_folds)))
     else:

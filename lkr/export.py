@@ -108,7 +108,7 @@ def export_onnx(run: str | Path, path: str | Path, *, check_batches: tuple[int, 
     """
     onnx, ort = _require_onnx()
     from lkr.predict import run_class_names
-    from lkr.train import load_run_model
+    from lkr.runfolder import load_run_model
 
     model, cfg, info = load_run_model(run, device="cpu")
     classes = run_class_names(run, cfg.num_classes, info)

@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lkr.classes import CANONICAL, short
-from lkr.paper import OURS_TO_PAPER, paper_table, weighted_accuracy
+from lkr.paper import OURS_TO_PAPER, overall_note, paper_table, weighted_accuracy
 
 DPI = 200
 # name -> (width, height) in inches: the fixed size of each figure.
@@ -85,6 +85,12 @@ def fig2_local_key_regions(ds: Any, alpha: float = 0.3, seed: int = 0) -> Figure
     Rows: the face with its landmarks, the region mask M over the face, the masked face
     p' = p * M shown at input resolution.
 
+    The face of each class is a seeded choice (:func:`fig2_faces`) among its faces whose
+    landmarks MTCNN detected with all five points well inside the image, else among its
+    detected faces, else among all. A face whose landmarks are the template fallback
+    (``ds.detected`` False: no face was found, the dataset's mean face was used) is marked in
+    red, "template landmarks", under the face.
+
     Args:
         ds: a :class:`lkr.dataset.FaceDataset` with landmarks (FER2013 or demo faces).
         alpha: region size as a fraction of the face box.
@@ -93,6 +99,8 @@ def fig2_local_key_regions(ds: Any, alpha: float = 0.3, seed: int = 0) -> Figure
     Raises:
         DataError: for real CK+ data (its licence forbids publishing its faces).
     """
+    from matplotlib.patches import Rectangle
+
     from lkr.errors import DataError
     from lkr.regions import region_masks
 
@@ -100,13 +108,8 @@ def fig2_local_key_regions(ds: Any, alpha: float = 0.3, seed: int = 0) -> Figure
         raise DataError(f"{ds.source}: Fig. 2 never shows CK+ faces (CK+'s licence); use FER2013 or demo faces")
     if not ds.has_landmarks:
         raise DataError(f"{ds.source}: Fig. 2 needs landmarks (lkr.landmarks.attach_landmarks)")
-    rng = np.random.default_rng(seed)
-    pick = []
-    for c in range(len(ds.class_names)):
-        idx = np.flatnonzero((ds.labels == c) & (ds.detected if ds.detected is not None else True))
-        if len(idx) == 0:
-            idx = np.flatnonzero(ds.labels == c)
-        pick.append(int(rng.choice(idx)) if len(idx) else -1)
+    pick = fig2_faces(ds, seed)
+    template = fig2_template_faces(ds, pick)
     ok = [i for i in pick if i >= 0]
     masks = dict(zip(ok, region_masks(ds.boxes[ok], ds.points[ok], alpha=alpha, size=ds.images.shape[1])))
     fig = _new("fig2_local_key_regions")
@@ -120,14 +123,58 @@ def fig2_local_key_regions(ds: Any, alpha: float = 0.3, seed: int = 0) -> Figure
         axes[0, col].imshow(img, cmap="gray", vmin=0, vmax=255)
         axes[0, col].scatter(ds.points[i, :, 0], ds.points[i, :, 1], s=6, c="#ff3b30")
         axes[0, col].set_title(short(ds.class_names[ds.labels[i]]), fontsize=9)
+        if i in template:
+            axes[0, col].text(0.5, -0.03, TEMPLATE_NOTE, transform=axes[0, col].transAxes, ha="center", va="top",
+                              fontsize=6, color=TEMPLATE_COLOR)
+            axes[0, col].add_patch(Rectangle((0, 0), 1, 1, transform=axes[0, col].transAxes, fill=False,
+                                             edgecolor=TEMPLATE_COLOR, linewidth=1.5, clip_on=False))
         axes[1, col].imshow(img, cmap="gray", vmin=0, vmax=255)
         axes[1, col].imshow(masks[i], cmap="magma", alpha=0.45, vmin=0, vmax=1)
         axes[2, col].imshow(img * masks[i], cmap="gray", vmin=0, vmax=255)
     for row, label in enumerate(("face + landmarks", "mask M", "face × M")):
         axes[row, 0].text(-0.08, 0.5, label, transform=axes[row, 0].transAxes, rotation=90, ha="right",
                           va="center", fontsize=8)
-    fig.suptitle(f"Fig. 2  Local key regions (α = {alpha}) — {_dataset_label({'dataset': ds.name})}", fontsize=10)
+    note = f"\nred: {TEMPLATE_NOTE} (no face detected; the dataset's mean face)" if template else ""
+    fig.suptitle(f"Fig. 2  Local key regions (α = {alpha}) — {_dataset_label({'dataset': ds.name})}{note}",
+                 fontsize=10)
     return fig
+
+
+TEMPLATE_NOTE = "template landmarks"
+TEMPLATE_COLOR = "#d0021b"
+FIG2_MARGIN = 3.0
+"""Fig. 2 prefers faces whose five landmarks lie at least this many pixels inside the image."""
+
+
+def fig2_faces(ds: Any, seed: int = 0) -> list[int]:
+    """The face of each class that Fig. 2 shows: a seeded random one among the class's faces
+    with detected landmarks all :data:`FIG2_MARGIN` px inside the image; if none, among its
+    detected faces; if none, among all its faces (template landmarks, marked in the figure).
+
+    Returns:
+        one dataset position per class (-1 for a class without images).
+    """
+    rng = np.random.default_rng(seed)
+    n, side = len(ds.labels), ds.images.shape[1]
+    detected = np.ones(n, bool) if ds.detected is None else np.asarray(ds.detected, bool)
+    pts = np.asarray(ds.points, np.float32)
+    inside = ((pts >= FIG2_MARGIN) & (pts <= side - FIG2_MARGIN)).all(axis=(1, 2))
+    pick = []
+    for c in range(len(ds.class_names)):
+        of_c = ds.labels == c
+        for sel in (of_c & detected & inside, of_c & detected, of_c):
+            idx = np.flatnonzero(sel)
+            if len(idx):
+                break
+        pick.append(int(rng.choice(idx)) if len(idx) else -1)
+    return pick
+
+
+def fig2_template_faces(ds: Any, pick: Sequence[int]) -> set[int]:
+    """The picked faces whose landmarks are the template (``ds.detected`` False)."""
+    if ds.detected is None:
+        return set()
+    return {int(i) for i in pick if i >= 0 and not bool(ds.detected[i])}
 
 
 # --- Tables 2 and 3 ---------------------------------------------------------------------------
@@ -137,7 +184,8 @@ def results_table(key: str, results: dict[str, Any]) -> list[dict[str, Any]]:
 
     The paper gives no overall accuracy; its rows' "overall" is their per-class accuracies
     weighted by our test set's class counts (:func:`lkr.paper.weighted_accuracy`), so the two
-    columns compare on the same class mix.
+    columns compare on the same class mix. The saved table marks those cells with "*" and
+    says so in a footnote (:func:`table_note`, :func:`save_table`).
 
     Args:
         key: "ckplus" or "fer2013".
@@ -150,9 +198,7 @@ def results_table(key: str, results: dict[str, Any]) -> list[dict[str, Any]]:
     """
     table = paper_table(key)
     classes = list(next(iter(table.values())).keys())
-    # Our test set's class counts (the same for every configuration of a real run; LKRNet's first).
-    order = sorted(results, key=lambda c: c != "lkrnet")
-    counts = next((results[c].metrics["class_counts"] for c in order if results[c].metrics.get("class_counts")), None)
+    counts = _test_counts(results)
 
     def paper_row(name: str) -> dict[str, Any]:
         row = {"model": name, "source": "paper", **table[name]}
@@ -178,6 +224,23 @@ def results_table(key: str, results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _test_counts(results: dict[str, Any]) -> dict[str, int] | None:
+    """Our test set's class counts (the same for every configuration of a real run; LKRNet's first)."""
+    order = sorted(results, key=lambda c: c != "lkrnet")
+    return next((results[c].metrics["class_counts"] for c in order if results[c].metrics.get("class_counts")), None)
+
+
+def table_note(results: dict[str, Any]) -> str:
+    """The footnote of Table 2 or 3: what the paper rows' overall column is ("" when it is empty)."""
+    counts = _test_counts(results)
+    if counts is None:
+        return ""
+    order = sorted(results, key=lambda c: c != "lkrnet")
+    name = next((str(results[c].metrics["dataset"]) for c in order if results[c].metrics.get("dataset")),
+                "this dataset")
+    return overall_note(counts, name)
+
+
 def _round(v: float | None) -> float | None:
     return None if v is None else round(float(v), 1)
 
@@ -188,8 +251,18 @@ def _cell(v: Any) -> str:
     return f"{v:.1f}" if isinstance(v, float) else str(v)
 
 
+PAPER_OVERALL_BASIS = "paper per-class accuracies weighted by this dataset's test class counts"
+"""The CSV's ``overall_basis`` of a paper row (ours: "measured")."""
+
+
+def _marked(r: dict[str, Any], c: str, note: str) -> str:
+    """A cell as shown: the paper rows' overall gets "*" when the table has a footnote."""
+    text = _cell(r.get(c))
+    return text + "*" if (note and c == "overall" and r.get("source") == "paper" and r.get(c) is not None) else text
+
+
 def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "figures",
-               title: str = "") -> list[Path]:
+               title: str = "", note: str = "") -> list[Path]:
     """Write a table as ``<name>.md``, ``.csv``, and (drawn) ``.png`` / ``.pdf``.
 
     Args:
@@ -197,6 +270,10 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
         name: "table2_ckplus" or "table3_fer2013".
         out_dir: folder (created).
         title: caption (markdown heading and figure title).
+        note: footnote on the paper rows' overall (:func:`table_note`). When given, those cells
+            read e.g. "72.2*" in the .md and the drawing, which carry the note under the table;
+            the .csv keeps the numbers and gets an ``overall_basis`` column
+            (:data:`PAPER_OVERALL_BASIS` for paper rows, "measured" for ours).
 
     Returns:
         [md, csv, png, pdf] paths.
@@ -209,18 +286,29 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
     lines = ([f"**{title}**", ""] if title else []) + [
         "| " + " | ".join(heads) + " |",
         "|" + "|".join("---" if c in ("model", "source") else "---:" for c in cols) + "|",
-    ] + ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows]
+    ] + ["| " + " | ".join(_marked(r, c, note) for c in cols) + " |" for r in rows]
+    if note:
+        lines += ["", f"\\* {note}"]
     md.write_text("\n".join(lines) + "\n")
     path_csv = out / f"{name}.csv"
     with open(path_csv, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(cols)
+        w.writerow(cols + (["overall_basis"] if note else []))
         for r in rows:
-            w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+            basis = [] if not note else [
+                "" if r.get("overall") is None else PAPER_OVERALL_BASIS if r.get("source") == "paper" else "measured"]
+            w.writerow(["" if r.get(c) is None else r.get(c) for c in cols] + basis)
+    return [md, path_csv] + save_figure(table_figure(rows, name, title, note), name, out)
+
+
+def table_figure(rows: list[dict[str, Any]], name: str, title: str = "", note: str = "") -> Figure:
+    """The drawn table of :func:`save_table` (our rows shaded; ``note`` under the table)."""
+    cols = list(rows[0].keys()) if rows else ["model"]
+    heads = [short(c) if c in _CLASS_NAMES else c for c in cols]
     fig = _new(name)
     ax = fig.add_subplot()
     ax.set_axis_off()
-    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    cells = [[_marked(r, c, note) for c in cols] for r in rows]
     t = ax.table(cellText=cells or [[""] * len(cols)], colLabels=heads, loc="center", cellLoc="center")
     t.auto_set_font_size(False)
     t.set_fontsize(8)
@@ -230,7 +318,12 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
             cell.set_facecolor("#e8f1fb")
     if title:
         ax.set_title(title, fontsize=10)
-    return [md, path_csv] + save_figure(fig, name, out)
+    if note:
+        import textwrap
+
+        # supxlabel: constrained layout makes room for it
+        fig.supxlabel(textwrap.fill(f"* {note}", 160, break_on_hyphens=False), fontsize=7)
+    return fig
 
 
 
@@ -382,7 +475,9 @@ def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkr
     """Fig. 8: Grad-CAM of VGG19 beside LKRNet on the same test faces (FER2013 role only).
 
     Blocks of three rows: the face (44x44 centre crop, the network's view), VGG19's heatmap
-    over it, LKRNet's heatmap over it; 8 faces per block. Heatmaps explain the true class.
+    over it, LKRNet's heatmap over it; 8 faces per block. Heatmaps explain the true class. The
+    title names Grad-CAM's target layer as ``gradcam.npz`` records it (``layer``,
+    ``layer_size``; see :mod:`lkr.gradcam`), per model when the two differ.
     """
     from lkr.errors import RunError
 
@@ -421,9 +516,24 @@ def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkr
             axes[3 * blk + dr, 0].text(-0.1, 0.5, text, transform=axes[3 * blk + dr, 0].transAxes, rotation=90,
                                        ha="right", va="center", fontsize=7)
     label = _dataset_label(results[right].metrics)
-    fig.suptitle(f"Fig. 8  Grad-CAM for the true class on {label} (red: the model's wrong prediction)",
-                 fontsize=9)
+    la, lb = gradcam_layer_label(a), gradcam_layer_label(b)
+    where = f"target layer {lb}" if la == lb else \
+        f"target layers: {LABELS.get(left, left)} {la}, {LABELS.get(right, right)} {lb}"
+    fig.suptitle(f"Fig. 8  Grad-CAM for the true class on {label} (red: the model's wrong prediction)\n"
+                 f"{where}", fontsize=9)
     return fig
+
+
+def gradcam_layer_label(z: dict[str, np.ndarray]) -> str:
+    """The Grad-CAM target layer a ``gradcam.npz`` was computed at, in words, e.g.
+    "stage3 (last conv before max-pool 3, 11×11 maps)"; "not recorded" for older exports."""
+    if "layer" not in z:
+        return "not recorded"
+    name = str(np.asarray(z["layer"]).item())
+    k = name[len("stage"):] if name.startswith("stage") else "?"
+    size = z.get("layer_size")
+    dims = "" if size is None else f", {int(size[0])}×{int(size[1])} maps"
+    return f"{name} (last conv before max-pool {k}{dims})"
 
 
 # --- all of them ------------------------------------------------------------------------------
@@ -461,7 +571,7 @@ def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "f
 
         rows = results_table(key, res)
         title = f"{_TITLES[key]} — {_dataset_label(next(iter(res.values())).metrics)}"
-        save_table(rows, name, out_dir, title=title)
+        save_table(rows, name, out_dir, title=title, note=table_note(res))
         return pd.DataFrame(rows).set_index("model")
     if name.startswith("fig7"):
         fig = fig7_confusion(res, key)

@@ -46,6 +46,85 @@ def _conv_layers(vgg_cfg: tuple, width: float, batch_norm: bool, in_ch: int = 1)
     return layers
 
 
+def pool_mask(mask: Tensor, size: tuple[int, int], *, how: str = "grid", pools: int = 4) -> Tensor:
+    """A mask at input resolution brought to a feature map's size (Eq. 4's M↓).
+
+    "grid": average-pooled on the grid the features were pooled on. Each 2x2 max-pool of the
+    stack floors (44 -> 22 -> 11 -> 5 -> 2 drops the last row and column at 11 and 5), so every
+    cell of M↓ is the mean of the mask over exactly the input pixels under that feature cell,
+    and input rows and columns past ``h * 2**pools`` (32 of 44 for the 2x2 maps) reach no cell.
+    "cover": adaptive average pooling of the whole mask onto (h, w) (44 -> 2: each cell the mean
+    of a 22x22 quarter), so every pixel of the crop counts.
+
+    Args:
+        mask: (B, 1, H, W) float in [0, 1].
+        size: (h, w) of the feature maps.
+        how: "grid" or "cover".
+        pools: the number of 2x2 max-pools between the input and the feature maps ("grid").
+
+    Returns:
+        (B, 1, h, w) float32 in [0, 1].
+    """
+    m = mask.float()
+    if how == "cover":
+        return F.adaptive_avg_pool2d(m, size)
+    if how != "grid":
+        raise ValueError(f"unknown mask pooling {how!r}; choose grid or cover")
+    for _ in range(pools):
+        m = F.avg_pool2d(m, 2)
+    if tuple(m.shape[-2:]) != tuple(size):  # a crop the stack does not halve as assumed
+        m = F.adaptive_avg_pool2d(m, size)
+    return m
+
+
+def mask_reach(crop: int, size: tuple[int, int], *, how: str = "grid", pools: int = 4) -> Tensor:
+    """Which input pixels reach the pooled mask at all: (crop, crop) bool.
+
+    A pixel reaches M↓ when the pooled mask depends on it (its gradient is non-zero).
+    """
+    ones = torch.ones(1, 1, crop, crop, requires_grad=True)
+    (g,) = torch.autograd.grad(pool_mask(ones, size, how=how, pools=pools).sum(), ones)
+    return g[0, 0] != 0
+
+
+def region_coverage(boxes, points, cfg: Config, *, image_size: int = 48) -> dict[str, float]:
+    """Share of each local key region's mask weight that reaches the pooled mask M↓.
+
+    The regions are those of Eq. 1-3 around each landmark, on the centre crop of side
+    ``cfg.crop``; the feature map size is the model's at ``cfg.mask_stage``.
+
+    Args:
+        boxes: (N, 4) face boxes in ``image_size`` pixel coordinates.
+        points: (N, 5, 2) MTCNN landmarks (left eye, right eye, nose, left and right mouth corner).
+        cfg: uses ``crop``, ``mask_stage``, ``mask_pool``, ``alpha``, ``vgg_cfg``.
+        image_size: side of the images the landmarks are in.
+
+    Returns:
+        {"left_eye", "right_eye", "nose", "mouth_left", "mouth_right", "all"} -> share in [0, 1]
+        of the summed mask weight (over the N faces) that lies on pixels reaching M↓; "all" is the
+        merged mask's.
+    """
+    import numpy as np
+
+    from lkr.regions import region_masks
+
+    boxes, points = np.asarray(boxes, np.float32), np.asarray(points, np.float32)
+    h = cfg.crop
+    for _ in range(cfg.mask_stage - 1):  # the map size as the stack's flooring max-pools give it
+        h //= 2
+    size = (h, h)
+    reach = mask_reach(cfg.crop, size, how=cfg.mask_pool, pools=cfg.mask_stage - 1).numpy()
+    o = (image_size - cfg.crop) // 2
+    names = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+    out = {}
+    for k, name in enumerate(names[:points.shape[1]]):
+        m = region_masks(boxes, points[:, k:k + 1], alpha=cfg.alpha, size=image_size)[:, o:o + cfg.crop, o:o + cfg.crop]
+        out[name] = float(m[:, reach].sum() / max(m.sum(), 1e-12))
+    m = region_masks(boxes, points, alpha=cfg.alpha, size=image_size, merge=cfg.mask_merge)[:, o:o + cfg.crop, o:o + cfg.crop]
+    out["all"] = float(m[:, reach].sum() / max(m.sum(), 1e-12))
+    return out
+
+
 class Head(nn.Module):
     """One branch's classifier (Fig. 3): flatten -> FC -> ReLU -> Dropout -> FC (embedding)
     -> ReLU -> Dropout -> FC (classes)."""
@@ -71,7 +150,7 @@ class LKRNet(nn.Module):
 
     Attributes:
         shared: conv layers before max-pool number ``cfg.mask_stage``; output p (B,C,h,w).
-        cam: identity on p, the target layer for Grad-CAM (see :attr:`cam_layer`).
+        cam: identity on p, Grad-CAM's hook for the layer "p" (see :attr:`cam_layer`).
         tail: the remaining layers (from that max-pool to the end), shared by both branches.
         head_global, head_local: the branch classifiers (``head_local`` is None without the
             local branch).
@@ -129,17 +208,16 @@ class LKRNet(nn.Module):
 
     @property
     def cam_layer(self) -> nn.Module:
-        """Grad-CAM target: the feature maps p that the mask weights (batch B, both branches'
-        gradients flow through it). With the default ``mask_stage=5`` this is the last conv's
-        ReLU output, right before the final max-pool (2x2 maps on a 44x44 crop)."""
+        """The feature maps p that the mask weights (batch B, both branches' gradients flow
+        through it): Grad-CAM's layer "p". With the default ``mask_stage=5`` this is the last
+        conv's ReLU output, right before the final max-pool (2x2 maps on a 44x44 crop: four
+        blocks), so Grad-CAM's default target is an earlier, finer layer; any VGG stage is
+        named by :func:`lkr.gradcam.resolve_layer`."""
         return self.cam
 
     def downsample_mask(self, mask: Tensor, size: tuple[int, int]) -> Tensor:
-        """Eq. 4's M↓: the mask pooled on the grid the features were pooled on.
-
-        Each 2x2 max-pool of the stack floors (44 -> 22 -> 11 -> 5 -> 2 drops the last row and
-        column at 11 and 5), so the mask is average-pooled the same way: every cell of M↓ is the
-        mean of the mask over exactly the input pixels under that feature cell.
+        """Eq. 4's M↓: the mask brought to the feature maps' size, as ``cfg.mask_pool`` says
+        (see :func:`pool_mask`).
 
         Args:
             mask: (B, 1, H, W) float in [0, 1], the input's crop and flip.
@@ -148,12 +226,7 @@ class LKRNet(nn.Module):
         Returns:
             (B, 1, h, w) float32 in [0, 1].
         """
-        m = mask.float()
-        for _ in range(self.cfg.mask_stage - 1):
-            m = F.avg_pool2d(m, 2)
-        if tuple(m.shape[-2:]) != tuple(size):  # a crop the stack does not halve as assumed
-            m = F.adaptive_avg_pool2d(m, size)
-        return m
+        return pool_mask(mask, size, how=self.cfg.mask_pool, pools=self.cfg.mask_stage - 1)
 
     def forward_features(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Conv features of both branches.

@@ -92,6 +92,25 @@ def weighted_accuracy(per_class: Mapping[str, float | None], counts: Mapping[str
     return float((acc * n).sum() / n.sum())
 
 
+def overall_note(counts: Mapping[str, int], dataset: str = "this dataset") -> str:
+    """The footnote of the paper rows' overall column in Tables 2 and 3.
+
+    Args:
+        counts: class name -> test images, the weights used.
+        dataset: the name of the dataset the counts are from.
+
+    Returns:
+        One sentence, e.g. "Paper rows: the paper reports per-class accuracies only; their overall
+        is the paper's per-class accuracies weighted by this dataset's test class counts (fer2013:
+        Anger 491, ...), not a number from the paper."
+    """
+    from lkr.classes import short
+
+    n = ", ".join(f"{short(c)} {int(k)}" for c, k in counts.items())
+    return ("Paper rows: the paper reports per-class accuracies only; their overall is the paper's per-class "
+            f"accuracies weighted by this dataset's test class counts ({dataset}: {n}), not a number from the paper.")
+
+
 def paper_overall(dataset: str, counts: Mapping[str, int] | None = None) -> dict[str, float | None]:
     """Each paper row's overall accuracy (%) weighted by ``counts``.
 

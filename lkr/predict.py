@@ -245,7 +245,7 @@ class Predictor:
 
     Attributes:
         run: the run folder.
-        model, cfg, info: as :func:`lkr.train.load_run_model` returns them.
+        model, cfg, info: as :func:`lkr.runfolder.load_run_model` returns them.
         class_names: the K classes, in the model's label order.
         is_demo: True when the run was trained on the synthetic demo set.
         device: where the network (and MTCNN) run.
@@ -257,7 +257,8 @@ class Predictor:
         Raises:
             RunError: if ``run`` is not a trained run folder.
         """
-        from lkr.train import load_run_model, resolve_device
+        from lkr.device import resolve_device
+        from lkr.runfolder import load_run_model
 
         self.run = Path(run)
         self.device = resolve_device(device)
@@ -300,7 +301,7 @@ class Predictor:
         images = torch.from_numpy(np.stack([f.image for f in faces])).to(self.device)
         m = torch.from_numpy(masks).to(self.device) if self.cfg.local_branch else None
         probs, _ = predict_ten_crop(self.model, images, m, crop=self.cfg.crop, batch_size=BATCH,
-                                    amp=self.cfg.amp)
+                                    amp=self.cfg.amp and images.device.type == "cuda")  # fp32 on a CPU
         return probs.float().cpu().numpy()
 
     def predict(self, photos: Sequence[str | Path], *, save: str | Path | None = None,
@@ -364,15 +365,18 @@ class Predictor:
                 annotate(im, res.faces).save(res.annotated)
         return results
 
-    def cams(self, faces: Sequence[Face], masks: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """(N, 44, 44) float32 Grad-CAM heatmaps in [0, 1] of the given classes."""
-        from lkr.gradcam import cam_arrays
+    def cams(self, faces: Sequence[Face], masks: np.ndarray, labels: np.ndarray,
+             layer: str | None = None) -> np.ndarray:
+        """(N, 44, 44) float32 Grad-CAM heatmaps in [0, 1] of the given classes, at ``layer``
+        (:func:`lkr.gradcam.resolve_layer`; None: :data:`lkr.gradcam.DEFAULT_LAYER`, the 11x11
+        maps before max-pool 3)."""
+        from lkr.gradcam import DEFAULT_LAYER, cam_arrays
 
         if not faces:
             return np.zeros((0, self.cfg.crop, self.cfg.crop), np.float32)
         return cam_arrays(self.model, np.stack([f.image for f in faces]),
                           masks if self.cfg.local_branch else None, labels, crop=self.cfg.crop,
-                          device=self.device)
+                          device=self.device, layer=DEFAULT_LAYER if layer is None else layer)
 
 
 def predict_photos(photos: Sequence[str | Path], run: str | Path, *, device: str | None = None,

@@ -42,9 +42,7 @@ UMAP_SEED = 0
 
 def dataset_key(ds: FaceDataset) -> str:
     """"ckplus" for CK+-like data (evaluated by subject folds), else "fer2013"."""
-    from lkr.train import is_fold_dataset
-
-    return "ckplus" if is_fold_dataset(ds) else "fer2013"
+    return "ckplus" if ds.evaluation == "folds" else "fer2013"
 
 
 def run_dir_for(root: str | Path, key: str, config: str, fold: int | None = None) -> Path:
@@ -123,7 +121,7 @@ def export_umap(dest: str | Path, *, seed: int = UMAP_SEED, n_neighbors: int = 1
     coords = umap.UMAP(n_neighbors=nn, min_dist=min_dist, random_state=seed, n_jobs=1).fit_transform(e)
     s = separation_score(emb, lab)
     s2 = separation_score(coords, lab, normalize=False)  # the plane the eye sees; for reference only
-    from lkr.train import save_npz
+    from lkr.runfolder import save_npz
 
     save_npz(dest / "umap.npz", coords=coords.astype(np.float16), label=lab.astype(np.int8), index=z["index"],
              silhouette=np.float64(np.nan if s is None else s), silhouette_2d=np.float64(np.nan if s2 is None else s2),
@@ -155,12 +153,16 @@ def gradcam_faces(ds: FaceDataset, test_index: np.ndarray, n: int = GRADCAM_FACE
 
 
 def export_gradcam(run: str | Path, dest: str | Path, ds: FaceDataset, faces: np.ndarray, *,
-                   device: str | None = "cpu") -> Path:
+                   device: str | None = "cpu", layer: str | None = None) -> Path:
     """Write ``dest/gradcam.npz``: Grad-CAM of the run's selected weights on ``faces``.
 
     Contents: ``index`` (K,) dataset positions, ``label`` (K,) int8, ``pred`` (K,) int8 (the
-    centre-crop prediction), ``cam`` (K, 44, 44) float16 in [0, 1] for the true class and
-    ``image`` (K, 48, 48) uint8 pixels.
+    centre-crop prediction), ``cam`` (K, 44, 44) float16 in [0, 1] for the true class,
+    ``image`` (K, 48, 48) uint8 pixels, ``layer`` the Grad-CAM target layer's name (str, e.g.
+    "stage3") and ``layer_size`` (2,) int its maps' (h, w), which Fig. 8 names.
+
+    ``layer``: Grad-CAM's target layer (:func:`lkr.gradcam.resolve_layer`); None = its default
+    :data:`lkr.gradcam.DEFAULT_LAYER`.
 
     Raises:
         RunError: for CK+-like data: CK+ faces are never stored.
@@ -168,15 +170,17 @@ def export_gradcam(run: str | Path, dest: str | Path, ds: FaceDataset, faces: np
     import torch
 
     from lkr.augment import center_crop
-    from lkr.gradcam import cam_arrays
-    from lkr.train import load_run_model, save_npz
+    from lkr.gradcam import DEFAULT_LAYER, cam_arrays, resolve_layer
+    from lkr.runfolder import load_run_model, save_npz
 
     if dataset_key(ds) == "ckplus":
         raise RunError(f"{ds.name}: Grad-CAM faces are stored for FER2013-like data only (CK+'s licence)")
     model, cfg, _ = load_run_model(run, device=device or "cpu")
     masks = _masks(ds, faces, cfg)
     labels = ds.labels[faces]
-    cams = cam_arrays(model, ds.images[faces], masks, labels, crop=cfg.crop, device=device or "cpu")
+    target = resolve_layer(model, DEFAULT_LAYER if layer is None else layer)
+    cams = cam_arrays(model, ds.images[faces], masks, labels, crop=cfg.crop, device=device or "cpu",
+                      layer=target.name)
     dev = next(model.parameters()).device
     with torch.no_grad():
         x, m = center_crop(torch.from_numpy(ds.images[faces]), None if masks is None else torch.from_numpy(masks),
@@ -185,7 +189,8 @@ def export_gradcam(run: str | Path, dest: str | Path, ds: FaceDataset, faces: np
         pred = model(x, m if model.local_branch else None)["logits"].argmax(1).cpu().numpy()
     dest = Path(dest)
     save_npz(dest / "gradcam.npz", index=faces, label=labels.astype(np.int8), pred=pred.astype(np.int8),
-             cam=cams.astype(np.float16), image=ds.images[faces])
+             cam=cams.astype(np.float16), image=ds.images[faces], layer=np.array(target.name),
+             layer_size=np.array(target.size, dtype=np.int64))
     return dest / "gradcam.npz"
 
 
@@ -215,7 +220,7 @@ def pool_folds(config_dir: str | Path) -> dict[str, Any]:
         RunError: when ``config_dir`` has no finished fold.
     """
     from lkr.evaluate import classification_metrics
-    from lkr.train import write_json
+    from lkr.runfolder import write_json
 
     config_dir = Path(config_dir)
     folds = sorted((p for p in config_dir.glob("fold*") if (p / "metrics.json").exists()),

@@ -7,28 +7,24 @@ epoch: losses are summed on the device and read once per epoch.
 
 Protocol: the epoch is selected on a split that is never reported (FER2013: PublicTest; CK+: a
 validation part of the fold's training subjects); the selected weights are evaluated with
-ten-crop on the reported split (FER2013: PrivateTest; CK+: the fold's test subjects).
+ten-crop on the reported split (FER2013: PrivateTest; CK+: the fold's test subjects). The parts
+come from :mod:`lkr.prepare`.
 
-Run folder::
-
-    config.json       the Config (also inside every checkpoint)
-    history.json      per epoch: lr, loss parts, selection accuracy, seconds
-    checkpoint.pt     last state, for resuming (model, optimizer, history, best so far)
-    best.pt           the selected weights and their config
-    metrics.json      test metrics of the selected weights (+ selection split, timing, data)
-    predictions.npz   test: dataset index, label, prediction, probabilities (float16)
-    embeddings.npz    256-d test embeddings of a fixed subsample (float16)
+A run, as :func:`_train` reads: open the run folder, put the data on the device, build the
+network and its optimizer, resume from the checkpoint, then per epoch train, select (ten-crop
+accuracy on the selection split; the best epoch's weights are kept) and checkpoint; finally
+evaluate the selected weights on the reported split and write the rest of the run folder. The
+folder's files and how they are written and read are :mod:`lkr.runfolder`'s.
 
 Randomness is seeded per epoch from ``cfg.seed`` and the epoch number, so a run resumed from
 any checkpoint follows the same path as an uninterrupted one: on the CPU a run killed at any
 moment (SIGKILL included) and started again with the same command ends with bit-identical
 weights and metrics (same torch build and thread count; see docs/determinism.md).
 
-Faults: every file is written to a temporary file in the run folder, flushed, fsynced and then
-renamed over its name (``os.replace``), so a kill leaves either the old file or the new one,
-never half a file; temporaries a killed write left behind (``<name>*.tmp``) are never read and
-are deleted when the next run starts. ``metrics.json`` is written last: a folder without it is
-not finished and the next run resumes from ``checkpoint.pt`` (after the last epoch it only
+Faults: every file is written atomically (:mod:`lkr.runfolder`), so a kill leaves either the old
+file or the new one, never half a file; temporaries a killed write left behind are deleted when
+the next run opens the folder. ``metrics.json`` is written last: a folder without it is not
+finished and the next run resumes from ``checkpoint.pt`` (after the last epoch it only
 evaluates again). A non-finite loss stops the run before that epoch is checkpointed.
 
 Several processes: under torchrun (:mod:`lkr.distributed`) every process draws the same global
@@ -48,7 +44,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -58,172 +54,17 @@ from tqdm.auto import tqdm
 
 import lkr
 from lkr import distributed
-from lkr.atomic import atomic_write
 from lkr.augment import train_augment
 from lkr.config import DEMO_OVERRIDES, Config
 from lkr.dataset import FaceDataset
+from lkr.device import autocast_for, device_name, resolve_device
 from lkr.errors import RunError, TrainingError
-from lkr.evaluate import autocast_for, classification_metrics, predict_ten_crop
-from lkr.losses import lkr_loss, sample_triplets
+from lkr.evaluate import classification_metrics, predict_center, predict_ten_crop
+from lkr import cpu
+from lkr.losses import class_balanced_batch, lkr_loss, sample_triplets
 from lkr.model import build_model
-
-
-# --- small I/O helpers: every file a later run trusts is written atomically ----------------
-RUN_FILES = ("config.json", "history.json", "checkpoint.pt", "best.pt", "metrics.json", "predictions.npz",
-             "embeddings.npz")
-"""The files of a run folder (see the module docstring)."""
-
-
-def remove_stale_temps(out: str | Path) -> list[Path]:
-    """Delete the temporary files that killed writes left in a run folder.
-
-    Only ``<run file><random>.tmp`` names of :data:`RUN_FILES` are touched. No other process
-    may be writing into ``out`` at the same time (one run per folder).
-
-    Returns:
-        The deleted paths.
-    """
-    gone = []
-    for f in Path(out).glob("*.tmp"):
-        if f.is_file() and any(f.name.startswith(n) for n in RUN_FILES):
-            try:
-                f.unlink()
-                gone.append(f)
-            except FileNotFoundError:
-                pass
-    return gone
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_json_default).encode()))
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
-
-
-def save_torch(path: Path, obj: Any) -> None:
-    """``torch.save`` atomically."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez_compressed`` atomically."""
-    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """"cpu", "cuda", or None for CUDA when present."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        torch.device(device)
-    except (RuntimeError, ValueError):
-        raise TrainingError(f"--device {device}: expected cpu, cuda or cuda:N") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but no CUDA device is available")
-    return torch.device(device)
-
-
-# --- data on the device ---------------------------------------------------------------------
-@dataclass
-class Prepared:
-    """A dataset moved to the training device.
-
-    images (N,48,48) uint8, masks (N,48,48) float32 in [0,1] or None, labels (N,) int64, and
-    ``index``: {"train", "select", "test"} -> int64 tensors of dataset positions.
-    """
-
-    images: torch.Tensor
-    masks: torch.Tensor | None
-    labels: torch.Tensor
-    index: dict[str, torch.Tensor]
-    split_names: dict[str, str]
-    notes: list[str]
-
-
-def is_fold_dataset(ds: FaceDataset) -> bool:
-    """True for CK+-like data (no official splits; evaluated by subject-independent folds)."""
-    return "Training" not in ds.split_names
-
-
-def split_indices(ds: FaceDataset, cfg: Config, *, fold: int | None = None, folds: int = 10
-                  ) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
-    """Dataset positions of the train / select / test parts, their names, and notes."""
-    notes: list[str] = []
-    if not is_fold_dataset(ds):
-        train = np.flatnonzero(ds.splits == "Training")
-        names = ds.split_names
-        if cfg.select_split in names and cfg.select_split != "Training":
-            select = np.flatnonzero(ds.splits == cfg.select_split)
-            sel_name = cfg.select_split
-        else:
-            # No official selection split (e.g. an image-folder release without prefixes):
-            # hold out a seeded, stratified part of Training. Never select on the test split.
-            from sklearn.model_selection import train_test_split
-
-            train, select = train_test_split(train, test_size=cfg.val_fraction, random_state=cfg.seed,
-                                             stratify=ds.labels[train])
-            train, select = np.sort(train), np.sort(select)
-            sel_name = f"Training-holdout-{cfg.val_fraction:g}"
-            notes.append(f"no {cfg.select_split} split: epochs are selected on {sel_name}")
-        test_name = cfg.test_split if cfg.test_split in names else ("Test" if "Test" in names else None)
-        if test_name is None:
-            raise TrainingError(f"{ds.source}: no test split ({cfg.test_split} or Test) to report")
-        if sel_name == test_name:
-            raise TrainingError(f"select_split {sel_name} is the reported split: epochs are never selected on it")
-        test = np.flatnonzero(ds.splits == test_name)
-        if len(select) == 0:
-            raise TrainingError(f"{ds.source}: the selection split {sel_name} is empty")
-        return {"train": train, "select": select, "test": test}, \
-            {"train": "Training", "select": sel_name, "test": test_name}, notes
-    from lkr.folds import fold_split
-
-    if fold is None:
-        fold = 0
-        notes.append("no --fold given: fold 0 is used")
-    # Folds by subject only: without subject ids fold_split refuses (one line), rather than
-    # splitting a subject's sequences over train and test.
-    parts = fold_split(ds.subjects, ds.labels, fold, k=folds, seed=cfg.seed, val_fraction=cfg.val_fraction)
-    idx = {"train": np.flatnonzero(parts["train"]), "select": np.flatnonzero(parts["val"]),
-           "test": np.flatnonzero(parts["test"])}
-    if len(idx["select"]) == 0:
-        raise TrainingError(f"{ds.source}: fold {fold} has no selection subjects (val_fraction="
-                            f"{cfg.val_fraction}); epochs are never selected on the test subjects")
-    names = {"train": f"fold{fold}-train", "select": f"fold{fold}-val", "test": f"fold{fold}-test"}
-    return idx, names, notes
-
-
-def prepare_data(ds: FaceDataset, cfg: Config, *, fold: int | None = None, folds: int = 10,
-                 device: torch.device | str = "cpu", progress: bool = False) -> Prepared:
-    """Landmarks (computed and cached when missing), masks, splits, all moved to ``device``."""
-    device = torch.device(device)
-    masks = None
-    if cfg.local_branch:
-        if not ds.has_landmarks:
-            from lkr.landmarks import attach_landmarks
-
-            ds = attach_landmarks(ds, progress=progress)
-        from lkr.regions import region_masks
-
-        masks = torch.from_numpy(region_masks(ds.boxes, ds.points, alpha=cfg.alpha, size=ds.images.shape[1],
-                                              merge=cfg.mask_merge)).to(device)
-    idx, names, notes = split_indices(ds, cfg, fold=fold, folds=folds)
-    return Prepared(
-        images=torch.from_numpy(ds.images).to(device),
-        masks=masks,
-        labels=torch.from_numpy(ds.labels).to(device),
-        index={k: torch.from_numpy(v).long().to(device) for k, v in idx.items()},
-        split_names=names,
-        notes=notes,
-    )
+from lkr.prepare import Prepared, prepare_data
+from lkr.runfolder import load_checkpoint, open_run_folder, save_npz, save_torch, write_json
 
 
 # --- schedule -------------------------------------------------------------------------------
@@ -252,20 +93,24 @@ def epoch_batches(prepared: Prepared, cfg: Config, generator: torch.Generator, b
     """The global training batches of one epoch, drawn from ``generator`` (seeded by the caller).
 
     A permutation of the training part, cut into ``n_train // batch_size`` batches of anchors
-    (the last partial batch is dropped: static shapes); with a triplet loss each anchor gets a
-    positive and a negative (:func:`lkr.losses.sample_triplets`); then the batch is augmented
-    (:func:`lkr.augment.train_augment`). Every process of a data-parallel run calls this with
-    the same seed and gets the same batches.
+    (the last partial batch is dropped: static shapes); with random triplets each anchor gets a
+    positive and a negative (:func:`lkr.losses.sample_triplets`); with in-batch mining and
+    ``cfg.batch_classes = P`` each batch is P classes x B/P images
+    (:func:`lkr.losses.class_balanced_batch`) instead of a slice of the permutation; then the
+    batch is augmented (:func:`lkr.augment.train_augment`). Every process of a data-parallel run
+    calls this with the same seed and gets the same batches.
 
     Args:
         prepared: the data on the device.
-        cfg: uses ``triplet_lambda``, ``num_classes`` and the augmentation fields.
+        cfg: uses ``triplet_lambda``, ``triplet_mining``, ``batch_classes``, ``num_classes`` and
+            the augmentation fields.
         generator: on the data's device.
         batch_size: B anchors per batch (<= the training part's size).
 
     Yields:
         (x (M,1,crop,crop) float32, m (M,1,crop,crop) float32 in [0,1] or None, y (M,) int64),
-        M = 3B laid out [anchors; positives; negatives] with a triplet loss, else M = B.
+        M = 3B laid out [anchors; positives; negatives] with random triplets, else M = B
+        (P * (B // P) with ``batch_classes``).
     """
     train_idx = prepared.index["train"]
     train_labels = prepared.labels[train_idx]
@@ -274,7 +119,9 @@ def epoch_batches(prepared: Prepared, cfg: Config, generator: torch.Generator, b
     perm = torch.randperm(n_train, device=train_idx.device, generator=generator)
     for s in range(steps):
         a = perm[s * batch_size:(s + 1) * batch_size]
-        if cfg.uses_triplet:
+        if cfg.uses_triplet and cfg.batch_classes:
+            a = class_balanced_batch(train_labels, batch_size, cfg.batch_classes, generator, cfg.num_classes)
+        if cfg.images_per_anchor == 3:
             p, n = sample_triplets(train_labels, a, generator, cfg.num_classes)
             pos = torch.cat([a, p, n])
         else:
@@ -329,6 +176,7 @@ def train(
     resume: bool = True,
     data_ref: str | None = None,
     stop_after: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train one configuration and write its run folder.
 
@@ -346,6 +194,8 @@ def train(
         resume: continue from ``out/checkpoint.pt`` when present.
         data_ref: how to load the data again (stored for ``lkr evaluate``); default ds.source.
         stop_after: stop (as if killed) after this many epochs of this call; for tests.
+        threads: CPU only: torch threads for this run (None: the process's, see
+            :func:`lkr.cpu.use_threads`); set at the start, recorded in metrics.json.
 
     Returns:
         The metrics dict written to ``out/metrics.json`` (or {"stopped_at": epoch} when
@@ -360,41 +210,133 @@ def train(
     group = distributed.current()
     if group.world_size > 1 and dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
+    n_threads = cpu.use_threads(threads) if dev.type == "cpu" else torch.get_num_threads()
     with deterministic_mode(cfg.deterministic, dev):
         return _train(ds, cfg, Path(out), dev, group, fold=fold, folds=folds, progress=progress and group.is_main,
-                      resume=resume, data_ref=data_ref, stop_after=stop_after)
+                      resume=resume, data_ref=data_ref, stop_after=stop_after, threads=n_threads)
+
+
+@dataclass
+class _Run:
+    """The fixed parts of one training run, built once per call of :func:`train`."""
+
+    cfg: Config
+    out: Path
+    dev: torch.device
+    group: distributed.DistInfo
+    prepared: Prepared
+    info: dict[str, Any]  # stored in every checkpoint and in metrics.json
+    notes: list[str]  # for the user; stored in metrics.json
+    model: torch.nn.Module  # the weights that are saved and evaluated
+    step_model: torch.nn.Module  # what a training step calls: the model, or DDP / compiled around it
+    opt: torch.optim.Optimizer
+    use_cl: bool  # channels_last model and inputs
+    bf16: bool  # bf16 autocast (CUDA: cfg.amp; CPU: lkr.cpu.resolve_precision)
+    batch: int  # global batch of anchors, a multiple of the number of processes
+    steps: int  # steps per epoch (the last partial batch is dropped: static shapes)
+    rows: torch.Tensor | None  # this process's rows of a global batch (data parallel), else None
+
+
+@dataclass
+class _State:
+    """What changes from epoch to epoch besides the weights; a checkpoint holds it."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "select_accuracy": -1.0})
+    best_state: dict[str, torch.Tensor] | None = None  # the selected weights (rank 0 only)
+    epoch: int = 0  # epochs done
+    precision: dict[str, Any] | None = None  # how the run's precision was decided (kept on resume)
 
 
 def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: distributed.DistInfo, *,
            fold: int | None, folds: int, progress: bool, resume: bool, data_ref: str | None,
-           stop_after: int | None) -> dict[str, Any]:
-    rank, world, main = group.rank, group.world_size, group.is_main
+           stop_after: int | None, threads: int) -> dict[str, Any]:
+    """The training procedure (Sec. 4.2) step by step; every process of a group runs it."""
+    _check_batch_split(cfg, group.world_size)
+    _open_run_folder(out, group)
+    info = {"data": data_ref or ds.source, "dataset": ds.name, "kind": ds.kind, "fold": fold, "folds": folds,
+            "kit_version": lkr.__version__, "world_size": group.world_size, "threads": threads}
+    _announce(ds, cfg, dev, group.world_size, progress)
+    prepared = _data_on_device(ds, cfg, dev, fold=fold, folds=folds, progress=progress)
+    model, opt, notes, use_cl = _build(cfg, dev, group.world_size, prepared.notes, progress)
+    state = _resume(cfg, out, dev, model, opt, info, group.is_main, progress) if resume else _State()
+    state.precision = state.precision or _precision(cfg, dev, threads, progress)
+    info["precision"] = state.precision
+    if group.is_main:
+        write_json(out / "config.json", cfg.to_dict())
+    batch, steps, rows = _batching(cfg, len(prepared.index["train"]), dev, group)
+    run = _Run(cfg=cfg, out=out, dev=dev, group=group, prepared=prepared, info=info, notes=notes, model=model,
+               step_model=_step_model(model, cfg, dev, group.world_size), opt=opt, use_cl=use_cl,
+               bf16=state.precision["precision"] == "bf16", batch=batch,
+               steps=steps, rows=rows)
+
+    gen = torch.Generator(device=dev)
+    bar = tqdm(range(state.epoch, cfg.epochs), desc=f"{cfg.variant}", disable=not progress,
+               initial=state.epoch, total=cfg.epochs, unit="ep")
+    done_this_call = 0
+    for epoch in bar:
+        rec = _train_epoch(run, gen, epoch)
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            _select(run, state, rec, epoch)
+        state.history.append(rec)
+        state.epoch = epoch + 1
+        bar.set_postfix(loss=f"{rec['loss']:.3f}", sel=f"{rec.get('select_accuracy', float('nan')):.3f}")
+        done_this_call += 1
+        last = epoch + 1 == cfg.epochs
+        stop = bool(stop_after) and done_this_call >= stop_after
+        if group.is_main and (last or (epoch + 1) % cfg.checkpoint_every == 0 or stop):
+            _checkpoint(run, state)
+        if stop and not last:
+            bar.close()
+            distributed.barrier()
+            return {"stopped_at": epoch + 1}
+    bar.close()
+    metrics = _finish(ds, run, state, progress) if group.is_main else None
+    return distributed.broadcast_object(metrics)
+
+
+def _check_batch_split(cfg: Config, world: int) -> None:
+    """The global batch must split evenly over the processes."""
     if world > 1 and cfg.batch_size % world:
         raise TrainingError(f"--batch-size {cfg.batch_size} cannot be split evenly over {world} processes; "
                             f"choose a multiple of {world}")
-    if main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise RunError(f"{out}: cannot create the run folder ({e.strerror})") from None
-        remove_stale_temps(out)
-    distributed.barrier()
-    info = {"data": data_ref or ds.source, "dataset": ds.name, "kind": ds.kind, "fold": fold, "folds": folds,
-            "kit_version": lkr.__version__, "world_size": world}
 
+
+def _open_run_folder(out: Path, group: distributed.DistInfo) -> None:
+    """Rank 0 creates the folder and clears stale temporaries; the others wait for it."""
+    if group.is_main:
+        open_run_folder(out)
+    distributed.barrier()
+
+
+def _announce(ds: FaceDataset, cfg: Config, dev: torch.device, world: int, progress: bool) -> None:
+    """Print what is trained, on what, where, and the whole config (rank 0, with ``progress``)."""
     if progress:
         print(f"[lkr] {cfg.variant} (lambda={cfg.triplet_lambda}) on {ds.name} ({len(ds)} images), device {dev}"
               + (f", {world} processes" if world > 1 else ""))
         print(f"[lkr] config: {json.dumps(cfg.to_dict(), default=str)}")
+
+
+def _data_on_device(ds: FaceDataset, cfg: Config, dev: torch.device, *, fold: int | None, folds: int,
+                    progress: bool) -> Prepared:
+    """Landmarks when the local branch needs them (rank 0 fills the cache first), masks and the
+    train / select / test parts, on ``dev`` (:func:`lkr.prepare.prepare_data`)."""
     if cfg.local_branch and not ds.has_landmarks:
         from lkr.landmarks import attach_landmarks
 
         with distributed.main_first():  # rank 0 fills the landmark cache, the others read it
             ds = attach_landmarks(ds, progress=progress)
-    prepared = prepare_data(ds, cfg, fold=fold, folds=folds, device=dev, progress=progress)
-    notes = list(prepared.notes)
-    n_train = len(prepared.index["train"])
+    return prepare_data(ds, cfg, fold=fold, folds=folds, device=dev, progress=progress)
 
+
+def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], progress: bool
+           ) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[str], bool]:
+    """The network (seeded with ``cfg.seed``) on ``dev`` and its SGD optimizer (Table 1).
+
+    Returns:
+        (model, optimizer, notes: ``data_notes`` and this step's, channels_last in use).
+    """
+    notes = list(data_notes)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(dev)
     if world > 1 and dev.type == "cuda" and cfg.batch_norm:
@@ -405,145 +347,183 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
     if progress:
         for n in notes:
             print(f"[lkr] note: {n}")
-    use_cl = cfg.channels_last and dev.type == "cuda"
+    use_cl = cfg.channels_last and dev.type in ("cuda", "cpu")
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
+    # fused on CUDA; on the CPU foreach (one multi-tensor update instead of a loop per tensor)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          **({"fused": True} if dev.type == "cuda" else {}))
+                          **({"fused": True} if dev.type == "cuda" else {"foreach": True}))
+    return model, opt, notes, use_cl
 
-    history: list[dict[str, Any]] = []
-    best = {"epoch": -1, "select_accuracy": -1.0}
-    best_state: dict[str, torch.Tensor] | None = None
-    start_epoch = 0
+
+def _precision(cfg: Config, dev: torch.device, threads: int, progress: bool) -> dict[str, Any]:
+    """fp32 or bf16 for a new run (:func:`lkr.cpu.resolve_precision`); said when measured."""
+    p = cpu.resolve_precision(cfg, dev, threads)
+    if progress and "fp32_s" in p:
+        print(f"[lkr] precision: {p['precision']} (a training step of {p['batch']} images took "
+              f"{p['fp32_s']:.3f} s in fp32, {p['bf16_s']:.3f} s in bf16 on this CPU"
+              + (", cached)" if p.get("cached") else ")"))
+    return p
+
+
+def _resume(cfg: Config, out: Path, dev: torch.device, model: torch.nn.Module, opt: torch.optim.Optimizer,
+            info: dict[str, Any], main: bool, progress: bool) -> _State:
+    """Load ``out/checkpoint.pt`` into the model and optimizer when there is one; its state.
+
+    Raises:
+        RunError: when the checkpoint is of another config, dataset, fold or kit version.
+    """
     ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ck = _load_checkpoint(ckpt_path, dev)
-        if Config.from_dict(ck["config"]).to_dict() != cfg.to_dict():
-            raise RunError(f"{out}: holds a run of another config; choose a new --out or delete it")
-        old = ck.get("info", {})
-        for k in ("dataset", "kind", "fold", "folds"):
-            if k in old and old[k] != info[k]:
-                raise RunError(f"{out}: holds a run with {k}={old[k]!r}, not {info[k]!r}; "
-                               "choose a new --out or delete it")
-        ck_version = ck.get("info", {}).get("kit_version", lkr.__version__)
-        if ck_version != lkr.__version__:
-            raise RunError(f"{out}: its checkpoint was written by lkr {ck_version}, this is lkr {lkr.__version__}; "
-                           "choose a new --out or delete it")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        history, best, start_epoch = ck["history"], ck["best"], ck["epoch"]
-        best_state = ck.get("best_model") if main else None
-        del ck
-        if progress:
-            print(f"[lkr] resuming {out} after epoch {start_epoch}")
-    if main:
-        write_json(out / "config.json", cfg.to_dict())
+    if not ckpt_path.exists():
+        return _State()
+    ck = load_checkpoint(ckpt_path, dev)
+    _check_same_run(ck, cfg, info, out)
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    state = _State(history=ck["history"], best=ck["best"], best_state=ck.get("best_model") if main else None,
+                   epoch=ck["epoch"], precision=ck.get("info", {}).get("precision"))
+    del ck
+    if progress:
+        print(f"[lkr] resuming {out} after epoch {state.epoch}")
+    return state
 
+
+def _check_same_run(ck: dict[str, Any], cfg: Config, info: dict[str, Any], out: Path) -> None:
+    """A checkpoint is resumed only by the run that wrote it: same config, data, fold, kit."""
+    if Config.from_dict(ck["config"]).to_dict() != cfg.to_dict():
+        raise RunError(f"{out}: holds a run of another config; choose a new --out or delete it")
+    old = ck.get("info", {})
+    for k in ("dataset", "kind", "fold", "folds"):
+        if k in old and old[k] != info[k]:
+            raise RunError(f"{out}: holds a run with {k}={old[k]!r}, not {info[k]!r}; "
+                           "choose a new --out or delete it")
+    ck_version = ck.get("info", {}).get("kit_version", lkr.__version__)
+    if ck_version != lkr.__version__:
+        raise RunError(f"{out}: its checkpoint was written by lkr {ck_version}, this is lkr {lkr.__version__}; "
+                       "choose a new --out or delete it")
+
+
+def _step_model(model: torch.nn.Module, cfg: Config, dev: torch.device, world: int) -> torch.nn.Module:
+    """What a training step calls: DistributedDataParallel around the model with several
+    processes, compiled on CUDA when ``cfg.compile``; else the model itself."""
     step_model: torch.nn.Module = model
     if world > 1:
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile and dev.type == "cuda":
         step_model = torch.compile(step_model)
+    return step_model
 
-    triplet = cfg.uses_triplet
+
+def _batching(cfg: Config, n_train: int, dev: torch.device, group: distributed.DistInfo
+              ) -> tuple[int, int, torch.Tensor | None]:
+    """(global batch of anchors, steps per epoch, this process's rows of a batch or None)."""
+    world = group.world_size
     bsz = min(cfg.batch_size, n_train)
     bsz -= bsz % world
     steps = max(n_train // bsz, 1)  # drop the last partial batch: static shapes
-    rows = distributed.shard_rows(bsz, 3 if triplet else 1, rank, world, dev) if world > 1 else None
-    gen = torch.Generator(device=dev)
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"{cfg.variant}", disable=not progress,
-               initial=start_epoch, total=cfg.epochs, unit="ep")
-    done_this_call = 0
-    for epoch in bar:
-        seed = _epoch_seed(cfg, epoch)
-        gen.manual_seed(seed)  # the batches: the same on every process
-        torch.manual_seed(seed + rank)  # dropout: independent per process
-        model.train()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+    rows = distributed.shard_rows(bsz, cfg.images_per_anchor, group.rank, world, dev) if world > 1 else None
+    return bsz, steps, rows
+
+
+def _train_epoch(run: _Run, gen: torch.Generator, epoch: int) -> dict[str, Any]:
+    """One epoch of SGD steps on this process's share of every global batch.
+
+    Returns:
+        The epoch's history record: epoch (1-based), lr, loss, ce, triplet, triplet_active (the
+        share of triplets with a positive loss), train_accuracy (means over the steps and
+        processes), seconds, images_per_s.
+
+    Raises:
+        TrainingError: on a non-finite loss (nothing of this epoch is checkpointed).
+    """
+    cfg, dev, model, opt = run.cfg, run.dev, run.model, run.opt
+    seed = _epoch_seed(cfg, epoch)
+    gen.manual_seed(seed)  # the batches: the same on every process
+    torch.manual_seed(seed + run.group.rank)  # dropout: independent per process
+    model.train()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    sums = torch.zeros(5, device=dev)  # total, ce, triplet, triplet active share, train accuracy
+    for s, (x, m, y) in enumerate(epoch_batches(run.prepared, cfg, gen, run.batch)):
+        opt.param_groups[0]["lr"] = lr_at(cfg, epoch + s / run.steps)
+        if run.rows is not None:  # this process's share: anchors r::W with their partners
+            x, y = x[run.rows], y[run.rows]
+            m = None if m is None else m[run.rows]
+        if run.use_cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(dev, run.bf16):
+            o = run.step_model(x, m)
+            loss, parts = lkr_loss(o, y, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc = (o["logits"].detach().argmax(1) == y).float().mean()
+        sums += torch.stack([parts["total"].float(), parts["ce"].float(), parts["triplet"].float(),
+                             parts["active"].float(), acc])
+    distributed.all_mean_(sums)  # every process sees the same numbers (and stops together)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t_epoch = time.perf_counter() - t0
+    loss_total, loss_ce, loss_tri, active, train_acc = (sums / run.steps).tolist()
+    if not all(math.isfinite(v) for v in (loss_total, loss_ce, loss_tri)):
+        raise TrainingError(f"non-finite loss at epoch {epoch + 1} (loss {loss_total}, ce {loss_ce}, triplet "
+                            f"{loss_tri}); the last good checkpoint ({epoch} epochs) "
+                            f"is kept in {run.out}; a rerun resumes from it, a lower --lr may avoid it")
+    return {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "loss": loss_total, "ce": loss_ce,
+            "triplet": loss_tri, "triplet_active": active, "train_accuracy": train_acc, "seconds": t_epoch,
+            "images_per_s": run.steps * run.batch * cfg.images_per_anchor / t_epoch}
+
+
+def _select(run: _Run, state: _State, rec: dict[str, Any], epoch: int) -> None:
+    """Accuracy on the selection split (ten-crop, or the centre crop with
+    ``cfg.select_crops="center"``; rank 0's number for every process) into ``rec``; a better
+    epoch than the best so far becomes the best and its weights are kept."""
+    acc = None
+    if run.group.is_main:
+        sel = run.prepared.index["select"]
+        predict = predict_center if run.cfg.select_crops == "center" else predict_ten_crop
         t0 = time.perf_counter()
-        sums = torch.zeros(4, device=dev)  # total, ce, triplet, train accuracy
-        for s, (x, m, y) in enumerate(epoch_batches(prepared, cfg, gen, bsz)):
-            opt.param_groups[0]["lr"] = lr_at(cfg, epoch + s / steps)
-            if rows is not None:  # this process's share: anchors r::W with their partners
-                x, y = x[rows], y[rows]
-                m = None if m is None else m[rows]
-            if use_cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(dev, cfg.amp):
-                o = step_model(x, m)
-                loss, parts = lkr_loss(o, y, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            acc = (o["logits"].detach().argmax(1) == y).float().mean()
-            sums += torch.stack([parts["total"].float(), parts["ce"].float(), parts["triplet"].float(), acc])
-        distributed.all_mean_(sums)  # every process sees the same numbers (and stops together)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t_epoch = time.perf_counter() - t0
-        loss_total, loss_ce, loss_tri, train_acc = (sums / steps).tolist()
-        if not all(math.isfinite(v) for v in (loss_total, loss_ce, loss_tri)):
-            raise TrainingError(f"non-finite loss at epoch {epoch + 1} (loss {loss_total}, ce {loss_ce}, triplet "
-                                f"{loss_tri}); the last good checkpoint ({start_epoch + done_this_call} epochs) "
-                                f"is kept in {out}; a rerun resumes from it, a lower --lr may avoid it")
-        rec: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "loss": loss_total,
-                               "ce": loss_ce, "triplet": loss_tri, "train_accuracy": train_acc,
-                               "seconds": t_epoch,
-                               "images_per_s": steps * bsz * (3 if triplet else 1) / t_epoch}
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            acc = None
-            if main:
-                sel = prepared.index["select"]
-                probs, _ = predict_ten_crop(model, prepared.images[sel],
-                                            None if prepared.masks is None else prepared.masks[sel],
-                                            crop=cfg.crop, amp=cfg.amp, channels_last=use_cl)
-                acc = float((probs.argmax(1) == prepared.labels[sel]).float().mean())
-            acc = distributed.broadcast_object(acc)  # rank 0's number decides on every process
-            rec["select_accuracy"] = acc
-            if acc > best["select_accuracy"]:
-                best = {"epoch": epoch + 1, "select_accuracy": acc}
-                if main:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        history.append(rec)
-        bar.set_postfix(loss=f"{loss_total:.3f}", sel=f"{rec.get('select_accuracy', float('nan')):.3f}")
-        done_this_call += 1
-        last = epoch + 1 == cfg.epochs
-        if main and (last or (epoch + 1) % cfg.checkpoint_every == 0 or (stop_after and done_this_call >= stop_after)):
-            # One file holds the whole state (the best weights too), so a kill between two
-            # writes can never pair a checkpoint with a best.pt of another epoch.
-            save_torch(ckpt_path, {"config": cfg.to_dict(), "model": model.state_dict(),
-                                   "optimizer": opt.state_dict(), "history": history, "best": best,
-                                   "best_model": best_state, "epoch": epoch + 1, "info": info})
-            write_json(out / "history.json", history)
-        if stop_after and done_this_call >= stop_after and not last:
-            bar.close()
-            distributed.barrier()
-            return {"stopped_at": epoch + 1}
-    bar.close()
-
-    metrics = None
-    if main:
-        metrics = _finish(ds, cfg, out, dev, model, prepared, best, best_state, history, info, notes, use_cl,
-                          progress)
-    return distributed.broadcast_object(metrics)
+        probs, _ = predict(run.model, run.prepared.images[sel],
+                           None if run.prepared.masks is None else run.prepared.masks[sel],
+                           crop=run.cfg.crop, amp=run.bf16, channels_last=run.use_cl)
+        acc = float((probs.argmax(1) == run.prepared.labels[sel]).float().mean())
+        rec["select_seconds"] = time.perf_counter() - t0
+    acc = distributed.broadcast_object(acc)  # rank 0's number decides on every process
+    rec["select_accuracy"] = acc
+    if acc > state.best["select_accuracy"]:
+        state.best = {"epoch": epoch + 1, "select_accuracy": acc}
+        if run.group.is_main:
+            state.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
 
 
-def _finish(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, model: torch.nn.Module,
-            prepared: Prepared, best: dict[str, Any], best_state: dict[str, torch.Tensor] | None,
-            history: list[dict[str, Any]], info: dict[str, Any], notes: list[str], use_cl: bool,
-            progress: bool) -> dict[str, Any]:
-    """Evaluate the selected weights on the reported split and write the rest of the run folder."""
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    save_torch(out / "best.pt", {"config": cfg.to_dict(), "model": model.state_dict(), "epoch": best["epoch"],
-                                 "select_accuracy": best["select_accuracy"], "info": info})
+def _checkpoint(run: _Run, state: _State) -> None:
+    """Write ``checkpoint.pt`` and ``history.json`` (rank 0).
+
+    One file holds the whole state (the best weights too), so a kill between two writes can
+    never pair a checkpoint with a best.pt of another epoch.
+    """
+    save_torch(run.out / "checkpoint.pt", {
+        "config": run.cfg.to_dict(), "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+        "history": state.history, "best": state.best, "best_model": state.best_state, "epoch": state.epoch,
+        "info": run.info})
+    write_json(run.out / "history.json", state.history)
+
+
+def _finish(ds: FaceDataset, run: _Run, state: _State, progress: bool) -> dict[str, Any]:
+    """Evaluate the selected weights on the reported split and write the rest of the run folder
+    (rank 0): best.pt, predictions.npz, embeddings.npz, history.json, and metrics.json last."""
+    cfg, dev, model, prepared, best = run.cfg, run.dev, run.model, run.prepared, state.best
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    save_torch(run.out / "best.pt", {"config": cfg.to_dict(), "model": model.state_dict(), "epoch": best["epoch"],
+                                     "select_accuracy": best["select_accuracy"], "info": run.info})
     test = prepared.index["test"]
     t0 = time.perf_counter()
     probs, emb = predict_ten_crop(model, prepared.images[test],
                                   None if prepared.masks is None else prepared.masks[test],
-                                  crop=cfg.crop, amp=cfg.amp, channels_last=use_cl, with_embeddings=True)
+                                  crop=cfg.crop, amp=run.bf16, channels_last=run.use_cl, with_embeddings=True)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t_eval = time.perf_counter() - t0
@@ -556,55 +536,23 @@ def _finish(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, model: t
         "test_split": prepared.split_names["test"], "select_split": prepared.split_names["select"],
         "best_epoch": best["epoch"], "select_accuracy": best["select_accuracy"], "epochs": cfg.epochs,
         "n_train": int(len(prepared.index["train"])), "n_select": int(len(prepared.index["select"])),
-        "train_seconds": float(sum(h["seconds"] for h in history)), "eval_seconds": t_eval,
-        "device": _device_name(dev), "torch": torch.__version__, "notes": notes, **info,
+        "train_seconds": float(sum(h["seconds"] for h in state.history)),
+        "select_seconds": float(sum(h.get("select_seconds", 0.0) for h in state.history)), "eval_seconds": t_eval,
+        "device": device_name(dev), "torch": torch.__version__, "notes": run.notes, **run.info,
     })
     test_np = test.cpu().numpy()
-    save_npz(out / "predictions.npz", index=test_np, label=labels.astype(np.int8), pred=preds.astype(np.int8),
+    save_npz(run.out / "predictions.npz", index=test_np, label=labels.astype(np.int8), pred=preds.astype(np.int8),
              probs=probs_np.astype(np.float16), class_names=np.array(ds.class_names))
     rng = np.random.default_rng(cfg.seed)
     keep = np.sort(rng.choice(len(test_np), size=min(cfg.embed_samples, len(test_np)), replace=False))
-    save_npz(out / "embeddings.npz", index=test_np[keep], label=labels[keep].astype(np.int8),
+    save_npz(run.out / "embeddings.npz", index=test_np[keep], label=labels[keep].astype(np.int8),
              embedding=emb[torch.from_numpy(keep).to(emb.device)].float().cpu().numpy().astype(np.float16))
-    write_json(out / "history.json", history)
-    write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+    write_json(run.out / "history.json", state.history)
+    write_json(run.out / "metrics.json", metrics)  # last: its presence marks a finished run
     if progress:
         print(f"[lkr] {cfg.variant}: {metrics['test_split']} ten-crop accuracy {100 * metrics['accuracy']:.2f}% "
               f"(epoch {best['epoch']} selected on {metrics['select_split']} at {100 * best['select_accuracy']:.2f}%)")
     return metrics
-
-
-def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    import platform
-
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:
-        raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to start over") from None
-
-
-def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Config, dict]:
-    """The selected weights of a trained run folder, in eval mode.
-
-    Raises:
-        RunError: if ``run`` is not a trained run folder.
-    """
-    run = Path(run)
-    best = run / "best.pt"
-    if not run.is_dir() or not best.exists():
-        raise RunError(f"{run}: not a trained run folder (no best.pt)")
-    ck = _load_checkpoint(best, torch.device(device))
-    cfg = Config.from_dict(ck["config"])
-    model = build_model(cfg).to(device)
-    model.load_state_dict(ck["model"])
-    model.eval()
-    return model, cfg, ck.get("info", {})
 
 
 # --- CLI ------------------------------------------------------------------------------------
@@ -640,7 +588,7 @@ def config_for(ds: FaceDataset, variant: str, **overrides: Any) -> Config:
     kw: dict[str, Any] = {}
     if ds.kind == "demo":
         kw.update(DEMO_OVERRIDES)
-    if is_fold_dataset(ds):
+    if ds.evaluation == "folds":
         kw.update(select_split="val", test_split="test")
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return Config.for_variant(variant, **kw)
@@ -680,9 +628,9 @@ def train_cli(args: argparse.Namespace) -> int:
             ds = load_dataset(args.data)
         flags = dict(triplet_lambda=args.lam, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      schedule=args.schedule, warmup_epochs=args.warmup_epochs, mask_stage=args.mask_stage,
-                     seed=args.seed)
+                     seed=args.seed, width=args.width)
         cfg = config_for(ds, args.variant, **{**flags, **overrides})  # --set FIELD=VALUE wins
-        m = train(ds, cfg, args.out, device=args.device, fold=args.fold, folds=args.folds,
+        m = train(ds, cfg, args.out, device=args.device, fold=args.fold, folds=args.folds, threads=args.threads,
                   progress=not args.quiet, data_ref=args.data)
     if group.is_main:
         print(f"{args.out}: {cfg.variant} {m['test_split']} accuracy {100 * m['accuracy']:.2f}% "

@@ -43,7 +43,13 @@ def attach_landmarks_file(ds, path: Path):
     with np.load(path, allow_pickle=False) as z:
         where = {p: i for i, p in enumerate(z["paths"].tolist())}
         idx = np.array([where[p] for p in ds.relative_paths().tolist()])
-        ds.boxes, ds.points, ds.detected = z["boxes"][idx], z["points"][idx], z["detected"][idx]
+        ds.boxes, ds.points, ds.detected = z["boxes"][idx], z["points"][idx], z["detected"][idx].astype(bool)
+    # The template rows are set here again (Training faces only), so a file exported when the
+    # template was the mean of all splits gives the same masks as attach_landmarks now does.
+    from lkr.landmarks import dataset_template
+
+    tb, tp, _ = dataset_template(ds, ds.boxes, ds.points, ds.detected)
+    ds.boxes[~ds.detected], ds.points[~ds.detected] = tb, tp
     return ds
 
 

@@ -98,7 +98,10 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
             ("code", 'Image(filename=save_sample_grid(ck, Path(out) / "samples" / "ckplus.png"))'),
             ("md", "## Fig. 2 Local key regions\n\nTop: the face and its five landmarks; middle: the mask M "
                    "(Eq. 1-3, regions of α = 0.3 of the face box around each landmark, merged by max); "
-                   "bottom: the face weighted by M, what the local branch sees (at input resolution)."),
+                   "bottom: the face weighted by M, what the local branch sees (at input resolution). Each "
+                   "class's face is a seeded choice among its faces whose landmarks MTCNN detected inside the "
+                   "image; a face whose landmarks are the template fallback (no face detected) is framed in red "
+                   "and captioned *template landmarks*."),
             ("code", 'fig2 = F.fig2_local_key_regions(fer)\nF.save_figure(fig2, "fig2_local_key_regions", figures_dir)\n'
                      "fig2"),
         ],
@@ -132,7 +135,8 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "rows; Fig. 7 confusion matrices; Fig. 9 accuracy against epoch on CK+. Everything is drawn from the "
         "results folder (no data, no GPU), the same way `lkr figures` does.\n\n"
         "The paper gives no overall accuracy; its rows' *overall* column is their per-class accuracies "
-        "weighted by our test set's class counts.",
+        "weighted by our test set's class counts, marked * with a footnote in the saved tables "
+        "(`figures/table*.md`, `.png`; the `.csv` says it in its `overall_basis` column).",
         [
             ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.paper import paper_overall\nfrom lkr.results import "
                      "load_results\n\nres = load_results(results_dir)\n{key: sorted(v) for key, v in res.items()}"),
@@ -171,13 +175,16 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "05 Grad-CAM",
         "Fig. 8: Grad-CAM (pytorch-grad-cam) of VGG19 beside LKRNet on the same 16 FER2013 test faces. "
         "`lkr.gradcam.cam_arrays` wraps the network in `lkr.model.MaskedModel`, which feeds each face's "
-        "local key region mask, and targets the feature maps p that the mask weights (`model.cam_layer`). "
-        "Heatmaps explain the true class, the same question for both models. The arrays were computed when "
-        "the runs were exported; this notebook only draws them.",
+        "local key region mask. The target layer is a parameter (`layer=`): by default `stage3`, the 11×11 "
+        "maps of the last conv before max-pool 3, which lie before the mask, so both branches' gradients "
+        "reach them; the paper's p (2×2 maps before pool 5) would give four blocks, one per quadrant of the "
+        "face. The figure's title names the layer. Heatmaps explain the true class, the same question for "
+        "both models. The arrays were computed when the runs were exported; this notebook only draws them.",
         [
             ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.results import load_results\n\n"
                      "res = load_results(results_dir)"),
             ("code", '{k: v.shape for k, v in res["fer2013"]["lkrnet"].gradcam.items()}'),
+            ("code", 'F.gradcam_layer_label(res["fer2013"]["lkrnet"].gradcam)'),
             ("code", 'F.draw("fig8_gradcam", res, figures_dir)'),
         ],
     ),

@@ -31,9 +31,15 @@ def _one_torch_thread():
     import torch
 
     n = torch.get_num_threads()
+    old = os.environ.get("LKR_THREADS")
+    os.environ["LKR_THREADS"] = "1"  # what lkr.cpu.use_threads gives every run of the tests
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+    if old is None:
+        os.environ.pop("LKR_THREADS", None)
+    else:
+        os.environ["LKR_THREADS"] = old
 
 
 def _shared(name: str) -> Path:

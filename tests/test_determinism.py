@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from lkr.demo import make_demo
-from lkr.train import _epoch_seed, config_for, deterministic_mode, epoch_batches, prepare_data, train
+from lkr.prepare import prepare_data
+from lkr.train import _epoch_seed, config_for, deterministic_mode, epoch_batches, train
 
-TIMING = {"train_seconds", "eval_seconds", "device"}
+TIMING = {"train_seconds", "select_seconds", "eval_seconds", "device"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def _run(demo, out, **kw) -> tuple[dict, dict[str, torch.Tensor], list[dict]]:
     cfg = config_for(demo, "lkrnet", epochs=2, eval_every=1, **kw)
     m = train(demo, cfg, out, device="cpu", progress=False)
     weights = torch.load(out / "best.pt", weights_only=False)["model"]
-    hist = [{k: v for k, v in h.items() if k not in ("seconds", "images_per_s")}
+    hist = [{k: v for k, v in h.items() if k not in ("seconds", "images_per_s", "select_seconds")}
             for h in json.loads((out / "history.json").read_text())]
     return {k: v for k, v in m.items() if k not in TIMING}, weights, hist
 

@@ -41,7 +41,7 @@ def test_onnx_agrees_with_pytorch_on_random_inputs(exported, demo_run):
     assert json.loads(meta["classes"]) == list(FER2013_CLASSES) and meta["crop"] == "44"
 
     # Independently of export_onnx's own check: another batch size, and the mask matters.
-    from lkr.train import load_run_model
+    from lkr.runfolder import load_run_model
 
     net, _, _ = load_run_model(demo_run)
     feed = random_inputs(7, 44, seed=123)
@@ -60,7 +60,7 @@ def test_onnx_ten_crop_gives_lkr_predict_probabilities(exported, demo_run):
     from lkr.demo import make_demo
     from lkr.evaluate import predict_ten_crop
     from lkr.regions import region_masks
-    from lkr.train import load_run_model
+    from lkr.runfolder import load_run_model
 
     _, path = exported
     ds = make_demo("fer2013", n=4, seed=3)

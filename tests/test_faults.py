@@ -25,7 +25,7 @@ from lkr.train import config_for, train
 N_DEMO = 210  # 168 training images: 5 steps of 32 anchors
 EPOCHS = 3
 VARIANT = "baseline2"  # triplets: anchors, partners and augmentation all come from the seeded stream
-TIMING = {"train_seconds", "eval_seconds", "device"}
+TIMING = {"train_seconds", "select_seconds", "eval_seconds", "device"}
 
 # The child trains like `lkr train`; MODE makes it kill itself at one precise moment:
 #   save:K     SIGKILL in the middle of the K-th torch.save of this process (half the bytes written)
@@ -112,7 +112,7 @@ def _same_run(a: Path, b: Path, ma: dict, mb: dict) -> None:
         for k in za.files:
             np.testing.assert_array_equal(za[k], zb[k])
     ha, hb = (json.loads((r / "history.json").read_text()) for r in (a, b))
-    drop = ("seconds", "images_per_s")
+    drop = ("seconds", "images_per_s", "select_seconds")
     assert [{k: v for k, v in h.items() if k not in drop} for h in ha] == \
            [{k: v for k, v in h.items() if k not in drop} for h in hb]
 

@@ -16,7 +16,7 @@ from lkr.evaluate import classification_metrics
 from lkr.paper import (CKPLUS48_COUNTS, FER2013_PRIVATETEST_COUNTS, TABLE2_CKPLUS, TABLE3_FER2013, paper_overall,
                        weighted_accuracy)
 from lkr.results import load_results, pool_folds, separation_score
-from lkr.train import save_npz, write_json
+from lkr.runfolder import save_npz, write_json
 
 CONFIGS = ("vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-l0.4")
 LAMBDA = {"vgg19": 0.0, "baseline1": 0.0, "baseline2": 0.2, "lkrnet": 0.2, "lkrnet-l0.4": 0.4}
@@ -178,6 +178,58 @@ def test_tables_hold_paper_rows_beside_ours(drawn):
                                                   abs=0.05)
 
 
+def test_tables_say_the_paper_overall_is_weighted_by_our_counts(drawn):
+    """The paper rows' overall is marked "*" with a footnote (md, drawing) and an overall_basis
+    column (csv); our rows' overall is not marked."""
+    results, figures, _ = drawn
+    pooled = json.loads((results / "ckplus" / "lkrnet" / "metrics.json").read_text())
+    for table, paper in (("table2_ckplus", TABLE2_CKPLUS), ("table3_fer2013", TABLE3_FER2013)):
+        md = (figures / f"{table}.md").read_text()
+        lines = md.splitlines()
+        note = [ln for ln in lines if ln.startswith("\\* ")]
+        assert len(note) == 1 and "weighted by this dataset's test class counts" in note[0]
+        assert "per-class accuracies" in note[0] and "not a number from the paper" in note[0]
+        vgg = next(ln for ln in lines if ln.startswith("| VGG19 | paper |"))
+        cells = [c.strip() for c in vgg.strip("|").split("|")]
+        assert cells[-2].endswith("*") and float(cells[-2][:-1]) > 0  # overall, then n ("–")
+        ours = next(ln for ln in lines if ln.startswith("| VGG19 | demo-"))
+        assert "*" not in ours
+        lopes = [ln for ln in lines if ln.startswith("| Lopes et al.")]
+        assert all("*" not in ln for ln in lopes)  # no overall, nothing to mark
+        with open(figures / f"{table}.csv") as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            if r["overall"] == "":
+                assert r["overall_basis"] == ""
+            elif r["source"] == "paper":
+                assert r["overall_basis"] == F.PAPER_OVERALL_BASIS
+                float(r["overall"])  # still a number
+            else:
+                assert r["overall_basis"] == "measured"
+    # the CK+ note names the counts the paper rows were weighted by
+    note = next(ln for ln in (figures / "table2_ckplus.md").read_text().splitlines() if ln.startswith("\\* "))
+    assert "demo-ckplus" in note and f"Anger {pooled['class_counts']['anger']}" in note
+
+
+def test_table_note_in_the_drawing(tmp_path):
+    res = load_results(make_fake_results(tmp_path / "results"))
+    note = F.table_note(res["fer2013"])
+    assert note.startswith("Paper rows:") and "demo-fer2013" in note
+    rows = F.results_table("fer2013", res["fer2013"])
+    fig = F.table_figure(rows, "table3_fer2013", title="T", note=note)
+    assert fig._supxlabel is not None and fig._supxlabel.get_text().replace("\n", " ") == f"* {note}"
+    texts = [c.get_text().get_text() for c in fig.axes[0].tables[0].get_celld().values()]
+    starred = [t for t in texts if t.endswith("*")]
+    assert len(starred) == sum(r["source"] == "paper" and r["overall"] is not None for r in rows) == 7
+    plain = F.table_figure(rows, "table3_fer2013", title="T")  # no note: nothing marked
+    assert plain._supxlabel is None
+    assert not any(c.get_text().get_text().endswith("*") for c in plain.axes[0].tables[0].get_celld().values())
+    F.save_table(rows, "table3_fer2013", tmp_path / "g")
+    assert "*" not in (tmp_path / "g" / "table3_fer2013.md").read_text()
+    assert "overall_basis" not in (tmp_path / "g" / "table3_fer2013.csv").read_text()
+    assert F.table_note({}) == ""
+
+
 def test_silhouette_helpers(tmp_path):
     res = load_results(make_fake_results(tmp_path / "results"))
     scores = F.silhouette_by_lambda(res["fer2013"])
@@ -198,6 +250,62 @@ def test_redraw_all_without_results(tmp_path, capsys):
     assert main(["figures", "--results", str(tmp_path / "typo"), "--out", str(tmp_path / "f3")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"lkr: error: {tmp_path / 'typo'}: no such results folder"
+
+
+def _fig_texts(fig) -> list[str]:
+    out = [t.get_text() for t in fig.texts]
+    if fig._suptitle is not None:
+        out.append(fig._suptitle.get_text())
+    for ax in fig.axes:
+        out += [t.get_text() for t in ax.texts] + [ax.get_title()]
+    return out
+
+
+def test_fig2_prefers_detected_faces_and_marks_template_ones():
+    """A class whose faces all have template landmarks shows one, marked "template landmarks";
+    other classes show detected faces with every landmark inside the image, unmarked."""
+    from dataclasses import replace
+
+    from lkr.demo import make_demo
+
+    ds = make_demo("fer2013", n=140)
+    detected = ds.detected.copy()
+    detected[ds.labels == 2] = False  # fear: no face detected
+    points = ds.points.copy()
+    happy = np.flatnonzero(ds.labels == 3)
+    points[happy[:-1], 0] = (1.0, 46.5)  # all happy faces but one: a landmark in a corner
+    ds = replace(ds, detected=detected, points=points)
+    pick = F.fig2_faces(ds)
+    assert [int(ds.labels[i]) for i in pick] == list(range(7))
+    assert not ds.detected[pick[2]]
+    assert all(ds.detected[i] for c, i in enumerate(pick) if c != 2)
+    assert pick[3] == happy[-1]  # the only happy face with its landmarks inside
+    assert F.fig2_template_faces(ds, pick) == {pick[2]}
+    fig = F.fig2_local_key_regions(ds)
+    top = fig.axes[:7]  # the first row (faces + landmarks): one axis per class
+    marked = [c for c, ax in enumerate(top) if any(F.TEMPLATE_NOTE in t.get_text() for t in ax.texts)]
+    assert marked == [2]
+    assert any("red: template landmarks" in t for t in _fig_texts(fig))
+    # without template faces nothing is marked
+    clean = F.fig2_local_key_regions(make_demo("fer2013", n=70))
+    assert not any(F.TEMPLATE_NOTE in t for t in _fig_texts(clean))
+
+
+def test_fig8_names_the_grad_cam_layer(tmp_path):
+    results = make_fake_results(tmp_path / "results")
+    for cfg, layer in (("vgg19", "stage3"), ("lkrnet", "stage3")):
+        d = results / "fer2013" / cfg
+        z = dict(np.load(d / "gradcam.npz"))
+        save_npz(d / "gradcam.npz", **z, layer=np.array(layer), layer_size=np.array([11, 11]))
+    fig = F.fig8_gradcam(load_results(results)["fer2013"])
+    title = fig._suptitle.get_text()
+    assert "target layer stage3 (last conv before max-pool 3, 11×11 maps)" in title
+    d = results / "fer2013" / "vgg19"
+    z = dict(np.load(d / "gradcam.npz"))
+    save_npz(d / "gradcam.npz", **{**z, "layer": np.array("stage5"), "layer_size": np.array([2, 2])})
+    title = F.fig8_gradcam(load_results(results)["fer2013"])._suptitle.get_text()
+    assert "VGG19 stage5 (last conv before max-pool 5, 2×2 maps)" in title and "LKRNet (λ=0.2) stage3" in title
+    assert F.gradcam_layer_label({"cam": np.zeros(1)}) == "not recorded"
 
 
 def test_fig2_shows_demo_or_fer_faces_never_ckplus(tmp_path):

@@ -133,3 +133,96 @@ def test_sample_triplets_uniform_negatives():
 def test_sample_triplets_needs_two_classes():
     with pytest.raises(ValueError, match="two classes"):
         sample_triplets(torch.zeros(5, dtype=torch.long), torch.arange(5), torch.Generator(), 7)
+
+
+# --- in-batch mining (Config.triplet_mining) -------------------------------------------------
+# 1-D embeddings, not normalised, so squared distances are easy to read off:
+# points 0, 2, 3, 4 (classes 0, 0, 1, 1) and 10 (class 2, alone in the batch).
+# d(0,2)=4 d(0,3)=9 d(0,4)=16 d(2,3)=1 d(2,4)=4 d(3,4)=1; to 10: 100, 64, 49, 36.
+MINE_EMB = torch.tensor([[0.0], [2.0], [3.0], [4.0], [10.0]])
+MINE_LAB = torch.tensor([0, 0, 1, 1, 2])
+
+
+def test_batch_hard_by_hand():
+    from lkr.losses import batch_hard_triplet_loss
+
+    # anchor 0: farthest positive 4 (at 2), nearest negative 9 (at 3): [4 - 9 + .5]_+ = 0
+    # anchor 2: positive 4, nearest negative 1 (at 3):                  [4 - 1 + .5]_+ = 3.5
+    # anchor 3: positive 1 (at 4), nearest negative 1 (at 2):           [1 - 1 + .5]_+ = 0.5
+    # anchor 4: positive 1, nearest negative 4 (at 2):                  [1 - 4 + .5]_+ = 0
+    # anchor 10: no positive in the batch, no triplet. Mean over 4 anchors: 1.0; 2 of 4 active.
+    loss, active = batch_hard_triplet_loss(MINE_EMB, MINE_LAB, 0.5, normalize=False)
+    assert loss.item() == pytest.approx(1.0)
+    assert active.item() == pytest.approx(0.5)
+
+
+def test_semi_hard_by_hand():
+    from lkr.losses import semi_hard_triplet_loss
+
+    # pairs (anchor, positive) and the nearest negative farther than the positive (margin 4):
+    # (0,2): d_ap 4, negatives 9, 16, 100 -> 9:   [4 - 9 + 4]_+  = 0
+    # (2,0): d_ap 4, negatives 1, 4, 64 -> 64:    [4 - 64 + 4]_+ = 0  (4 is not farther than 4)
+    # (3,4): d_ap 1, negatives 9, 1, 49 -> 9:     [1 - 9 + 4]_+  = 0
+    # (4,3): d_ap 1, negatives 16, 4, 36 -> 4:    [1 - 4 + 4]_+  = 1
+    loss, active = semi_hard_triplet_loss(MINE_EMB, MINE_LAB, 4.0, normalize=False)
+    assert loss.item() == pytest.approx(0.25)
+    assert active.item() == pytest.approx(0.25)
+    # Without the point at 10, the pair (2,0) has no negative farther than 4: FaceNet's rule
+    # falls back to the farthest negative, 4 (at 4): [4 - 4 + .5]_+ = .5; the others are 0
+    # at margin .5 ((4,3): nearest farther negative 4 -> [1 - 4 + .5]_+ = 0). Mean .5 / 4.
+    loss, active = semi_hard_triplet_loss(MINE_EMB[:4], MINE_LAB[:4], 0.5, normalize=False)
+    assert loss.item() == pytest.approx(0.125)
+    assert active.item() == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
+def test_mined_loss_in_lkr_loss_covers_every_image(mining):
+    torch.manual_seed(0)
+    cfg = Config(triplet_lambda=0.2, triplet_mining=mining, local_branch=False)
+    emb = torch.randn(12, 16, requires_grad=True)
+    logits = torch.randn(12, 7, requires_grad=True)
+    y = torch.randint(0, 3, (12,))
+    total, parts = lkr_loss({"logits": logits, "embedding": emb}, y, cfg)
+    ce = F.cross_entropy(logits, y)  # every image of the batch, not a third of it
+    from lkr.losses import MINED
+
+    trip, _ = MINED[mining](emb, y, 0.2, True)
+    assert parts["ce"].item() == pytest.approx(ce.item())
+    assert total.item() == pytest.approx(ce.item() + 0.2 * trip.item())
+    total.backward()
+    assert emb.grad.abs().sum() > 0  # the triplet term reaches the embeddings
+    assert cfg.images_per_anchor == 1 and Config(triplet_lambda=0.2).images_per_anchor == 3
+
+
+def test_mined_loss_without_any_triplet_is_zero():
+    from lkr.losses import batch_hard_triplet_loss, semi_hard_triplet_loss
+
+    emb = torch.randn(3, 4)
+    for f in (batch_hard_triplet_loss, semi_hard_triplet_loss):
+        loss, active = f(emb, torch.tensor([0, 1, 2]), 0.2, True)  # nobody has a positive
+        assert loss.item() == 0.0 and active.item() == 0.0
+        loss, _ = f(emb, torch.tensor([1, 1, 1]), 0.2, True)  # nobody has a negative
+        assert loss.item() == 0.0
+
+
+def test_class_balanced_batch():
+    from lkr.losses import class_balanced_batch
+
+    y = torch.tensor([0] * 50 + [1] * 4 + [2] * 30 + [4] * 10)  # class 3 absent
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        b = class_balanced_batch(y, 20, 3, g, 7)
+        lab = y[b]
+        assert len(b) == 18 and len(torch.unique(lab)) == 3 and 3 not in lab.tolist()
+        for c in torch.unique(lab):
+            members = b[lab == c]
+            assert (lab == c).sum() == 6
+            if c != 1:  # enough images: six distinct ones
+                assert len(torch.unique(members)) == 6
+            else:  # class 1 has 4: all of them, then repeats
+                assert set(members.tolist()) == {50, 51, 52, 53}
+        seen |= set(torch.unique(lab).tolist())
+    assert seen == {0, 1, 2, 4}
+    with pytest.raises(ValueError, match="batch_classes"):
+        class_balanced_batch(y, 20, 5, g, 7)

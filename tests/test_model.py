@@ -177,3 +177,61 @@ def test_mask_is_pooled_on_the_feature_grid():
     mask = torch.zeros(1, 1, 44, 44)
     mask[..., 16:32, 0:16] = 1.0  # exactly the bottom-left feature cell
     torch.testing.assert_close(model.downsample_mask(mask, (2, 2))[0, 0], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+
+
+def test_cover_pooling_takes_the_whole_crop():
+    """mask_pool="cover": each 2x2 cell averages a 22x22 quarter of the crop, rows 32-43 included."""
+    model = build_model(tiny("lkrnet", mask_pool="cover"))
+    mask = torch.zeros(1, 1, 44, 44)
+    mask[..., 22:, :22] = 1.0  # the bottom-left quarter
+    torch.testing.assert_close(model.downsample_mask(mask, (2, 2))[0, 0], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+    mask = torch.zeros(1, 1, 44, 44)
+    mask[..., 40:, 40:] = 1.0  # the bottom-right corner: lost on the grid, counted here
+    assert model.downsample_mask(mask, (2, 2))[0, 0, 1, 1] == pytest.approx(16 / 22 ** 2)
+
+
+@pytest.mark.parametrize("mask_stage", [4, 5])
+def test_every_region_reaches_the_features_under_cover(mask_stage):
+    """Each of the five local key regions of the template face, alone, gives a non-zero pooled
+    mask and reaches it entirely under "cover"; on the grid at stage 5 the mouth corners mostly
+    fall below row 32 and barely count."""
+    import numpy as np
+
+    from lkr.landmarks import DEFAULT_TEMPLATE_BOX, DEFAULT_TEMPLATE_POINTS
+    from lkr.model import region_coverage
+    from lkr.regions import region_masks
+
+    box, pts = DEFAULT_TEMPLATE_BOX[None], DEFAULT_TEMPLATE_POINTS[None]
+    cfg = tiny("lkrnet", mask_pool="cover", mask_stage=mask_stage)
+    model = build_model(cfg)
+    size = model.shared(torch.zeros(1, 1, 44, 44)).shape[-2:]
+    for k in range(5):
+        m = torch.from_numpy(region_masks(box, pts[:, k:k + 1], size=48))[:, None, 2:46, 2:46]
+        assert model.downsample_mask(m, size).sum() > 0.01, k
+    cov = region_coverage(box, pts, cfg)
+    assert all(v == pytest.approx(1.0) for v in cov.values()), cov
+    grid = region_coverage(box, pts, tiny("lkrnet", mask_pool="grid", mask_stage=5))
+    assert grid["left_eye"] == pytest.approx(1.0)
+    assert grid["mouth_left"] < 0.25 and grid["mouth_right"] < 0.25 and grid["all"] < 0.7, grid
+    assert np.isfinite(list(grid.values())).all()
+
+
+def test_bad_mask_pool_and_mining_are_config_errors():
+    from lkr.errors import ConfigError
+
+    for kw in ({"mask_pool": "nearest"}, {"triplet_mining": "hardest"}, {"batch_classes": 3},
+               {"triplet_mining": "batch_hard", "batch_classes": 9}):
+        with pytest.raises(ConfigError):
+            Config(**kw)
+
+
+def test_a_run_that_never_leaves_warm_up_is_refused():
+    from lkr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="never leaves the warm-up"):
+        Config(epochs=20)  # the paper's 20 warm-up epochs at 1e-4
+    with pytest.raises(ConfigError, match="never leaves the warm-up"):
+        Config(epochs=3, schedule="cosine")  # the ramp gets to 3/20 of lr
+    Config(epochs=21)
+    Config(epochs=3, warmup_epochs=1)
+    Config(epochs=1, warmup_epochs=1, schedule="cosine")  # the ramp reaches lr at the end

@@ -13,7 +13,8 @@ from lkr.cli import main
 from lkr.demo import make_demo
 from lkr.errors import TrainingError
 from lkr.evaluate import predict_ten_crop
-from lkr.train import config_for, load_run_model, lr_at, train
+from lkr.runfolder import load_run_model
+from lkr.train import config_for, lr_at, train
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,24 @@ def test_ten_crop_equals_hand_count():
     np.testing.assert_allclose(probs[:, 1].numpy(), [0.1, 1.0, 0.1], atol=1e-6)
     np.testing.assert_allclose(probs[:, 0].numpy(), [0.45, 0.0, 0.45], atol=1e-6)
     np.testing.assert_allclose(emb[:, 0].numpy(), [0.1, 1.0, 0.1], atol=1e-6)
+
+
+def test_ten_crop_memory_is_bounded_and_chunking_changes_nothing():
+    seen = []
+
+    class Recording(CornerModel):
+        def forward(self, x, mask=None):
+            seen.append(len(x))
+            return super().forward(x, mask)
+
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (301, 48, 48), dtype=torch.uint8, generator=g)
+    whole, _ = predict_ten_crop(Recording(), imgs, None, max_crops=10_000)
+    assert seen == [3010]
+    seen.clear()
+    parts, _ = predict_ten_crop(Recording(), imgs, None, max_crops=640)
+    assert max(seen) <= 640 and sum(seen) == 3010 and len(seen) == 5  # 64 images a pass
+    assert torch.equal(whole, parts)
 
 
 def test_paper_and_cosine_schedules():
@@ -182,13 +201,40 @@ def test_selection_is_never_on_the_reported_split(demo, tmp_path):
 
 def test_cli_set_wins_over_flags_and_bad_values_are_one_line(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--data", "demo", "--variant", "vgg19", "--epochs", "1", "--out", str(out), "--quiet",
+    assert main(["train", "--data", "demo", "--variant", "vgg19", "--epochs", "2", "--out", str(out), "--quiet",
                  "--set", "schedule=paper", "--set", "seed=3", "--set", "lr=0.05"]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["schedule"], cfg["seed"], cfg["lr"]) == ("paper", 3, 0.05)
     for bad, words in ((["--batch-size", "0"], "batch_size"), (["--set", "crop=60"], "crop"),
-                       (["--device", "bogus"], "--device bogus"), (["--epochs", "0"], "epochs")):
+                       (["--device", "bogus"], "--device bogus"), (["--epochs", "0"], "epochs"),
+                       (["--set", "schedule=paper", "--epochs", "1"], "never leaves the warm-up")):
         capsys.readouterr()
         assert main(["train", "--data", "demo", "--out", str(tmp_path / "x"), "--quiet", *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("lkr: error:") and words in err and "\n" not in err, err
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
+def test_mined_triplets_keep_a_triplet_term_at_equal_compute(demo, tmp_path, mining):
+    """In-batch mining: every step holds B images (as lambda = 0 does), and the triplet term
+    stays above zero over a short run (hard triplets do not run out as random ones do)."""
+    cfg = config_for(demo, "lkrnet", epochs=3, eval_every=3, triplet_mining=mining)
+    train(demo, cfg, tmp_path / "run", device="cpu", progress=False)
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert all(h["triplet"] > 0.01 and h["triplet_active"] > 0.3 for h in hist), hist
+    plain = config_for(demo, "baseline1", epochs=1)
+    assert cfg.images_per_anchor == plain.images_per_anchor == 1
+
+
+def test_class_balanced_batches_hold_p_classes(demo):
+    from lkr.prepare import prepare_data
+    from lkr.train import epoch_batches
+
+    cfg = config_for(demo, "baseline2", triplet_mining="batch_hard", batch_classes=4, batch_size=32)
+    prepared = prepare_data(demo, cfg, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    batches = list(epoch_batches(prepared, cfg, g, 32))
+    assert batches
+    for x, m, y in batches:
+        assert len(y) == 32 and len(torch.unique(y)) == 4
+        assert torch.bincount(y).max() == 8 and x.shape == (32, 1, 44, 44)

@@ -1,0 +1,191 @@
+"""The CPU path: one thread count per process, and bf16 only where it measures faster.
+
+Threads: :func:`use_threads` sets torch's intra-op threads to an explicit number (default: the
+cores this process may run on) and the trainer calls it at the start of every run and
+evaluation, so a library that changed the count in between (umap-learn's numba, a notebook
+cell) cannot leave a later run on another count. CPU results depend on the thread count
+(docs/determinism.md), so every run records it.
+
+Precision: bf16 autocast on a CPU is a gamble: on a Xeon without AMX it measured 15-35% slower
+than fp32, on an AMD EPYC with AVX-512 BF16 about twice as fast (docs/performance.md).
+``Config.cpu_precision="auto"`` therefore times a few training steps of the run's own model in
+both precisions on this machine (:func:`calibrate_precision`), keeps the faster, caches the
+answer per machine, model and thread count, and the run records what it used; "fp32" and "bf16"
+force one. A resumed run keeps the precision it started with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def process_threads() -> int:
+    """This process's thread count: ``$LKR_THREADS``, else ``$OMP_NUM_THREADS`` (torchrun and the
+    demo's notebook kernels set it), else :func:`available_cores`."""
+    for var in ("LKR_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "").strip()
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return available_cores()
+
+
+def use_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads and return the number.
+
+    Args:
+        threads: the count; None or 0 = :func:`process_threads` (the same for every run of the
+            process, whatever a library did to torch's count in between).
+
+    Returns:
+        The number of threads now in force.
+    """
+    n = int(threads) if threads else process_threads()
+    if n < 1:
+        raise ValueError(f"threads must be 1 or more, got {threads}")
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), for records and cache keys."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX) that oneDNN uses."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # pragma: no cover
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when ``bf16``, else a no-op."""
+    if bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("LKR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lkr")
+    return Path(root) / "cpu-precision.json"
+
+
+def _time_steps(model: torch.nn.Module, x: torch.Tensor, m: torch.Tensor | None, y: torch.Tensor,
+                bf16: bool, steps: int) -> float:
+    """Seconds per training step (forward, cross-entropy, backward, SGD) after one warm-up step."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9, foreach=True)
+    cpu = torch.device("cpu")
+
+    def step() -> None:
+        with autocast(cpu, bf16):
+            out = model(x, m)
+        loss = torch.nn.functional.cross_entropy(out["logits"].float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
+def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int = 3,
+                        use_cache: bool = True) -> dict[str, Any]:
+    """Time training steps of ``cfg``'s model in fp32 and bf16 on this CPU; the faster wins.
+
+    Only called for ``cfg.cpu_precision == "auto"`` on a CPU with native bf16
+    (:func:`bf16_supported`); elsewhere fp32 is used without measuring. The answer is cached in
+    ``$LKR_CACHE_DIR/cpu-precision.json`` per CPU model, torch version, thread count, conv stack,
+    width, local branch and crop.
+
+    Args:
+        cfg: a :class:`lkr.config.Config`.
+        threads: the run's torch threads (already in force).
+        batch: images per timed step; steps: timed steps per precision.
+        use_cache: read and write the cache.
+
+    Returns:
+        {"precision": "fp32" | "bf16", "fp32_s": seconds a step, "bf16_s": seconds a step,
+        "batch": batch, "cached": bool}.
+    """
+    from lkr.model import build_model
+
+    key = json.dumps([cpu_name(), torch.__version__, threads, list(cfg.vgg_cfg), cfg.width, cfg.local_branch,
+                      cfg.crop, list(cfg.fc_dims), batch])
+    path = _cache_file()
+    cache: dict[str, Any] = {}
+    if use_cache and path.exists():
+        try:
+            cache = json.loads(path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        if key in cache:
+            return {**cache[key], "cached": True}
+    rng = torch.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        model = build_model(cfg).to(memory_format=torch.channels_last)
+        x = torch.randn(batch, 1, cfg.crop, cfg.crop).contiguous(memory_format=torch.channels_last)
+        m = torch.rand(batch, 1, cfg.crop, cfg.crop) if cfg.local_branch else None
+        y = torch.randint(0, cfg.num_classes, (batch,))
+        t32 = _time_steps(model, x, m, y, False, steps)
+        t16 = _time_steps(model, x, m, y, True, steps)
+    finally:
+        torch.set_rng_state(rng)  # the run's own random stream is untouched
+    ans = {"precision": "bf16" if t16 < t32 else "fp32", "fp32_s": t32, "bf16_s": t16, "batch": batch}
+    if use_cache:
+        cache[key] = ans
+        try:
+            from lkr.atomic import atomic_write
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: f.write(json.dumps(cache, indent=1).encode()))
+        except OSError:
+            pass  # an unwritable cache only costs a new measurement next time
+    return {**ans, "cached": False}
+
+
+def resolve_precision(cfg: Any, device: torch.device, threads: int) -> dict[str, Any]:
+    """The precision a run uses: {"precision": "fp32" | "bf16", ...how it was decided}.
+
+    CUDA: bf16 when ``cfg.amp``. CPU: ``cfg.cpu_precision`` ("fp32", "bf16", or "auto" =
+    :func:`calibrate_precision` where the CPU has native bf16, else fp32).
+    """
+    if device.type == "cuda":
+        return {"precision": "bf16" if cfg.amp else "fp32", "decided_by": "amp"}
+    if device.type != "cpu":
+        return {"precision": "fp32", "decided_by": "device"}
+    if cfg.cpu_precision != "auto":
+        return {"precision": cfg.cpu_precision, "decided_by": "config"}
+    if not bf16_supported():
+        return {"precision": "fp32", "decided_by": "no native bf16 on this CPU"}
+    return {**calibrate_precision(cfg, threads), "decided_by": "measured"}

@@ -1,0 +1,142 @@
+"""The run folder: its files, how they are written and read, and the trained model it holds.
+
+One run (one configuration, one dataset, one fold) writes one folder::
+
+    config.json       the Config (also inside every checkpoint)
+    history.json      per epoch: lr, loss parts, selection accuracy, seconds
+    checkpoint.pt     last state, for resuming (model, optimizer, history, best so far)
+    best.pt           the selected weights and their config
+    metrics.json      test metrics of the selected weights (+ selection split, timing, data)
+    predictions.npz   test: dataset index, label, prediction, probabilities (float16)
+    embeddings.npz    256-d test embeddings of a fixed subsample (float16)
+
+``metrics.json`` is written last: a folder without it holds no finished run.
+
+Faults: every file is written through :func:`lkr.atomic.atomic_write` (a temporary file in the
+folder, flushed, fsynced, renamed over its name), so a kill leaves either the old file or the new
+one, never half a file. Temporaries a killed write left behind (``<name>*.tmp``) are never read
+and are deleted when the next run opens the folder (:func:`open_run_folder`).
+
+The trainer writes these files; evaluation, results, prediction and export read them from here,
+never through the trainer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lkr.atomic import atomic_write
+from lkr.config import Config
+from lkr.errors import RunError
+from lkr.model import build_model
+
+RUN_FILES = ("config.json", "history.json", "checkpoint.pt", "best.pt", "metrics.json", "predictions.npz",
+             "embeddings.npz")
+"""The files of a run folder (see the module docstring)."""
+
+
+# --- the folder ------------------------------------------------------------------------------
+def open_run_folder(out: str | Path) -> Path:
+    """Create the run folder (parents too) and delete the temporaries killed writes left in it.
+
+    No other process may be writing into ``out`` at the same time (one run per folder).
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        RunError: when the folder cannot be created (one line).
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"{out}: cannot create the run folder ({e.strerror})") from None
+    remove_stale_temps(out)
+    return out
+
+
+def remove_stale_temps(out: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writes left in a run folder.
+
+    Only ``<run file><random>.tmp`` names of :data:`RUN_FILES` are touched. No other process
+    may be writing into ``out`` at the same time (one run per folder).
+
+    Returns:
+        The deleted paths.
+    """
+    gone = []
+    for f in Path(out).glob("*.tmp"):
+        if f.is_file() and any(f.name.startswith(n) for n in RUN_FILES):
+            try:
+                f.unlink()
+                gone.append(f)
+            except FileNotFoundError:
+                pass
+    return gone
+
+
+# --- writing: every file a later run trusts is written atomically ----------------------------
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (numpy scalars and arrays become numbers and lists)."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_json_default).encode()))
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """``torch.save`` atomically."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` atomically."""
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+# --- reading ---------------------------------------------------------------------------------
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A ``checkpoint.pt`` or ``best.pt`` as the trainer saved it, its tensors on ``device``.
+
+    Raises:
+        RunError: when the file cannot be read (one line: delete it to start over).
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:
+        raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to start over") from None
+
+
+def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Config, dict]:
+    """The selected weights of a trained run folder, in eval mode.
+
+    Returns:
+        (the network on ``device``, its Config, the run's info: data, dataset, kind, fold,
+        folds, kit_version, world_size).
+
+    Raises:
+        RunError: if ``run`` is not a trained run folder.
+    """
+    run = Path(run)
+    best = run / "best.pt"
+    if not run.is_dir() or not best.exists():
+        raise RunError(f"{run}: not a trained run folder (no best.pt)")
+    ck = load_checkpoint(best, torch.device(device))
+    cfg = Config.from_dict(ck["config"])
+    model = build_model(cfg).to(device)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, cfg, ck.get("info", {})

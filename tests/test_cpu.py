@@ -1,0 +1,57 @@
+"""The CPU path: one thread count per process, bf16 only where it measures faster."""
+
+from __future__ import annotations
+
+import torch
+
+from lkr import cpu
+from lkr.config import Config
+
+TINY = dict(vgg_cfg=(8, "M", 16, "M", 32, "M", 64, "M", 64, "M"), fc_dims=(32, 16))
+
+
+def test_use_threads_sets_and_keeps_the_count():
+    old = torch.get_num_threads()
+    try:
+        assert cpu.use_threads(1) == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)  # as a library might, between two runs
+        assert cpu.use_threads(1) == 1 and torch.get_num_threads() == 1
+        assert cpu.use_threads(None) == cpu.process_threads() == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_process_threads_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LKR_THREADS", "3")
+    assert cpu.process_threads() == 3
+    monkeypatch.delenv("LKR_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu.process_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu.process_threads() == cpu.available_cores()
+
+
+def test_forced_precisions_are_not_measured():
+    dev = torch.device("cpu")
+    for p in ("fp32", "bf16"):
+        assert cpu.resolve_precision(Config(cpu_precision=p), dev, 1) == {"precision": p, "decided_by": "config"}
+
+
+def test_calibration_picks_the_faster_caches_it_and_leaves_the_rng_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
+    cfg = Config(**TINY)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = cpu.calibrate_precision(cfg, 1, batch=8, steps=1)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert a["precision"] == ("bf16" if a["bf16_s"] < a["fp32_s"] else "fp32") and not a["cached"]
+    b = cpu.calibrate_precision(cfg, 1, batch=8, steps=1)
+    assert b["cached"] and b["precision"] == a["precision"] and (tmp_path / "cpu-precision.json").exists()
+    other = cpu.calibrate_precision(Config(**{**TINY, "width": 0.5}), 1, batch=8, steps=1)
+    assert not other["cached"]  # another model is measured anew
+
+
+def test_auto_without_native_bf16_is_fp32(monkeypatch):
+    monkeypatch.setattr(cpu, "bf16_supported", lambda: False)
+    r = cpu.resolve_precision(Config(), torch.device("cpu"), 1)
+    assert r["precision"] == "fp32" and "no native bf16" in r["decided_by"]

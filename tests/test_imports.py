@@ -1,0 +1,83 @@
+"""Imports run one way: every module of lkr imports alone, evaluation does not pull in the
+trainer, and no two modules of lkr import each other (directly or through others)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LKR = Path(__file__).resolve().parents[1] / "lkr"
+MODULES = sorted(p.stem for p in LKR.glob("*.py") if p.stem not in ("__init__", "__main__"))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """{module: the lkr modules it imports}, top-level and function-level imports alike."""
+    graph: dict[str, set[str]] = {}
+    for path in LKR.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module == "lkr":  # from lkr import distributed
+                    deps |= {a.name for a in node.names if (LKR / f"{a.name}.py").exists()}
+                elif node.module.startswith("lkr."):
+                    deps.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lkr.")}
+        deps.discard(path.stem)
+        graph[path.stem] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                return path[path.index(d):] + [d]
+            if d not in state and (c := visit(d)):
+                return c
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (c := visit(m)):
+            return c
+    return None
+
+
+def test_the_graph_sees_function_level_imports():
+    g = import_graph()
+    assert "train" in g["experiments"]  # imported inside run_experiments only
+    assert "distributed" in g["train"]  # from lkr import distributed
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_two_lkr_modules_import_each_other():
+    assert find_cycle(import_graph()) is None
+
+
+def test_nothing_imports_the_trainer_to_read_or_write_a_run_folder():
+    g = import_graph()
+    # cli runs `lkr train`, experiments and predict (a demo run for photos) train; none reads
+    # or writes a run folder through it (that is lkr.runfolder).
+    assert {m for m, deps in g.items() if "train" in deps} <= {"cli", "experiments", "predict"}
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_module_imports_alone(module):
+    code = f"import sys, lkr.{module}; print('lkr.train' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=LKR.parent)
+    assert done.returncode == 0, done.stderr
+    if module in ("evaluate", "results", "runfolder", "prepare", "device", "export", "gradcam", "figures"):
+        assert done.stdout.strip() == "False", f"importing lkr.{module} imports lkr.train"
