@@ -29,8 +29,8 @@ figures: setup
 # The notebooks on your real data: make reproduce FER=path/to/fer2013.zip CK=path/to/CK+48.zip
 # (optional: EPOCHS=n, DEVICE=cuda|cpu, QUICK=1 for 2 CK+ folds). Writes results/ and figures/.
 reproduce: setup
-	@test -n "$(FER)" -a -n "$(CK)" || { echo "usage: make reproduce FER=path/to/fer2013 CK=path/to/CK+ [EPOCHS=n] [DEVICE=cuda] [QUICK=1]"; exit 2; }
-	$(BIN)/python -m lkr reproduce --fer "$(FER)" --ck "$(CK)" $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(DEVICE),--device $(DEVICE)) $(if $(QUICK),--quick)
+	@test -n "$(FER)" -a -n "$(CK)" || { echo "usage: make reproduce FER=path/to/fer2013 CK=path/to/CK+ [EPOCHS=n] [DEVICE=cuda] [QUICK=1] [WORKERS=n]"; exit 2; }
+	$(BIN)/python -m lkr reproduce --fer "$(FER)" --ck "$(CK)" $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(DEVICE),--device $(DEVICE)) $(if $(QUICK),--quick) $(if $(WORKERS),--workers $(WORKERS))
 
 clean:
 	rm -rf out .pytest_cache

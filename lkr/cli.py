@@ -61,7 +61,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from lkr.pipeline import run_reproduce
 
     return run_reproduce(args.fer, args.ck, out=args.out, results=args.results, figures=args.figures,
-                         device=args.device, epochs=args.epochs, quick=args.quick)
+                         device=args.device, epochs=args.epochs, quick=args.quick, workers=args.workers)
 
 
 # --- method ---------------------------------------------------------------------------------
@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     rp.add_argument("--epochs", type=int, default=None, help="default: the paper's 60")
     rp.add_argument("--quick", action="store_true", help="2 CK+ folds instead of 10")
+    rp.add_argument("--workers", type=int, default=1,
+                    help="CK+ folds trained at once in worker processes, CPU threads shared among them "
+                         "(default 1; see docs/performance.md for what 2 gives on 2 cores)")
     rp.set_defaults(func=cmd_reproduce)
 
     lm = sub.add_parser("landmarks", help="MTCNN landmarks into the dataset cache; reports coverage")

@@ -147,7 +147,7 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = True, device: str | 
 def run_reproduce(fer: str | Path, ck: str | Path, *, out: str | Path = "out/real",
                   results: str | Path = "results", figures: str | Path = "figures", device: str | None = None,
                   epochs: int | None = None, quick: bool = False, folds: Sequence[int] | None = None,
-                  progress: bool = True) -> int:
+                  workers: int = 1, progress: bool = True) -> int:
     """The same notebooks on the user's real FER2013 and CK+ (GPU when present).
 
     Args:
@@ -160,11 +160,14 @@ def run_reproduce(fer: str | Path, ck: str | Path, *, out: str | Path = "out/rea
         epochs: override the paper's 60 epochs.
         quick: 2 CK+ folds instead of 10.
         folds: CK+ folds to run (overrides ``quick``).
+        workers: CK+ folds trained at once in worker processes (threads shared among them).
         progress: progress lines and bars.
 
     Returns:
         0 (the CLI's exit status).
     """
+    if workers < 1:
+        raise LkrError(f"--workers {workers}: expected 1 or more")
     for p in (fer, ck):
         if not Path(p).exists():
             raise LkrError(f"{p}: no such file or folder")
@@ -172,7 +175,7 @@ def run_reproduce(fer: str | Path, ck: str | Path, *, out: str | Path = "out/rea
     t0 = time.perf_counter()
     params = {"data_fer": str(Path(fer).resolve()), "data_ck": str(Path(ck).resolve()), "out": str(out),
               "device": device, "epochs": epochs, "quick": quick, "folds": None if folds is None else list(folds),
-              "results": str(Path(results).resolve()), "figures": str(Path(figures).resolve())}
+              "results": str(Path(results).resolve()), "figures": str(Path(figures).resolve()), "workers": workers}
     run_notebooks(params, out, progress=progress)
     if progress:
         print(f"[lkr] reproduction done in {time.perf_counter() - t0:.0f} s: results in {results}, "

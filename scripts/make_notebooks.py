@@ -38,6 +38,8 @@ folds = None
 results = None
 # tables and figures; None: <out>/figures (the real reproduction writes the repository's figures/)
 figures = None
+# training runs at once in worker processes (CK+ folds; CPU threads are shared among them)
+workers = 1
 # progress lines and bars
 progress = True'''
 
@@ -117,7 +119,7 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
             ("code", "import pandas as pd\n\nfrom lkr.experiments import CONFIGS, results_summary, run_experiments, "
                      "summary_table\nfrom lkr.landmarks import attach_landmarks\nfrom lkr.readers import load_dataset\n\n"
                      "run_args = dict(epochs=epochs, device=device, quick=quick, folds=folds, results_dir=results_dir,\n"
-                     "                progress=progress)"),
+                     "                workers=workers, progress=progress)"),
             ("code", "pd.DataFrame(CONFIGS).T"),
             ("md", "## FER2013"),
             ("code", 'fer = attach_landmarks(load_dataset(data_fer), device=device or "cpu", progress=progress)\nfer'
