@@ -28,6 +28,10 @@ class MissingClassError(DataError):
     """A class folder that is missing or empty."""
 
 
+class MissingSplitError(DataError):
+    """FER2013 data without its official splits (e.g. a CSV with no ``Usage`` column)."""
+
+
 class ConfigError(LkrError, ValueError):
     """A configuration value out of its range (message names the field)."""
 

@@ -36,10 +36,14 @@ the right eye, left mouth corner left of the right one, both eyes above both mou
 every point within a quarter of the image of the frame. Of several plausible faces the most
 confident is kept; equal confidences (to 0.01) go to the largest, most central face.
 
-Where every pass fails, the image gets the *template*: the mean box and points of the faces
-that were detected in the same call (so of the whole dataset for :func:`attach_landmarks`), or
-:data:`DEFAULT_TEMPLATE_POINTS` / :data:`DEFAULT_TEMPLATE_BOX` when none was. Such images are
-flagged ``detected=False``.
+Where every pass fails, the image gets the *template* and is flagged ``detected=False``.
+:func:`detect_faces` on its own uses the mean box and points of the faces detected in the same
+call (:data:`DEFAULT_TEMPLATE_POINTS` / :data:`DEFAULT_TEMPLATE_BOX` when none was). For a
+dataset, :func:`attach_landmarks` sets the template so that no test image shapes it
+(:func:`dataset_template`): data with a ``Training`` split (FER2013) gets the mean detected face
+of its Training images only; data without one (CK+, evaluated by subject folds, where any image
+is in some fold's test part) gets the fixed built-in template. The template is set anew from the
+``detected`` flags each time, so it never comes from the landmark cache.
 
 Coordinates: continuous 48x48 pixel coordinates, x to the right, y down, where pixel column j
 spans [j, j+1) (so its centre is j + 0.5) - the convention of MTCNN's points, which are
@@ -65,8 +69,9 @@ from lkr.dataset import IMAGE_SIZE, FaceDataset
 SETTINGS_VERSION = "lkr-landmarks-1"
 """Changes whenever a setting below changes, so cached landmarks of other settings are not used."""
 
-# Template of last resort: FER2013's mean detected face (measured with these settings on all
-# 35,887 images), used only when a call detects no face at all.
+# The built-in template: FER2013's mean detected face (measured with these settings on all
+# 35,887 images). detect_faces uses it when a call detects no face at all; attach_landmarks
+# for data without a Training split (CK+ folds), so that no image of that data shapes it.
 DEFAULT_TEMPLATE_BOX = np.array([3.3, -2.0, 43.5, 49.9], dtype=np.float32)
 DEFAULT_TEMPLATE_POINTS = np.array([[15.3, 18.2], [33.1, 17.8], [24.1, 28.5], [17.0, 37.8], [31.8, 37.5]],
                                    dtype=np.float32)
@@ -438,7 +443,9 @@ def attach_landmarks(ds: FaceDataset, *, device: str = "cpu", progress: bool = T
     """The dataset with MTCNN boxes, points and detected flags set (cached, see :func:`cache_path`).
 
     A dataset that already has landmarks (the demo set ships its true ones) is returned as it
-    is unless ``force``; ``force`` also recomputes instead of reading the cache.
+    is unless ``force``; ``force`` also recomputes instead of reading the cache. Faces without a
+    detection get :func:`dataset_template` (Training faces only, or the built-in template for
+    data without a Training split), and a note in ``notes`` says which.
 
     Args:
         ds: the dataset (images (N, 48, 48) uint8).
@@ -452,15 +459,56 @@ def attach_landmarks(ds: FaceDataset, *, device: str = "cpu", progress: bool = T
     if ds.has_landmarks and ds.detected is not None and not force:
         return ds
     r = landmarks_for(ds.images, device=device, progress=progress, use_cache=not force)
-    return replace(ds, boxes=r.boxes.copy(), points=r.points.copy(), detected=r.detected.copy(),
-                   notes=list(ds.notes))
+    boxes, points, detected = r.boxes.copy(), r.points.copy(), r.detected.astype(bool)
+    # The template rows are always rebuilt here from the detected flags: a cache written when
+    # the template was the mean of every split (test included) is thus never used for them.
+    tb, tp, source = dataset_template(ds, boxes, points, detected)
+    boxes[~detected], points[~detected] = tb, tp
+    notes = list(ds.notes)
+    if not detected.all():
+        notes.append(f"{int((~detected).sum())} faces without detected landmarks get the template: {source}")
+    return replace(ds, boxes=boxes, points=points, detected=detected, notes=notes)
+
+
+def dataset_template(ds: FaceDataset, boxes: np.ndarray, points: np.ndarray, detected: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, str]:
+    """The template face for ``ds``'s images without a detected face, made so that no test
+    image shapes it.
+
+    * Data with a ``Training`` split (FER2013): the mean box and points of the detected faces
+      of the Training images only (the built-in template if none was detected there).
+    * Data without one (CK+ and other data evaluated by subject folds): every image is in the
+      test part of some fold, and folds are made after the landmarks, so the fixed built-in
+      :data:`DEFAULT_TEMPLATE_BOX` / :data:`DEFAULT_TEMPLATE_POINTS` (measured on FER2013, no
+      image of this data set) is used.
+
+    Args:
+        ds: the dataset (uses ``splits``).
+        boxes, points, detected: (N, 4), (N, 5, 2) and (N,) bool detections of ``ds.images``.
+
+    Returns:
+        (box (4,), points (5, 2), a phrase saying where the template comes from).
+    """
+    detected = np.asarray(detected, bool)
+    if "Training" in ds.split_names:
+        train = (np.asarray(ds.splits) == "Training") & detected
+        if train.any():
+            tb, tp = template(boxes[train], points[train])
+            return tb, tp, f"the mean of the {int(train.sum())} detected Training faces (no test image)"
+        return (DEFAULT_TEMPLATE_BOX.copy(), DEFAULT_TEMPLATE_POINTS.copy(),
+                "the built-in template (no Training face was detected)")
+    return (DEFAULT_TEMPLATE_BOX.copy(), DEFAULT_TEMPLATE_POINTS.copy(),
+            "the built-in template (no Training split: folds are made later, so no image of this "
+            "data set shapes it)")
 
 
 def landmark_coverage(ds: FaceDataset) -> dict[str, Any]:
-    """Detected landmarks per split: {"detected", "template", "images", "coverage", "splits"}.
+    """Detected landmarks per split: {"detected", "template", "images", "coverage", "splits",
+    "template_from"}.
 
     ``coverage`` is the detected fraction in [0, 1]; ``splits`` maps each split name to its
-    own {"detected", "images", "coverage"}.
+    own {"detected", "images", "coverage"}; ``template_from`` says where the template of the
+    undetected faces comes from (:func:`dataset_template`).
 
     Raises:
         ValueError: if the dataset has no landmarks yet.
@@ -477,4 +525,5 @@ def landmark_coverage(ds: FaceDataset) -> dict[str, Any]:
     out = one(np.ones(len(ds), bool))
     out["template"] = out["images"] - out["detected"]
     out["splits"] = {s: one(ds.splits == s) for s in ds.split_names}
+    out["template_from"] = dataset_template(ds, ds.boxes, ds.points, det)[2]
     return out

@@ -122,6 +122,7 @@ def prepare_data(ds: FaceDataset, cfg: Config, *, fold: int | None = None, folds
         The :class:`Prepared` data; masks only when ``cfg.local_branch``.
     """
     device = torch.device(device)
+    idx, names, notes = split_indices(ds, cfg, fold=fold, folds=folds)  # split errors before any MTCNN
     masks = None
     if cfg.local_branch:
         if not ds.has_landmarks:
@@ -132,7 +133,6 @@ def prepare_data(ds: FaceDataset, cfg: Config, *, fold: int | None = None, folds
 
         masks = torch.from_numpy(region_masks(ds.boxes, ds.points, alpha=cfg.alpha, size=ds.images.shape[1],
                                               merge=cfg.mask_merge)).to(device)
-    idx, names, notes = split_indices(ds, cfg, fold=fold, folds=folds)
     return Prepared(
         images=torch.from_numpy(ds.images).to(device),
         masks=masks,

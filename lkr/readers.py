@@ -20,7 +20,9 @@ The dataset's folders may sit up to two levels down in the folder or archive (e.
 FER2013:
     The CSV's emotion codes 0..6 are already :data:`~lkr.classes.FER2013_CLASSES` order; its
     ``Usage`` column is the split (Training, PublicTest, PrivateTest). A CSV without ``Usage``
-    is read as one split ``"all"`` (with a note). An image's path is ``"file.csv:row N"``, N
+    (e.g. Kaggle's challenge ``train.csv``), or with no Training row, is refused at once
+    (:class:`~lkr.errors.MissingSplitError`): FER2013 is trained and reported on its official
+    splits, and the kit makes up none. An image's path is ``"file.csv:row N"``, N
     being the CSV line number (the header is row 1, the first image row 2). In a folder or
     zip holding several CSVs (Kaggle's challenge download has ``icml_face_data.csv``,
     ``train.csv``, ``test.csv``) the first with emotion, pixels and Usage columns is read.
@@ -58,8 +60,9 @@ Decode cache:
 Bad input raises a :class:`~lkr.errors.DataError` with a one-line message naming the file
 or row: :class:`~lkr.errors.NotADatasetError` (no such path, or not a layout above),
 :class:`~lkr.errors.BadImageError` (an unreadable image, or one not 48x48 in CK+48 / FER2013),
-:class:`~lkr.errors.BadRowError` (a bad CSV row or CK+ emotion file),
-:class:`~lkr.errors.MissingClassError` (a missing or empty class folder). With
+:class:`~lkr.errors.BadRowError` (a bad CSV row, e.g. an unknown Usage, or CK+ emotion file),
+:class:`~lkr.errors.MissingClassError` (a missing or empty class folder),
+:class:`~lkr.errors.MissingSplitError` (a FER2013 CSV without its official splits). With
 ``skip_bad=True`` bad items (images, rows, emotion files, labelled sequences without frames)
 are skipped and a note counts them; a missing or empty class folder is still an error, since
 it changes the label space every result depends on.
@@ -84,7 +87,7 @@ import lkr
 from lkr.classes import CKPLUS_CLASSES, CKPLUS_EMOTION_CODES, FER2013_CLASSES, canonical
 from lkr.dataset import IMAGE_SIZE, FaceDataset
 from lkr.errors import (BadImageError, BadRowError, DataError, MissingClassError,
-                        NotADatasetError)
+                        MissingSplitError, NotADatasetError)
 
 CK_CROP_SCALE = 1.0
 """Side of the CK+ face crop as a multiple of the longer side of MTCNN's face box."""
@@ -100,7 +103,7 @@ _FER_FOLDER = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happines
 _CK48_FOLDER = {"anger": "anger", "disgust": "disgust", "fear": "fear", "happiness": "happy",
                 "sadness": "sadness", "surprise": "surprise", "contempt": "contempt"}
 _CK_NAME = re.compile(r"^(S\d+)_(\d+)_(\d+)\.[A-Za-z]+$")
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: a FER2013 CSV without Usage is an error (1 cached it as split "all")
 
 
 # --- entry point -----------------------------------------------------------------------------
@@ -119,7 +122,8 @@ def load_dataset(path: str | os.PathLike, *, skip_bad: bool = False, use_cache: 
         The dataset: images (N, 48, 48) uint8 in 0..255, ordered by source path.
 
     Raises:
-        NotADatasetError, BadImageError, BadRowError, MissingClassError: see the module docstring.
+        NotADatasetError, BadImageError, BadRowError, MissingClassError, MissingSplitError: see
+            the module docstring.
     """
     if isinstance(path, str) and path in ("demo", "demo-ckplus"):
         from lkr.demo import make_demo  # lazy: the demo renderer is not needed otherwise
@@ -496,10 +500,14 @@ def _read_fer_csv(f: TextIO, where: str, source: str, skip_bad: bool) -> FaceDat
             raise NotADatasetError(f"{where}: not a FER2013 CSV (header {','.join(header)[:80]!r}, "
                                    "expected emotion,pixels,Usage)")
         ie, ip = cols.index("emotion"), cols.index("pixels")
-        iu = cols.index("usage") if "usage" in cols else None
-        if iu is None:
-            notes.append(f"{PurePosixPath(where).name} has no Usage column: "
-                         "all images are in one split 'all'")
+        if "usage" not in cols:
+            # Without its splits FER2013 can be neither trained nor reported as in the paper
+            # (and would pass as fold data, to fail only after minutes of landmark detection).
+            raise MissingSplitError(
+                f"{where}: no Usage column (header {','.join(header)[:80]!r}); FER2013 needs its "
+                f"official splits ({', '.join(FER_SPLITS)}) in a Usage column, as in fer2013.csv "
+                "or Kaggle's icml_face_data.csv")
+        iu = cols.index("usage")
         for row in reader:
             if not any(c.strip() for c in row):
                 continue
@@ -517,6 +525,10 @@ def _read_fer_csv(f: TextIO, where: str, source: str, skip_bad: bool) -> FaceDat
         raise NotADatasetError(f"{where}: not a readable CSV ({type(e).__name__}: {e})") from None
     if not images:
         raise DataError(f"{where}: no image rows")
+    if "Training" not in splits:
+        raise MissingSplitError(
+            f"{where}: no Training rows (Usage holds only {', '.join(sorted(set(splits)))}); FER2013 "
+            f"needs its official splits ({', '.join(FER_SPLITS)}) in a Usage column")
     n = len(images)
     return FaceDataset(name="fer2013", kind="fer2013-csv", images=np.stack(images), labels=labels,
                        class_names=FER2013_CLASSES, splits=splits, subjects=[""] * n,
@@ -550,8 +562,8 @@ def _parse_fer_row(row: list[str], ie: int, ip: int, iu: int | None,
     if iu is not None:
         split = row[iu].strip()
         if split not in FER_SPLITS:
-            raise BadRowError(f"{where}: unknown Usage {split[:20]!r} "
-                              "(expected Training, PublicTest or PrivateTest)")
+            raise BadRowError(f"{where}: unknown Usage {split[:20]!r} (FER2013's official splits are "
+                              "Training, PublicTest and PrivateTest)")
     return pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE), int(code), split
 
 

@@ -63,7 +63,7 @@ from lkr.evaluate import classification_metrics, predict_center, predict_ten_cro
 from lkr import cpu
 from lkr.losses import class_balanced_batch, lkr_loss, sample_triplets
 from lkr.model import build_model
-from lkr.prepare import Prepared, prepare_data
+from lkr.prepare import Prepared, prepare_data, split_indices
 from lkr.runfolder import load_checkpoint, open_run_folder, save_npz, save_torch, write_json
 
 
@@ -321,6 +321,7 @@ def _data_on_device(ds: FaceDataset, cfg: Config, dev: torch.device, *, fold: in
                     progress: bool) -> Prepared:
     """Landmarks when the local branch needs them (rank 0 fills the cache first), masks and the
     train / select / test parts, on ``dev`` (:func:`lkr.prepare.prepare_data`)."""
+    split_indices(ds, cfg, fold=fold, folds=folds)  # a split or fold error comes before any MTCNN work
     if cfg.local_branch and not ds.has_landmarks:
         from lkr.landmarks import attach_landmarks
 

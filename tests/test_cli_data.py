@@ -75,10 +75,32 @@ def test_ckplus48_text_and_json(capsys, ckplus48_zip):
 
 
 def test_notes_printed(capsys, tmp_path):
+    root = _fer_folder(tmp_path / "fer")
+    for f in root.rglob("*.png"):  # file names without the split prefix: the folder is the split
+        f.rename(f.with_name(f.name.split("_", 1)[1]))
+    rc, out, _ = _run(capsys, root)
+    assert rc == 0 and "note: 21 images have no Training_/PublicTest_/PrivateTest_ file-name prefix" in out
+
+
+def _no_usage_csv(tmp_path: Path) -> tuple[Path, str]:
+    """A FER2013 CSV without its splits: refused while reading, before any landmark work."""
     p = tmp_path / "nousage.csv"
     p.write_text("emotion,pixels\n3," + " ".join(["9"] * 2304) + "\n")
-    rc, out, _ = _run(capsys, p)
-    assert rc == 0 and "note: nousage.csv has no Usage column" in out
+    return p, "nousage.csv: no Usage column"
+
+
+def _no_training_csv(tmp_path: Path) -> tuple[Path, str]:
+    p = tmp_path / "testonly.csv"
+    good = " ".join(["9"] * 2304)
+    p.write_text(f"emotion,pixels,Usage\n3,{good},PublicTest\n4,{good},PrivateTest\n")
+    return p, "testonly.csv: no Training rows"
+
+
+def _bad_usage_csv(tmp_path: Path) -> tuple[Path, str]:
+    p = tmp_path / "fer.csv"
+    good = " ".join(["9"] * 2304)
+    p.write_text(f"emotion,pixels,Usage\n0,{good},Training\n2,{good},Validation\n")
+    return p, "fer.csv row 3: unknown Usage 'Validation' (FER2013's official splits are Training"
 
 
 def _bad_csv(tmp_path: Path) -> tuple[Path, str]:
@@ -118,13 +140,36 @@ def _no_dataset(tmp_path: Path) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize("make", [_bad_csv, _corrupt_image, _corrupt_image_zip, _missing_class,
-                                  _missing_path, _no_dataset])
+                                  _missing_path, _no_dataset, _no_usage_csv, _no_training_csv,
+                                  _bad_usage_csv])
 def test_bad_input_one_line_exit_2(capsys, tmp_path, make):
     path, words = make(tmp_path)
     rc, out, err = _run(capsys, path)
     assert rc == 2 and out == ""
     assert err.startswith("lkr: error: ") and err.count("\n") == 1 and words in err
     assert "Traceback" not in err
+    if make in (_no_usage_csv, _no_training_csv, _bad_usage_csv):
+        assert "official splits" in err and "PublicTest" in err
+
+
+@pytest.mark.parametrize("make", [_no_usage_csv, _no_training_csv])
+def test_fer2013_without_splits_fails_before_landmarks(capsys, tmp_path, monkeypatch, make):
+    """``lkr train`` and ``lkr landmarks`` refuse a FER2013 CSV without its splits while
+    reading it: one line, exit 2, and no landmark detection (MTCNN) ran first."""
+    import lkr.landmarks as lm
+
+    def no_mtcnn(*a, **k):
+        raise AssertionError("landmark detection ran before the bad CSV was refused")
+
+    monkeypatch.setattr(lm, "detect_faces", no_mtcnn)
+    monkeypatch.setattr(lm, "landmarks_for", no_mtcnn)
+    path, words = make(tmp_path)
+    for argv in (["train", "--data", str(path), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"],
+                 ["landmarks", str(path), "--quiet"]):
+        rc = main(argv)
+        out, err = capsys.readouterr()
+        assert rc == 2 and err.count("\n") == 1 and words in err and "official splits" in err, argv
+        assert "subject" not in err and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("make", [_bad_csv, _corrupt_image])

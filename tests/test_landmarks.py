@@ -161,3 +161,106 @@ def test_attach_landmarks_caches(ck_images, ck_result, monkeypatch):
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="48"):
         lm.detect_landmarks(np.zeros((2, 32, 32), np.uint8), progress=False)
+
+
+# --- the template of a dataset: training images only ----------------------------------------
+def _split_dataset(splits: list[str]) -> FaceDataset:
+    n = len(splits)
+    images = np.random.default_rng(7).integers(0, 256, (n, 48, 48), dtype=np.uint8)
+    return FaceDataset(name="fer2013", kind="test", images=images, labels=np.arange(n) % 7,
+                       class_names=CKPLUS_CLASSES, splits=splits, subjects=[""] * n,
+                       sequences=[""] * n, paths=[f"img{i}" for i in range(n)], source="test")
+
+
+def _detections(detected: list[bool], shift: list[float]) -> lm.LandmarkResult:
+    """A LandmarkResult whose face i is the built-in template shifted by shift[i] pixels; the
+    undetected rows hold a stale 'template' far from every face (as a cache of the old kind)."""
+    n = len(detected)
+    shift = np.asarray(shift, np.float32)
+    boxes = lm.DEFAULT_TEMPLATE_BOX[None] + shift[:, None]
+    points = lm.DEFAULT_TEMPLATE_POINTS[None] + shift[:, None, None]
+    det = np.asarray(detected, bool)
+    boxes[~det], points[~det] = 99.0, 99.0
+    return lm.LandmarkResult(boxes=boxes.astype(np.float32), points=points.astype(np.float32), detected=det,
+                             prob=det.astype(np.float32), pass_index=np.where(det, 0, -1).astype(np.int16))
+
+
+SPLITS = ["Training"] * 4 + ["PublicTest"] * 2 + ["PrivateTest"] * 2
+DETECTED = [True, True, True, False, True, False, True, False]
+SHIFT = [0.0, 1.0, 2.0, 0.0, 8.0, 0.0, -9.0, 0.0]  # test faces far from the training ones
+
+
+def test_template_is_the_mean_of_training_faces_only(monkeypatch):
+    ds = _split_dataset(SPLITS)
+    r = _detections(DETECTED, SHIFT)
+    monkeypatch.setattr(lm, "landmarks_for", lambda images, **kw: r)
+    out = lm.attach_landmarks(ds, progress=False)
+    train = np.array([0, 1, 2])  # the detected Training faces
+    tb, tp = r.boxes[train].mean(0), r.points[train].mean(0)
+    # all detected faces (test included) would give another template
+    assert np.abs(r.points[np.array(DETECTED)].mean(0) - tp).max() > 0.5
+    for i in np.flatnonzero(~np.array(DETECTED)):
+        np.testing.assert_allclose(out.boxes[i], tb, atol=1e-5)
+        np.testing.assert_allclose(out.points[i], tp, atol=1e-5)
+    det = np.array(DETECTED)
+    np.testing.assert_array_equal(out.points[det], r.points[det])  # detections unchanged
+    assert out.detected.tolist() == DETECTED
+    note = "3 faces without detected landmarks get the template: the mean of the 3 detected Training faces"
+    assert any(n.startswith(note) for n in out.notes) and not ds.notes
+    assert lm.landmark_coverage(out)["template_from"].startswith("the mean of the 3 detected Training faces")
+    # the test images do not move the template: other test detections, the same template
+    moved = _detections(DETECTED, SHIFT[:4] + [20.0, 0.0, 15.0, 0.0])
+    monkeypatch.setattr(lm, "landmarks_for", lambda images, **kw: moved)
+    again = lm.attach_landmarks(ds, progress=False)
+    np.testing.assert_allclose(again.points[~det], out.points[~det], atol=1e-6)
+
+
+def test_template_of_a_stale_cache_is_not_used():
+    """A landmark cache written with the old template (any values in the undetected rows) is
+    read for its detections only; the template is rebuilt from the Training faces."""
+    ds = _split_dataset(SPLITS)
+    stale = _detections(DETECTED, SHIFT)  # undetected rows hold 99s
+    lm._write_cache(lm.cache_path(ds.images), stale)
+    out = lm.attach_landmarks(ds, progress=False)  # a cache hit: MTCNN does not run
+    assert out.detected.tolist() == DETECTED
+    undet = ~np.array(DETECTED)
+    assert (out.points[undet] < 48).all()
+    np.testing.assert_allclose(out.points[undet][0], stale.points[:3].mean(0), atol=1e-5)
+
+
+def test_template_without_a_training_split_is_the_builtin_one(monkeypatch):
+    """Fold data (CK+): every image is in some fold's test part, so no image shapes the template."""
+    ds = _split_dataset(["all"] * 8)
+    r = _detections(DETECTED, SHIFT)
+    monkeypatch.setattr(lm, "landmarks_for", lambda images, **kw: r)
+    out = lm.attach_landmarks(ds, progress=False)
+    for i in np.flatnonzero(~np.array(DETECTED)):
+        np.testing.assert_array_equal(out.points[i], lm.DEFAULT_TEMPLATE_POINTS)
+        np.testing.assert_array_equal(out.boxes[i], lm.DEFAULT_TEMPLATE_BOX)
+    assert "built-in template (no Training split" in lm.landmark_coverage(out)["template_from"]
+    # a Training split without any detected face: the built-in template too
+    nothing = _detections([False] * 4 + [True] * 4, [0.0] * 4 + [5.0] * 4)
+    monkeypatch.setattr(lm, "landmarks_for", lambda images, **kw: nothing)
+    out = lm.attach_landmarks(_split_dataset(SPLITS), progress=False)
+    np.testing.assert_array_equal(out.points[0], lm.DEFAULT_TEMPLATE_POINTS)
+    assert "no Training face was detected" in lm.landmark_coverage(out)["template_from"]
+
+
+def test_cli_landmarks_says_where_the_template_comes_from(tmp_path, monkeypatch, capsys):
+    import json
+
+    from lkr.cli import main
+
+    pix = " ".join(["90"] * 2304)
+    csv = tmp_path / "fer.csv"
+    csv.write_text("emotion,pixels,Usage\n" + "".join(f"{e},{pix},{u}\n" for e, u in
+                                                      ((0, "Training"), (1, "Training"), (2, "PublicTest"))))
+    r = _detections([True, False, True], [3.0, 0.0, -6.0])
+    monkeypatch.setattr(lm, "landmarks_for", lambda images, **kw: r)
+    assert main(["landmarks", str(csv), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "2/3 faces with detected landmarks" in out
+    assert "template: the mean of the 1 detected Training faces (no test image)" in out
+    assert main(["landmarks", str(csv), "--quiet", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["template"] == 1 and s["template_from"].startswith("the mean of the 1 detected Training faces")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -17,7 +18,8 @@ import lkr
 from lkr import readers
 from lkr.classes import CKPLUS_CLASSES, FER2013_CLASSES
 from lkr.dataset import FaceDataset
-from lkr.errors import BadImageError, BadRowError, DataError, MissingClassError, NotADatasetError
+from lkr.errors import (BadImageError, BadRowError, DataError, MissingClassError, MissingSplitError,
+                        NotADatasetError)
 from lkr.readers import cache_path_for, load_dataset
 
 FER_FOLDERS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -182,10 +184,53 @@ def test_csv_three_usages(tmp_path):
     assert ds.notes == []
 
 
-def test_csv_without_usage(tmp_path):
-    ds = load_dataset(make_fer_csv(tmp_path / "nousage.csv", usage=False))
-    assert ds.split_names == ["all"] and len(ds) == 3
-    assert any("no Usage column" in n for n in ds.notes)
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_csv_without_usage_is_refused(tmp_path, skip_bad):
+    """No Usage column: no official splits, so refused while reading (before any landmark work),
+    one line naming the file; also in a folder or zip holding only such a CSV."""
+    p = make_fer_csv(tmp_path / "nousage.csv", usage=False)
+    with pytest.raises(MissingSplitError) as e:
+        load_dataset(p, skip_bad=skip_bad)
+    msg = str(e.value)
+    assert msg.startswith(f"{p.resolve()}: no Usage column") and "\n" not in msg
+    assert "FER2013 needs its official splits (Training, PublicTest, PrivateTest) in a Usage column" in msg
+    assert isinstance(e.value, DataError)
+    folder = tmp_path / "kaggle"
+    folder.mkdir()
+    make_fer_csv(folder / "train.csv", usage=False)
+    z = _zip_dir(folder, tmp_path / "kaggle.zip", "fer/")
+    for src, where in ((folder, str(folder.resolve() / "train.csv")), (z, f"{z.resolve()}:fer/train.csv")):
+        with pytest.raises(MissingSplitError, match=rf"^{re.escape(where)}: no Usage column"):
+            load_dataset(src)
+    assert not list(readers.cache_dir().glob("nousage*"))  # nothing cached for a refused file
+
+
+def test_csv_without_training_rows_is_refused(tmp_path):
+    p = make_fer_csv(tmp_path / "test.csv", [("1", PIX, "PublicTest"), ("2", PIX, "PrivateTest")])
+    with pytest.raises(MissingSplitError, match=r"test.csv: no Training rows \(Usage holds only "
+                                                r"PrivateTest, PublicTest\); FER2013 needs its official splits"):
+        load_dataset(p)
+    # unknown Usage values are bad rows; skipped, what is left must still hold Training rows
+    p = make_fer_csv(tmp_path / "val.csv", [("1", PIX, "Validation"), ("2", PIX, "PublicTest")])
+    with pytest.raises(BadRowError, match=r"val.csv row 2: unknown Usage 'Validation' \(FER2013's official splits"):
+        load_dataset(p)
+    with pytest.raises(MissingSplitError, match=r"val.csv: no Training rows"):
+        load_dataset(p, skip_bad=True)
+
+
+def test_csv_refused_although_an_old_cache_holds_it(tmp_path):
+    """A decode cache written before a CSV without Usage was refused is not read."""
+    p = make_fer_csv(tmp_path / "nousage.csv", usage=False)
+    key = readers._cache_key(p.resolve(), skip_bad=False, ck_frames=3)
+    old = dict(key, format=1)
+    n = 3
+    FaceDataset(name="fer2013", kind="fer2013-csv", images=np.zeros((n, 48, 48), np.uint8), labels=[0, 3, 6],
+                class_names=FER2013_CLASSES, splits=["all"] * n, subjects=[""] * n, sequences=[""] * n,
+                paths=[f"{p}:row {i + 2}" for i in range(n)], source=str(p)
+                ).save(readers._cache_file(p.resolve(), old), extra=old)
+    assert key["format"] >= 2
+    with pytest.raises(MissingSplitError):
+        load_dataset(p)
 
 
 PIX = " ".join(["7"] * 2304)
