@@ -27,10 +27,12 @@ figures: setup
 	$(BIN)/python -m lkr figures
 
 # The notebooks on your real data: make reproduce FER=path/to/fer2013.zip CK=path/to/CK+48.zip
-# (optional: EPOCHS=n, DEVICE=cuda|cpu, QUICK=1 for 2 CK+ folds). Writes results/ and figures/.
+# (optional: SCALE=full|cpu, EPOCHS=n, DEVICE=cuda|cpu, QUICK=1 for 2 CK+ folds). SCALE=full (the
+# default) is the paper's; SCALE=cpu the reduced scale that trains on a CPU (lkr/config.py SCALES).
+# Writes results/<scale>/ and figures/*_<scale>.*.
 reproduce: setup
-	@test -n "$(FER)" -a -n "$(CK)" || { echo "usage: make reproduce FER=path/to/fer2013 CK=path/to/CK+ [EPOCHS=n] [DEVICE=cuda] [QUICK=1] [WORKERS=n]"; exit 2; }
-	$(BIN)/python -m lkr reproduce --fer "$(FER)" --ck "$(CK)" $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(DEVICE),--device $(DEVICE)) $(if $(QUICK),--quick) $(if $(WORKERS),--workers $(WORKERS))
+	@test -n "$(FER)" -a -n "$(CK)" || { echo "usage: make reproduce FER=path/to/fer2013 CK=path/to/CK+ [SCALE=full|cpu] [EPOCHS=n] [DEVICE=cuda] [QUICK=1] [WORKERS=n]"; exit 2; }
+	$(BIN)/python -m lkr reproduce --fer "$(FER)" --ck "$(CK)" $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(DEVICE),--device $(DEVICE)) $(if $(QUICK),--quick) $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCALE),--scale $(SCALE))
 
 clean:
 	rm -rf out .pytest_cache

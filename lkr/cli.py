@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
+from lkr.config import SCALES
 from lkr.errors import LkrError
 
 
@@ -61,7 +62,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from lkr.pipeline import run_reproduce
 
     return run_reproduce(args.fer, args.ck, out=args.out, results=args.results, figures=args.figures,
-                         device=args.device, epochs=args.epochs, quick=args.quick, workers=args.workers)
+                         device=args.device, epochs=args.epochs, quick=args.quick, workers=args.workers,
+                         scale=args.scale)
 
 
 # --- method ---------------------------------------------------------------------------------
@@ -136,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--results", default="results", help="small artifacts (default: results)")
     rp.add_argument("--figures", default="figures", help="tables and figures (default: figures)")
     rp.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    rp.add_argument("--epochs", type=int, default=None, help="default: the paper's 60")
+    rp.add_argument("--scale", choices=list(SCALES), default="full",
+                    help="full: the paper's values (default; for a GPU); cpu: the reduced scale that trains on a "
+                         "CPU (lkr/config.py SCALES). Results go to <results>/<scale>/, figures are named with it")
+    rp.add_argument("--epochs", type=int, default=None, help="default: the scale's (the paper's 60 at full)")
     rp.add_argument("--quick", action="store_true", help="2 CK+ folds instead of 10")
     rp.add_argument("--workers", type=int, default=1,
                     help="CK+ folds trained at once in worker processes, CPU threads shared among them "
@@ -160,9 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
                "paper's (20 warm-up epochs at lr 1e-4, then 1e-3 for 60 epochs), e.g.\n"
                "  lkr train --data fer2013.zip --variant vgg19 --width 0.125 --epochs 20 \\\n"
                "            --schedule cosine --lr 0.05 --warmup-epochs 1 --out runs/vgg19-w8\n"
-               "A run that never leaves the paper's warm-up (--epochs <= --warmup-epochs) is refused.")
+               "A run that never leaves the paper's warm-up (--epochs <= --warmup-epochs) is refused.\n"
+               "--scale cpu starts from the kit's CPU preset instead (lkr/config.py SCALES, docs/cpu-runs.md).")
     tr.add_argument("--data", required=True, help="dataset path or 'demo' / 'demo-ckplus'")
     tr.add_argument("--variant", default="lkrnet", choices=["vgg19", "baseline1", "baseline2", "lkrnet"])
+    tr.add_argument("--scale", choices=list(SCALES), default="full",
+                    help="the preset the config starts from: full (the paper's values; default) or cpu (a "
+                         "reduced scale for a CPU); flags and --set change it. The demo set always gets its own")
     tr.add_argument("--lambda", dest="lam", type=float, default=None, help="triplet loss weight")
     tr.add_argument("--epochs", type=int, default=None)
     tr.add_argument("--batch-size", type=int, default=None)

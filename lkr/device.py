@@ -50,6 +50,6 @@ def device_name(dev: torch.device) -> str:
     """The GPU's name, or "cpu (<processor>, <n> threads)"."""
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    import platform
+    from lkr.cpu import cpu_name
 
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"

@@ -11,10 +11,15 @@ name            variant     lambda       role in the paper
 ``lkrnet-l0.4`` lkrnet      0.4          Fig. 6 at lambda = 0.4
 =============== =========== ============ ================================================
 
-Folders: runs go to ``<out_root>/runs/<key>/<config>[/fold<k>]`` (checkpoints, large), results
-to ``<results_dir>/<key>/<config>[/fold<k>]`` (small; see :mod:`lkr.results`), where ``<key>``
-is "fer2013" or "ckplus" (:func:`lkr.results.dataset_key`). A finished run (``metrics.json``
-with the same config) is not trained again; an interrupted one resumes from its checkpoint.
+Scales: the set is trained at a named scale (:data:`lkr.config.SCALES`): "full" (the paper's
+values, the default) or "cpu" (a reduced scale for a CPU); the demo set always at its own
+preset, scale "demo".
+
+Folders: runs go to ``<out_root>/runs/<scale>/<key>/<config>[/fold<k>]`` (checkpoints, large),
+results to ``<results_dir>/<scale>/<key>/<config>[/fold<k>]`` (small; see :mod:`lkr.results`),
+where ``<key>`` is "fer2013" or "ckplus" (:func:`lkr.results.dataset_key`), so runs of two
+scales never share a folder. A finished run (``metrics.json`` with the same config) is not
+trained again; an interrupted one resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "baseline2": {"variant": "baseline2", "triplet_lambda": 0.2},
     "lkrnet": {"variant": "lkrnet", "triplet_lambda": 0.2},
     "lkrnet-l0.4": {"variant": "lkrnet", "triplet_lambda": 0.4},
+    # the other pooling of the mask onto the feature maps (docs/method.md, Eq. 4)
+    "lkrnet-cover": {"variant": "lkrnet", "triplet_lambda": 0.2, "mask_pool": "cover"},
 }
 # Fig. 6: LKRNet's embeddings at these lambdas.
 LAMBDA_CONFIGS: dict[float, str] = {0.0: "baseline1", 0.2: "lkrnet", 0.4: "lkrnet-l0.4"}
@@ -40,24 +47,26 @@ QUICK_FOLDS = (0, 1)
 K_FOLDS = 10
 
 
-def config_of(ds: FaceDataset, name: str, **overrides: Any) -> Config:
-    """The :class:`Config` of experiment ``name`` on ``ds`` (demo data gets the CPU preset).
+def config_of(ds: FaceDataset, name: str, *, scale: str = "full", **overrides: Any) -> Config:
+    """The :class:`Config` of experiment ``name`` on ``ds`` at ``scale`` (a name of
+    :data:`lkr.config.SCALES`; demo data always gets the demo preset), with ``overrides``.
 
     Raises:
         KeyError: for a name not in :data:`CONFIGS`.
+        ConfigError: for an unknown scale.
     """
     from lkr.train import config_for
 
     if name not in CONFIGS:
         raise KeyError(f"unknown configuration {name!r}; choose from {', '.join(CONFIGS)}")
-    spec = CONFIGS[name]
-    return config_for(ds, spec["variant"], triplet_lambda=spec["triplet_lambda"], **overrides)
+    spec = {k: v for k, v in CONFIGS[name].items() if k != "variant"}
+    return config_for(ds, CONFIGS[name]["variant"], scale=scale, **{**spec, **overrides})
 
 
 def _finished(run: Path, cfg: Config) -> bool:
     if not (run / "metrics.json").exists() or not (run / "config.json").exists():
         return False
-    return Config.from_dict(json.loads((run / "config.json").read_text())).to_dict() == cfg.to_dict()
+    return Config.from_dict(json.loads((run / "config.json").read_text())).trains_like(cfg)
 
 
 def _train_job(ds: FaceDataset, cfg: Config, run: Path, fold: int | None, folds: int, data_ref: str,
@@ -71,7 +80,7 @@ def _train_job(ds: FaceDataset, cfg: Config, run: Path, fold: int | None, folds:
 
 
 def _train_parallel(ds: FaceDataset, jobs: list[tuple[str, int | None]], runs_root: Path, key: str,
-                    kw: dict[str, Any], *, workers: int, device: str | None, k_folds: int,
+                    cfgs: dict[str, Config], *, workers: int, device: str | None, k_folds: int,
                     data_ref: str) -> dict[tuple[str, int | None], str]:
     """Train the unfinished runs of ``jobs`` in ``workers`` processes; {(name, fold): state}."""
     from lkr import results as res
@@ -79,8 +88,8 @@ def _train_parallel(ds: FaceDataset, jobs: list[tuple[str, int | None]], runs_ro
 
     todo = []
     for name, fold in jobs:
-        cfg = config_of(ds, name, **kw)
-        run = res.run_dir_for(runs_root, key, name, fold)
+        cfg = cfgs[name]
+        run = res.run_dir_for(runs_root, cfg.scale, key, name, fold)
         if not _finished(run, cfg):
             todo.append(((name, fold), {"cfg": cfg, "run": run, "fold": fold}))
     secs = run_jobs(_train_job, [job for _, job in todo], workers=workers, device=device,
@@ -103,8 +112,9 @@ def run_experiments(
     overrides: dict[str, Any] | None = None,
     data_ref: str | None = None,
     workers: int = 1,
+    scale: str = "full",
 ) -> dict[str, dict[str, Any]]:
-    """Train the named configurations on one dataset and export their results.
+    """Train the named configurations on one dataset at a named scale and export their results.
 
     FER2013-like data (official splits): one run per configuration. CK+-like data: one run per
     selected subject-independent fold, then the folds are pooled. After training, the small
@@ -116,7 +126,7 @@ def run_experiments(
             ("demo", "demo-ckplus", a FER2013 / CK+ file or folder).
         out_root: folder for ``runs/`` (and ``results/`` unless ``results_dir`` is given).
         names: configurations of :data:`CONFIGS` (default: all five).
-        epochs: override the config's epochs (None: the paper's 60, or the demo preset's).
+        epochs: override the config's epochs (None: the scale's: the paper's 60 at "full").
         device: "cpu", "cuda" or None (CUDA when present).
         folds: CK+-like data: which of the ``k_folds`` folds to run (default: all; quick: 0, 1).
         quick: fewer folds (see ``folds``) and no other change.
@@ -130,12 +140,16 @@ def run_experiments(
             worker i on GPU i modulo the GPUs present, else on the CPU with this process's
             threads shared among them. A run's result does not depend on it (on the CPU, at
             the same number of threads per run). 1: one run after the other, here.
+        scale: a name of :data:`lkr.config.SCALES` ("full": the paper's values; "cpu": the
+            reduced scale for a CPU); demo data always trains at the demo preset (scale "demo").
+            Runs and results go to ``<scale>/`` subfolders (:mod:`lkr.results`).
 
     Returns:
         {name: metrics} (pooled over the folds for CK+-like data).
 
     Raises:
         KeyError: for an unknown configuration name.
+        ConfigError: for an unknown scale.
     """
     from lkr import results as res
     from lkr.train import train
@@ -162,18 +176,20 @@ def run_experiments(
     kw = dict(overrides or {})
     if epochs is not None:
         kw["epochs"] = epochs
+    cfgs = {n: config_of(ds, n, scale=scale, **kw) for n in names}
+    scale = res.scale_for(ds, scale)  # the folder: "demo" for the demo set
 
-    if not fold_data or any(config_of(ds, n, **kw).local_branch for n in names):
+    if not fold_data or any(cfg.local_branch for cfg in cfgs.values()):
         ds = _with_landmarks(ds, progress)  # once, not once per run
     faces = None
     jobs = [(n, f) for n in names for f in fold_list]
     summary: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
-    trained = (_train_parallel(ds, jobs, out_root / "runs", key, kw, workers=workers, device=device,
+    trained = (_train_parallel(ds, jobs, out_root / "runs", key, cfgs, workers=workers, device=device,
                                k_folds=k_folds, data_ref=data_ref) if workers > 1 else {})
     for j, (name, fold) in enumerate(jobs, 1):
-        cfg = config_of(ds, name, **kw)
-        run = res.run_dir_for(out_root / "runs", key, name, fold)
+        cfg = cfgs[name]
+        run = res.run_dir_for(out_root / "runs", cfg.scale, key, name, fold)
         where = f"{key} {name}" + ("" if fold is None else f" fold {fold}")
         t0 = time.perf_counter()
         if _finished(run, cfg):
@@ -182,7 +198,7 @@ def run_experiments(
         else:
             m = train(ds, cfg, run, device=device, fold=fold, folds=k_folds, progress=progress, data_ref=data_ref)
             state = f"{time.perf_counter() - t0:.0f} s"
-        dest = res.run_dir_for(results_dir, key, name, fold)
+        dest = res.run_dir_for(results_dir, cfg.scale, key, name, fold)
         res.export_run(run, dest, embeddings=not fold_data)
         if not fold_data:
             if faces is None:
@@ -196,10 +212,10 @@ def run_experiments(
             print(f"[lkr] [{j}/{len(jobs)}] {where}: test accuracy {100 * m['accuracy']:.1f}% ({state})", flush=True)
     if fold_data:
         for name in names:
-            summary[name] = res.pool_folds(res.run_dir_for(results_dir, key, name))
+            summary[name] = res.pool_folds(res.run_dir_for(results_dir, cfgs[name].scale, key, name))
     if progress:
-        print(f"[lkr] {len(jobs)} runs on {ds.name} in {time.perf_counter() - t_all:.0f} s; results in {results_dir / key}",
-              flush=True)
+        print(f"[lkr] {len(jobs)} runs on {ds.name} at {scale} scale in {time.perf_counter() - t_all:.0f} s; "
+              f"results in {results_dir / scale / key}", flush=True)
     return summary
 
 
@@ -236,7 +252,8 @@ def summary_table(summary: dict[str, dict[str, Any]]) -> "Any":
 
 
 def results_summary(results_dir: str | Path, key: str) -> "Any":
-    """:func:`summary_table` of every configuration in ``results_dir/<key>`` ("fer2013" or "ckplus").
+    """:func:`summary_table` of every configuration in ``results_dir/<key>`` ("fer2013" or "ckplus");
+    ``results_dir`` is one scale's folder (``results/<scale>``).
 
     Returns:
         a pandas DataFrame (empty when there are no results for ``key``).

@@ -1,12 +1,16 @@
 """Every table and figure of the paper, drawn from run artifacts (:mod:`lkr.results`).
 
-One helper saves figures: :func:`save_figure` writes ``<name>.png`` and ``<name>.pdf`` at a
+One helper saves figures: :func:`save_figure` writes ``<name>_<scale>.png`` and ``.pdf`` at a
 fixed size per figure and a fixed DPI into ``figures/`` (or the folder given), named after the
-paper's figure or table number (:data:`FIGURES`). Tables are also written as ``.md`` and
-``.csv``. Plot functions take loaded artifacts, never a dataset or a model, so
-:func:`redraw_all` (``lkr figures`` / ``make figures``) redraws everything in seconds without
-data, GPU or UMAP (2-D coordinates are computed at export time). The one exception is Fig. 2,
-which shows faces and masks and is drawn from a dataset (:func:`fig2_local_key_regions`).
+paper's figure or table number (:data:`FIGURES`) and the scale the runs were trained at
+(:data:`lkr.config.SCALES`: ``table3_fer2013_cpu``, ``fig7_confusion_fer2013_full``; ``_demo``
+for the demo set). Tables are also written as ``.md`` and ``.csv``. Every figure drawn from
+results says its scale in its title too (:func:`results_scale_label`: the scale, the width, the
+epochs and the device of the runs). Plot functions take loaded artifacts, never a dataset or a
+model, so :func:`redraw_all` (``lkr figures`` / ``make figures``) redraws everything, scale by
+scale, in seconds without data, GPU or UMAP (2-D coordinates are computed at export time). The
+one exception is Fig. 2, which shows faces and masks, involves no training (so no scale) and is
+drawn from a dataset (:func:`fig2_local_key_regions`).
 
 Figures are built on :class:`matplotlib.figure.Figure` (no pyplot state), so headless runs
 leak nothing; in Jupyter (``%matplotlib inline``) a returned Figure is shown as the cell's result.
@@ -15,6 +19,7 @@ leak nothing; in Jupyter (``%matplotlib inline``) a returned Figure is shown as 
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +27,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lkr.classes import CANONICAL, short
+from lkr.config import scale_label, scale_of
 from lkr.paper import OURS_TO_PAPER, overall_note, paper_table, weighted_accuracy
 
 DPI = 200
@@ -39,18 +45,26 @@ FIGURES: dict[str, tuple[float, float]] = {
 TABLES = {"ckplus": "table2_ckplus", "fer2013": "table3_fer2013"}
 CONFUSIONS = {"ckplus": "fig7_confusion_ckplus", "fer2013": "fig7_confusion_fer2013"}
 LABELS = {"vgg19": "VGG19", "baseline1": "Baseline 1", "baseline2": "Baseline 2", "lkrnet": "LKRNet (λ=0.2)",
-          "lkrnet-l0.4": "LKRNet (λ=0.4)"}
+          "lkrnet-l0.4": "LKRNet (λ=0.4)", "lkrnet-cover": "LKRNet (mask cover)"}
 _PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}  # reproducible PDFs
 _CLASS_NAMES = set(CANONICAL)
 
 
-def save_figure(fig: Figure, name: str, out_dir: str | Path = "figures") -> list[Path]:
-    """Save ``fig`` as ``<out_dir>/<name>.png`` and ``.pdf`` at the figure's fixed size.
+def figure_file(name: str, scale: str | None = None) -> str:
+    """The file name (without suffix) of figure ``name`` at ``scale``: ``<name>_<scale>``, or
+    ``<name>`` without a scale (Fig. 2, which involves no training)."""
+    return f"{name}_{scale}" if scale else name
+
+
+def save_figure(fig: Figure, name: str, out_dir: str | Path = "figures", scale: str | None = None) -> list[Path]:
+    """Save ``fig`` as ``<out_dir>/<name>_<scale>.png`` and ``.pdf`` at the figure's fixed size.
 
     Args:
         fig: the figure (resized to ``FIGURES[name]``).
         name: one of :data:`FIGURES` (the paper's figure or table number).
         out_dir: folder (created).
+        scale: the scale of the runs drawn ("full", "cpu", "demo"; :func:`figure_file`); None
+            for a figure of no run (Fig. 2).
 
     Returns:
         [png path, pdf path].
@@ -63,7 +77,8 @@ def save_figure(fig: Figure, name: str, out_dir: str | Path = "figures") -> list
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fig.set_size_inches(*FIGURES[name])
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    stem = figure_file(name, scale)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=DPI)
     fig.savefig(paths[1], dpi=DPI, metadata=_PDF_META)
     return paths
@@ -76,6 +91,54 @@ def _new(name: str, **kw: Any) -> Figure:
 def _dataset_label(metrics: dict[str, Any]) -> str:
     name = str(metrics.get("dataset") or "")
     return f"{name} (synthetic demo data)" if name.startswith("demo") else name
+
+
+def _records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each configuration's config.json and metrics.json in one dict, LKRNet's first."""
+    order = sorted(results, key=lambda c: c != "lkrnet")
+    return [{**(results[c].config or {}), **results[c].metrics} for c in order]
+
+
+def scale_of_results(results: dict[str, Any]) -> str:
+    """The scale one dataset role's results were trained at, as their records say
+    (:func:`lkr.config.scale_of`: "full" for records from before scales)."""
+    recs = _records(results)
+    return scale_of(recs[0]) if recs else "full"
+
+
+def results_scale_label(results: dict[str, Any], scale: str | None = None) -> str:
+    """The title line that names the scale of one dataset role's results
+    (:func:`lkr.config.scale_label`), e.g. "CPU scale: VGG19 at 1/4 width, 24 epochs, AMD EPYC,
+    2 threads".
+
+    Width and network are LKRNet's run's (else the first configuration's); the epochs are a
+    range when the configurations differ; every device the runs were trained on is named.
+
+    Args:
+        results: {config: ConfigResult} of one dataset role.
+        scale: the scale (None: as the records say).
+
+    Returns:
+        the label ("" when ``results`` is empty).
+    """
+    recs = _records(results)
+    if not recs:
+        return ""
+    info = dict(recs[0])
+    info["scale"] = scale or scale_of(info)
+    epochs = sorted({int(r["epochs"]) for r in recs if r.get("epochs") is not None})
+    if len(epochs) > 1:
+        info["epochs"] = f"{epochs[0]}–{epochs[-1]}"
+    info["device"] = list(dict.fromkeys(str(r["device"]) for r in recs if r.get("device")))
+    return scale_label(info)
+
+
+def _with_scale(title: str, results: dict[str, Any], scale: str | None, width: int = 0) -> str:
+    """``title`` and, on a line of its own (wrapped at ``width`` characters when > 0), the scale."""
+    line = results_scale_label(results, scale)
+    if width and line:
+        line = textwrap.fill(line, width, break_on_hyphens=False)
+    return f"{title}\n{line}" if line else title
 
 
 # --- Fig. 2 ---------------------------------------------------------------------------------
@@ -262,18 +325,20 @@ def _marked(r: dict[str, Any], c: str, note: str) -> str:
 
 
 def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "figures",
-               title: str = "", note: str = "") -> list[Path]:
-    """Write a table as ``<name>.md``, ``.csv``, and (drawn) ``.png`` / ``.pdf``.
+               title: str = "", note: str = "", scale: str | None = None) -> list[Path]:
+    """Write a table as ``<name>_<scale>.md``, ``.csv``, and (drawn) ``.png`` / ``.pdf``.
 
     Args:
         rows: dicts with the same keys (the columns, in order).
         name: "table2_ckplus" or "table3_fer2013".
         out_dir: folder (created).
-        title: caption (markdown heading and figure title).
+        title: caption (markdown heading and figure title); each of its lines is a bold line
+            of the markdown.
         note: footnote on the paper rows' overall (:func:`table_note`). When given, those cells
             read e.g. "72.2*" in the .md and the drawing, which carry the note under the table;
             the .csv keeps the numbers and gets an ``overall_basis`` column
             (:data:`PAPER_OVERALL_BASIS` for paper rows, "measured" for ours).
+        scale: the scale of the runs (:func:`figure_file`).
 
     Returns:
         [md, csv, png, pdf] paths.
@@ -282,15 +347,16 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
     out.mkdir(parents=True, exist_ok=True)
     cols = list(rows[0].keys()) if rows else ["model"]
     heads = [short(c) if c in _CLASS_NAMES else c for c in cols]
-    md = out / f"{name}.md"
-    lines = ([f"**{title}**", ""] if title else []) + [
+    stem = figure_file(name, scale)
+    md = out / f"{stem}.md"
+    lines = [x for ln in title.splitlines() for x in (f"**{ln}**", "")] + [
         "| " + " | ".join(heads) + " |",
         "|" + "|".join("---" if c in ("model", "source") else "---:" for c in cols) + "|",
     ] + ["| " + " | ".join(_marked(r, c, note) for c in cols) + " |" for r in rows]
     if note:
         lines += ["", f"\\* {note}"]
     md.write_text("\n".join(lines) + "\n")
-    path_csv = out / f"{name}.csv"
+    path_csv = out / f"{stem}.csv"
     with open(path_csv, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols + (["overall_basis"] if note else []))
@@ -298,7 +364,7 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
             basis = [] if not note else [
                 "" if r.get("overall") is None else PAPER_OVERALL_BASIS if r.get("source") == "paper" else "measured"]
             w.writerow(["" if r.get(c) is None else r.get(c) for c in cols] + basis)
-    return [md, path_csv] + save_figure(table_figure(rows, name, title, note), name, out)
+    return [md, path_csv] + save_figure(table_figure(rows, name, title, note), name, out, scale)
 
 
 def table_figure(rows: list[dict[str, Any]], name: str, title: str = "", note: str = "") -> Figure:
@@ -328,13 +394,15 @@ def table_figure(rows: list[dict[str, Any]], name: str, title: str = "", note: s
 
 
 # --- Fig. 7 ---------------------------------------------------------------------------------
-def fig7_confusion(results: dict[str, Any], key: str, configs: Sequence[str] = ("vgg19", "lkrnet")) -> Figure:
+def fig7_confusion(results: dict[str, Any], key: str, configs: Sequence[str] = ("vgg19", "lkrnet"), *,
+                   scale: str | None = None) -> Figure:
     """Fig. 7: row-normalised confusion matrices (%) of the given configurations (seaborn).
 
     Args:
         results: {config: ConfigResult} of one dataset.
         key: "ckplus" or "fer2013" (names the figure).
         configs: which configurations, one panel each (missing ones are skipped).
+        scale: the runs' scale for the title (None: as their records say).
     """
     import seaborn as sns
 
@@ -355,18 +423,21 @@ def fig7_confusion(results: dict[str, Any], key: str, configs: Sequence[str] = (
     if not have:
         axes[0].set_axis_off()
     label = _dataset_label(next(iter(results.values())).metrics) if results else key
-    fig.suptitle(f"Fig. 7  Confusion matrices (% of each true class) on {label}", fontsize=10)
+    fig.suptitle(_with_scale(f"Fig. 7  Confusion matrices (% of each true class) on {label}", results, scale),
+                 fontsize=10)
     return fig
 
 
 # --- Fig. 9 ---------------------------------------------------------------------------------
-def fig9_accuracy(results: dict[str, Any], configs: Sequence[str] = ("vgg19", "baseline1", "baseline2", "lkrnet")
-                  ) -> Figure:
+def fig9_accuracy(results: dict[str, Any], configs: Sequence[str] = ("vgg19", "baseline1", "baseline2", "lkrnet"),
+                  *, scale: str | None = None) -> Figure:
     """Fig. 9: accuracy against epoch on CK+, one line per configuration.
 
-    The plotted accuracy is ten-crop accuracy on each fold's *selection* split (subjects held
-    out of the fold's training part), averaged over the folds: the test folds are evaluated
-    only once, with the selected weights, so no test accuracy exists per epoch.
+    The plotted accuracy is accuracy on each fold's *selection* split (subjects held out of the
+    fold's training part; ten-crop, or the centre crop where the config's ``select_crops`` says
+    so), averaged over the folds: the test folds are evaluated only once, with the selected
+    weights, so no test accuracy exists per epoch. ``scale``: the runs' scale for the title
+    (None: as their records say).
     """
     fig = _new("fig9_accuracy_ckplus")
     ax = fig.add_subplot()
@@ -390,12 +461,13 @@ def fig9_accuracy(results: dict[str, Any], configs: Sequence[str] = ("vgg19", "b
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     label = _dataset_label(next(iter(results.values())).metrics) if results else "ckplus"
-    ax.set_title(f"Fig. 9  Accuracy against epoch on {label}", fontsize=10)
+    ax.set_title(_with_scale(f"Fig. 9  Accuracy against epoch on {label}", results, scale, width=75), fontsize=9)
     return fig
 
 
 # --- Fig. 6 ---------------------------------------------------------------------------------
-def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = None) -> Figure:
+def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = None, *,
+                    scale: str | None = None) -> Figure:
     """Fig. 6: 2-D UMAP of LKRNet's 256-d test embeddings at lambda = 0, 0.2, 0.4.
 
     Each panel's title carries the silhouette score of the classes computed in the 256-d
@@ -404,6 +476,7 @@ def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = N
     Args:
         results: {config: ConfigResult} of the FER2013 role (needs ``umap``).
         panels: lambda -> configuration (default :data:`lkr.experiments.LAMBDA_CONFIGS`).
+        scale: the runs' scale for the title (None: as their records say).
     """
     import seaborn as sns
 
@@ -442,7 +515,8 @@ def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = N
     if handles:
         fig.legend(handles, labels, loc="outside right center", markerscale=3, fontsize=8)
     label = _dataset_label(next(iter(results.values())).metrics) if results else "fer2013"
-    fig.suptitle(f"Fig. 6  UMAP of LKRNet's test embeddings on {label} (seeded)", fontsize=10)
+    fig.suptitle(_with_scale(f"Fig. 6  UMAP of LKRNet's test embeddings on {label} (seeded)", results, scale),
+                 fontsize=10)
     return fig
 
 
@@ -471,13 +545,15 @@ def best_separated(results: dict[str, Any], panels: dict[float, str] | None = No
 
 
 # --- Fig. 8 ---------------------------------------------------------------------------------
-def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkrnet", n: int = 16) -> Figure:
+def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkrnet", n: int = 16, *,
+                 scale: str | None = None) -> Figure:
     """Fig. 8: Grad-CAM of VGG19 beside LKRNet on the same test faces (FER2013 role only).
 
     Blocks of three rows: the face (44x44 centre crop, the network's view), VGG19's heatmap
     over it, LKRNet's heatmap over it; 8 faces per block. Heatmaps explain the true class. The
     title names Grad-CAM's target layer as ``gradcam.npz`` records it (``layer``,
-    ``layer_size``; see :mod:`lkr.gradcam`), per model when the two differ.
+    ``layer_size``; see :mod:`lkr.gradcam`), per model when the two differ, and the runs'
+    scale (``scale``; None: as their records say).
     """
     from lkr.errors import RunError
 
@@ -488,6 +564,7 @@ def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkr
         ax = fig.add_subplot()
         ax.set_axis_off()
         ax.text(0.5, 0.5, f"no Grad-CAM arrays for {left} and {right}", ha="center")
+        ax.set_title(results_scale_label(results, scale), fontsize=9)
         return fig
     if not np.array_equal(a["index"], b["index"]):
         raise RunError("Fig. 8: the two runs' Grad-CAM faces differ; export them with the same faces")
@@ -519,8 +596,8 @@ def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkr
     la, lb = gradcam_layer_label(a), gradcam_layer_label(b)
     where = f"target layer {lb}" if la == lb else \
         f"target layers: {LABELS.get(left, left)} {la}, {LABELS.get(right, right)} {lb}"
-    fig.suptitle(f"Fig. 8  Grad-CAM for the true class on {label} (red: the model's wrong prediction)\n"
-                 f"{where}", fontsize=9)
+    fig.suptitle(_with_scale(f"Fig. 8  Grad-CAM for the true class on {label} (red: the model's wrong prediction)\n"
+                             f"{where}", results, scale), fontsize=9)
     return fig
 
 
@@ -546,13 +623,18 @@ REDRAWN: dict[str, str] = {
 _TITLES = {"ckplus": "Table 2  CK+: per-class accuracy (%)", "fer2013": "Table 3  FER2013: per-class accuracy (%)"}
 
 
-def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "figures") -> Any:
-    """Draw one table or figure of :data:`REDRAWN` from loaded results and save it.
+def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "figures",
+         scale: str | None = None) -> Any:
+    """Draw one table or figure of :data:`REDRAWN` from one scale's loaded results and save it
+    as ``<name>_<scale>.*``, its title naming the scale (:func:`results_scale_label`).
 
     Args:
         name: e.g. "table3_fer2013" or "fig6_embeddings".
-        results: :func:`lkr.results.load_results`' dict (needs the figure's dataset role).
+        results: :func:`lkr.results.load_results`' dict of one scale's folder (needs the
+            figure's dataset role).
         out_dir: where the files go (:func:`save_figure`, :func:`save_table`).
+        scale: the scale of these results ("full", "cpu", "demo"; the folder they came from);
+            None: as the runs' records say (:func:`scale_of_results`).
 
     Returns:
         the Figure, or for tables a pandas DataFrame of the rows (for display).
@@ -566,59 +648,66 @@ def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "f
     if key not in results:
         raise KeyError(f"no {key} results to draw {name} from")
     res = results[key]
+    scale = scale or scale_of_results(res)
     if name.startswith("table"):
         import pandas as pd
 
         rows = results_table(key, res)
-        title = f"{_TITLES[key]} — {_dataset_label(next(iter(res.values())).metrics)}"
-        save_table(rows, name, out_dir, title=title, note=table_note(res))
+        title = _with_scale(f"{_TITLES[key]} — {_dataset_label(next(iter(res.values())).metrics)}", res, scale)
+        save_table(rows, name, out_dir, title=title, note=table_note(res), scale=scale)
         return pd.DataFrame(rows).set_index("model")
     if name.startswith("fig7"):
-        fig = fig7_confusion(res, key)
+        fig = fig7_confusion(res, key, scale=scale)
     elif name == "fig9_accuracy_ckplus":
-        fig = fig9_accuracy(res)
+        fig = fig9_accuracy(res, scale=scale)
     elif name == "fig6_embeddings":
-        fig = fig6_embeddings(res)
+        fig = fig6_embeddings(res, scale=scale)
     else:
-        fig = fig8_gradcam(res)
-    save_figure(fig, name, out_dir)
+        fig = fig8_gradcam(res, scale=scale)
+    save_figure(fig, name, out_dir, scale)
     return fig
 
 
 def redraw_all(results_dir: str | Path = "results", out_dir: str | Path = "figures", *,
                verbose: bool = True) -> list[Path]:
-    """Redraw every table and figure that the artifacts in ``results_dir`` allow (``lkr figures``).
+    """Redraw every table and figure that the artifacts in ``results_dir`` allow (``lkr figures``),
+    for each scale there (``results_dir/<scale>/``, :func:`lkr.results.load_scales`), into files
+    named with the scale (``table3_fer2013_cpu.md``, ``fig7_confusion_fer2013_full.png``, ...).
 
     No dataset, GPU or UMAP is needed. Fig. 2 is drawn from data (notebook 01), not here.
 
     Args:
         results_dir: a results folder (:mod:`lkr.results` layout).
         out_dir: where the files go.
-        verbose: print what is drawn, or that nothing is there.
+        verbose: print what is drawn per scale, or that nothing is there.
 
     Returns:
         The paths written (empty when ``results_dir`` holds no runs).
     """
     from lkr.errors import RunError
-    from lkr.results import load_results
+    from lkr.results import KEYS, load_scales
 
     if not Path(results_dir).is_dir():
         raise RunError(f"{results_dir}: no such results folder")
-    res = load_results(results_dir)
-    if not res:
+    scales = load_scales(results_dir)
+    if not scales:
         if verbose:
             print(f"{results_dir}: no run results yet, nothing to draw. Real runs are made with "
                   "`make reproduce` (see README); `make demo` draws every figure from the demo set.")
         return []
     out = Path(out_dir)
     written: list[Path] = []
-    for name, key in REDRAWN.items():
-        if key not in res:
-            continue
-        draw(name, res, out)
-        exts = (".md", ".csv", ".png", ".pdf") if name.startswith("table") else (".png", ".pdf")
-        written += [out / f"{name}{e}" for e in exts]
-    if verbose:
-        missing = [k for k in ("fer2013", "ckplus") if k not in res]
-        print(f"{len(written)} files written to {out}" + (f" (no {', '.join(missing)} results)" if missing else ""))
+    for scale, res in scales.items():
+        n = len(written)
+        for name, key in REDRAWN.items():
+            if key not in res:
+                continue
+            draw(name, res, out, scale)
+            exts = (".md", ".csv", ".png", ".pdf") if name.startswith("table") else (".png", ".pdf")
+            written += [out / f"{figure_file(name, scale)}{e}" for e in exts]
+        if verbose:
+            missing = [k for k in KEYS if k not in res]
+            print(f"{scale}: {len(written) - n} files written to {out} "
+                  f"({results_scale_label(next(iter(res.values())), scale)}"
+                  + (f"; no {', '.join(missing)} results)" if missing else ")"))
     return written

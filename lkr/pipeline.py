@@ -1,13 +1,15 @@
 """The main jobs: run the ordered notebooks headless with papermill.
 
 ``lkr demo`` / ``make demo``: notebooks 01..06 on the built-in synthetic demo set, on the CPU,
-into ``out/demo/`` (git-ignored): ``runs/`` (checkpoints), ``results/`` (small artifacts),
-``figures/`` (every table and figure), ``notebooks/`` (the executed notebooks).
+into ``out/demo/`` (git-ignored): ``runs/demo/`` (checkpoints), ``results/demo/`` (small
+artifacts), ``figures/`` (every table and figure, named ``..._demo``), ``notebooks/`` (the
+executed notebooks).
 
-``lkr reproduce --fer PATH --ck PATH`` / ``make reproduce``: the same notebooks on the real
-datasets, all folds and the paper's epochs; results go to the repository's ``results/`` and
-figures to ``figures/`` (so ``lkr figures`` can redraw them later without data), runs to
-``out/real/runs``.
+``lkr reproduce --fer PATH --ck PATH [--scale full|cpu]`` / ``make reproduce``: the same
+notebooks on the real datasets, all folds, at the named scale (:data:`lkr.config.SCALES`;
+"full" = the paper's); results go to the repository's ``results/<scale>/`` and figures to
+``figures/`` named ``..._<scale>`` (so ``lkr figures`` can redraw them later without data), runs
+to ``out/real/runs/<scale>``.
 
 Progress: one line per notebook, papermill's bar over the notebook's cells, and a line per
 finished training run (printed by the notebook, kept in the executed notebook's outputs).
@@ -132,7 +134,7 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = True, device: str | 
         print(f"[lkr] demo: notebooks 01-06 on the synthetic demo set into {out}", flush=True)
     params = {"data_fer": "demo", "data_ck": "demo-ckplus", "out": str(out), "device": device, "epochs": epochs,
               "quick": quick, "folds": None if folds is None else list(folds), "results": str(out / "results"),
-              "figures": str(out / "figures")}
+              "figures": str(out / "figures"), "scale": "demo"}
     run_notebooks(params, out, progress=progress, threads=threads)
     if progress:
         files = _list_figures(out / "figures")
@@ -147,8 +149,8 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = True, device: str | 
 def run_reproduce(fer: str | Path, ck: str | Path, *, out: str | Path = "out/real",
                   results: str | Path = "results", figures: str | Path = "figures", device: str | None = None,
                   epochs: int | None = None, quick: bool = False, folds: Sequence[int] | None = None,
-                  workers: int = 1, progress: bool = True) -> int:
-    """The same notebooks on the user's real FER2013 and CK+ (GPU when present).
+                  workers: int = 1, scale: str = "full", progress: bool = True) -> int:
+    """The same notebooks on the user's real FER2013 and CK+ (GPU when present), at a named scale.
 
     Args:
         fer: FER2013 (CSV, image folder or .zip).
@@ -157,15 +159,25 @@ def run_reproduce(fer: str | Path, ck: str | Path, *, out: str | Path = "out/rea
         results: folder for the small artifacts (the repository's ``results/``).
         figures: folder for the figures (the repository's ``figures/``).
         device: "cpu", "cuda" or None (CUDA when present).
-        epochs: override the paper's 60 epochs.
+        epochs: override the scale's epochs (the paper's 60 at "full").
         quick: 2 CK+ folds instead of 10.
         folds: CK+ folds to run (overrides ``quick``).
         workers: CK+ folds trained at once in worker processes (threads shared among them).
+        scale: a name of :data:`lkr.config.SCALES`: "full" (the paper's values) or "cpu" (the
+            reduced scale for a CPU). Results go to ``results/<scale>/``, runs to
+            ``out/runs/<scale>/``, and the figures' names and titles say it.
         progress: progress lines and bars.
 
     Returns:
         0 (the CLI's exit status).
+
+    Raises:
+        LkrError: for a missing dataset path, an unknown scale or a failed notebook.
     """
+    from lkr.config import SCALES
+
+    if scale not in SCALES:
+        raise LkrError(f"--scale {scale}: choose from {', '.join(SCALES)}")
     if workers < 1:
         raise LkrError(f"--workers {workers}: expected 1 or more")
     for p in (fer, ck):
@@ -175,9 +187,10 @@ def run_reproduce(fer: str | Path, ck: str | Path, *, out: str | Path = "out/rea
     t0 = time.perf_counter()
     params = {"data_fer": str(Path(fer).resolve()), "data_ck": str(Path(ck).resolve()), "out": str(out),
               "device": device, "epochs": epochs, "quick": quick, "folds": None if folds is None else list(folds),
-              "results": str(Path(results).resolve()), "figures": str(Path(figures).resolve()), "workers": workers}
+              "results": str(Path(results).resolve()), "figures": str(Path(figures).resolve()), "workers": workers,
+              "scale": scale}
     run_notebooks(params, out, progress=progress)
     if progress:
-        print(f"[lkr] reproduction done in {time.perf_counter() - t0:.0f} s: results in {results}, "
-              f"figures in {figures}")
+        print(f"[lkr] reproduction at {scale} scale done in {time.perf_counter() - t0:.0f} s: results in "
+              f"{Path(results) / scale}, figures in {figures} (named ..._{scale})")
     return 0

@@ -240,7 +240,7 @@ class Predictor:
 
     Example::
 
-        p = Predictor("out/demo/runs/fer2013/lkrnet")
+        p = Predictor("out/demo/runs/demo/fer2013/lkrnet")
         results = p.predict(["me.jpg"], save="out/photos")
 
     Attributes:
@@ -472,18 +472,19 @@ def example_photo(dest: str | Path) -> Path:
 
 
 def photo_run(run: str | Path | None, out: str | Path, *, device: str | None = None, epochs: int | None = None,
-              progress: bool = True) -> Path:
+              scale: str = "full", progress: bool = True) -> Path:
     """The run to apply to photos.
 
-    ``run`` when given; else ``<out>/runs/fer2013/lkrnet`` when it holds a trained run (what
-    notebook 02 trains, on the demo set under ``lkr demo``, on FER2013 under ``lkr reproduce``);
+    ``run`` when given; else ``<out>/runs/<scale>/fer2013/lkrnet`` when it holds a trained run
+    (what notebook 02 trains: at scale "demo" on the demo set under ``lkr demo``, on FER2013 at
+    the scale asked for under ``lkr reproduce``; see :mod:`lkr.results`);
     else LKRNet trained here on the synthetic demo set (the CPU preset, about half a minute)
     into ``<out>/runs/photos-demo/lkrnet``. Check :meth:`Predictor.describe` for what it was
     trained on.
     """
     if run is not None:
         return Path(run)
-    found = Path(out) / "runs" / "fer2013" / "lkrnet"
+    found = Path(out) / "runs" / scale / "fer2013" / "lkrnet"
     if (found / "best.pt").exists():
         return found
     demo_run = Path(out) / "runs" / "photos-demo" / "lkrnet"

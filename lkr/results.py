@@ -1,16 +1,25 @@
 """The results folder: the small artifacts of finished runs, from which every figure is drawn.
 
-Layout (``<config>`` is a name of :data:`lkr.experiments.CONFIGS`)::
+Layout (``<scale>`` is the scale the runs were trained at, ``<config>`` a name of
+:data:`lkr.experiments.CONFIGS`)::
 
     results/
-      fer2013/<config>/          one run on the official splits
-        config.json  metrics.json  history.json  predictions.npz
-        embeddings.npz           256-d test embeddings of the run's fixed subsample (float16)
-        umap.npz                 their 2-D UMAP (seeded, float16) + silhouette scores
-        gradcam.npz              Grad-CAM of 16 fixed test faces (float16) + those faces' pixels
-      ckplus/<config>/
-        metrics.json             pooled over the folds (predictions of all test folds together)
-        fold<k>/ config.json  metrics.json  history.json  predictions.npz
+      <scale>/                   "full" (the paper's), "cpu" (the CPU scale) or "demo" (demo set)
+        fer2013/<config>/        one run on the official splits
+          config.json  metrics.json  history.json  predictions.npz
+          embeddings.npz         256-d test embeddings of the run's fixed subsample (float16)
+          umap.npz               their 2-D UMAP (seeded, float16) + silhouette scores
+          gradcam.npz            Grad-CAM of 16 fixed test faces (float16) + those faces' pixels
+        ckplus/<config>/
+          metrics.json           pooled over the folds (predictions of all test folds together)
+          fold<k>/ config.json  metrics.json  history.json  predictions.npz
+
+Runs (checkpoints) follow the same scheme under ``<out>/runs/<scale>/<key>/<config>``, so runs
+of two scales never share a folder. The scale is a :data:`lkr.config.SCALES` name, or "demo"
+for the built-in demo set (which always trains at its own preset); each run's ``config.json``
+and ``metrics.json`` record it in their ``scale`` field (records without one count as "full",
+:func:`lkr.config.scale_of`). A results folder written before scales existed
+(``results/<key>/...``) is read as the scale its records name (:func:`load_scales`).
 
 The key of a dataset is its *role* (:func:`dataset_key`): FER2013-like data with official
 splits goes under ``fer2013/``, CK+-like data evaluated by subject folds under ``ckplus/``; each
@@ -32,12 +41,16 @@ from typing import Any
 
 import numpy as np
 
+from lkr.config import SCALE_NAMES, scale_of, scale_preset
 from lkr.dataset import FaceDataset
 from lkr.errors import RunError
 
 SMALL_FILES = ("config.json", "metrics.json", "history.json", "predictions.npz")
 GRADCAM_FACES = 16
 UMAP_SEED = 0
+KEYS = ("fer2013", "ckplus")
+DEMO_REFS = ("demo", "demo-ckplus")
+"""The data references that name the built-in demo set (:func:`lkr.readers.load_dataset`)."""
 
 
 def dataset_key(ds: FaceDataset) -> str:
@@ -45,10 +58,25 @@ def dataset_key(ds: FaceDataset) -> str:
     return "ckplus" if ds.evaluation == "folds" else "fer2013"
 
 
-def run_dir_for(root: str | Path, key: str, config: str, fold: int | None = None) -> Path:
-    """``root/<key>/<config>`` or ``root/<key>/<config>/fold<k>`` (runs and results alike)."""
-    p = Path(root) / key / config
+def run_dir_for(root: str | Path, scale: str, key: str, config: str, fold: int | None = None) -> Path:
+    """``root/<scale>/<key>/<config>`` or ``.../<config>/fold<k>`` (runs and results alike)."""
+    p = Path(root) / scale / key / config
     return p / f"fold{fold}" if fold is not None else p
+
+
+def scale_for(data: FaceDataset | str | Path, scale: str = "full") -> str:
+    """The scale folder that runs of ``data`` asked for at ``scale`` go to: "demo" for the
+    built-in demo set (it always trains at the demo preset), else ``scale``.
+
+    Args:
+        data: a dataset, or a data reference ("demo", "demo-ckplus", a path).
+        scale: a name of :data:`lkr.config.SCALES`, or "demo".
+
+    Raises:
+        ConfigError: for an unknown scale, or "demo" for other data than the demo set.
+    """
+    demo = data.kind == "demo" if isinstance(data, FaceDataset) else str(data) in DEMO_REFS
+    return scale_preset(scale, demo=demo)[0]
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -248,8 +276,8 @@ def pool_folds(config_dir: str | Path) -> dict[str, Any]:
         "pooled": True, "folds": [int(p.name[4:]) for p in folds], "n_folds_total": first.get("folds"),
         "fold_accuracy": accs.tolist(), "fold_accuracy_mean": float(accs.mean()),
         "fold_accuracy_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
-        **{k: first.get(k) for k in ("variant", "triplet_lambda", "local_branch", "epochs", "dataset", "kind",
-                                     "device", "kit_version", "data")},
+        **{k: first.get(k) for k in ("variant", "scale", "width", "triplet_lambda", "local_branch", "epochs",
+                                     "dataset", "kind", "device", "kit_version", "data")},
         "train_seconds": float(sum(f.get("train_seconds", 0.0) for f in fm)),
     })
     write_json(config_dir / "metrics.json", m)
@@ -292,7 +320,7 @@ def _json(path: Path) -> Any:
 
 
 def load_config_result(config_dir: str | Path) -> ConfigResult | None:
-    """Load one ``results/<key>/<config>`` folder; None when it holds no metrics."""
+    """Load one ``results/<scale>/<key>/<config>`` folder; None when it holds no metrics."""
     d = Path(config_dir)
     metrics = _json(d / "metrics.json")
     if metrics is None:
@@ -311,8 +339,8 @@ def load_config_result(config_dir: str | Path) -> ConfigResult | None:
                         config=_json(run_dirs[0] / "config.json"))
 
 
-def load_results(results_dir: str | Path = "results") -> dict[str, dict[str, ConfigResult]]:
-    """Everything the figures need, from a results folder.
+def load_results(results_dir: str | Path = "results/full") -> dict[str, dict[str, ConfigResult]]:
+    """Everything the figures of one scale need, from that scale's folder (``results/<scale>``).
 
     Returns:
         {"fer2013": {config: ConfigResult}, "ckplus": {...}}; roles or configurations without
@@ -320,7 +348,7 @@ def load_results(results_dir: str | Path = "results") -> dict[str, dict[str, Con
     """
     root = Path(results_dir)
     out: dict[str, dict[str, ConfigResult]] = {}
-    for key in ("fer2013", "ckplus"):
+    for key in KEYS:
         d = root / key
         if not d.is_dir():
             continue
@@ -332,3 +360,29 @@ def load_results(results_dir: str | Path = "results") -> dict[str, dict[str, Con
         if found:
             out[key] = found
     return out
+
+
+def load_scales(results_dir: str | Path = "results") -> dict[str, dict[str, dict[str, ConfigResult]]]:
+    """Every scale's results in a results folder: {scale: :func:`load_results` of
+    ``results_dir/<scale>``}, in the order of :data:`lkr.config.SCALE_NAMES`; scales without
+    results are absent.
+
+    A folder in the layout from before scales (``results_dir/<key>/<config>``) is read as the
+    scale its records name (:func:`lkr.config.scale_of`: "full" when they name none, "demo" for
+    the demo set).
+
+    Raises:
+        RunError: when such an old-layout folder and a scale folder hold the same scale.
+    """
+    root = Path(results_dir)
+    out = {s: r for s in SCALE_NAMES if (r := load_results(root / s))}
+    old = load_results(root)
+    if old:
+        first = next(iter(next(iter(old.values())).values()))
+        scale = scale_of({**(first.config or {}), **first.metrics})
+        if scale in out:
+            raise RunError(f"{root}: holds {scale}-scale results both in {', '.join(old)}/ (the layout from before "
+                           f"scales) and in {scale}/; move the old folders into {root / scale}")
+        out[scale] = old
+    order = {s: i for i, s in enumerate(SCALE_NAMES)}
+    return dict(sorted(out.items(), key=lambda item: order.get(item[0], len(order))))

@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 import lkr
 from lkr import distributed
 from lkr.augment import train_augment
-from lkr.config import DEMO_OVERRIDES, Config
+from lkr.config import Config, scale_preset
 from lkr.dataset import FaceDataset
 from lkr.device import autocast_for, device_name, resolve_device
 from lkr.errors import RunError, TrainingError
@@ -391,7 +391,7 @@ def _resume(cfg: Config, out: Path, dev: torch.device, model: torch.nn.Module, o
 
 def _check_same_run(ck: dict[str, Any], cfg: Config, info: dict[str, Any], out: Path) -> None:
     """A checkpoint is resumed only by the run that wrote it: same config, data, fold, kit."""
-    if Config.from_dict(ck["config"]).to_dict() != cfg.to_dict():
+    if not Config.from_dict(ck["config"]).trains_like(cfg):
         raise RunError(f"{out}: holds a run of another config; choose a new --out or delete it")
     old = ck.get("info", {})
     for k in ("dataset", "kind", "fold", "folds"):
@@ -533,7 +533,8 @@ def _finish(ds: FaceDataset, run: _Run, state: _State, progress: bool) -> dict[s
     preds = probs_np.argmax(1)
     metrics = classification_metrics(labels, preds, tuple(ds.class_names))
     metrics.update({
-        "variant": cfg.variant, "triplet_lambda": cfg.triplet_lambda, "local_branch": cfg.local_branch,
+        "variant": cfg.variant, "scale": cfg.scale, "width": cfg.width, "triplet_lambda": cfg.triplet_lambda,
+        "local_branch": cfg.local_branch,
         "test_split": prepared.split_names["test"], "select_split": prepared.split_names["select"],
         "best_epoch": best["epoch"], "select_accuracy": best["select_accuracy"], "epochs": cfg.epochs,
         "n_train": int(len(prepared.index["train"])), "n_select": int(len(prepared.index["select"])),
@@ -566,6 +567,9 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         k, v = item.split("=", 1)
         if k not in types:
             raise TrainingError(f"--set {k}: no such config field")
+        if k == "scale":
+            raise TrainingError("--set scale: the scale is chosen with --scale (it names the preset the "
+                                "config starts from; flags and --set change fields of it)")
         default = getattr(Config(), k)
         try:
             if isinstance(default, bool):
@@ -583,12 +587,19 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def config_for(ds: FaceDataset, variant: str, **overrides: Any) -> Config:
-    """The config of ``variant`` for this dataset: demo data gets the thin CPU preset, CK+-like
-    data selects on a validation part of the fold's training subjects."""
-    kw: dict[str, Any] = {}
-    if ds.kind == "demo":
-        kw.update(DEMO_OVERRIDES)
+def config_for(ds: FaceDataset, variant: str, *, scale: str = "full", **overrides: Any) -> Config:
+    """The config of ``variant`` for this dataset at a named scale.
+
+    The scale's preset (:data:`lkr.config.SCALES`) comes first; demo data always gets the thin
+    demo preset (scale "demo", whatever ``scale`` asks); CK+-like data selects on a validation
+    part of the fold's training subjects; then ``overrides`` (None values are skipped) change
+    any field. ``cfg.scale`` records the preset's name.
+
+    Raises:
+        ConfigError: for an unknown scale (or "demo" for other data), or an invalid field.
+    """
+    name, preset = scale_preset(scale, demo=ds.kind == "demo")
+    kw: dict[str, Any] = {**preset, "scale": name}
     if ds.evaluation == "folds":
         kw.update(select_split="val", test_split="test")
     kw.update({k: v for k, v in overrides.items() if v is not None})
@@ -630,7 +641,8 @@ def train_cli(args: argparse.Namespace) -> int:
         flags = dict(triplet_lambda=args.lam, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      schedule=args.schedule, warmup_epochs=args.warmup_epochs, mask_stage=args.mask_stage,
                      seed=args.seed, width=args.width)
-        cfg = config_for(ds, args.variant, **{**flags, **overrides})  # --set FIELD=VALUE wins
+        # the scale's preset, then the flags, then --set FIELD=VALUE
+        cfg = config_for(ds, args.variant, scale=getattr(args, "scale", "full"), **{**flags, **overrides})
         m = train(ds, cfg, args.out, device=args.device, fold=args.fold, folds=args.folds, threads=args.threads,
                   progress=not args.quiet, data_ref=args.data)
     if group.is_main:

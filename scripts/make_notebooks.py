@@ -28,7 +28,10 @@ data_ck = "demo-ckplus"
 out = "../out/demo"
 # "cpu", "cuda" or None (CUDA when present)
 device = None
-# None: the paper's 60 epochs (the CPU preset's on the demo set)
+# the scale of the runs: "full" (the paper's values) or "cpu" (the reduced scale for a CPU, lkr/config.py
+# SCALES); results go to <results>/<scale>/, figures are named with it. The demo set always runs at "demo"
+scale = "full"
+# None: the scale's epochs (the paper's 60 at "full"; the demo preset's on the demo set)
 epochs = None
 # CK+: 2 of the 10 subject-independent folds (False: all 10)
 quick = True
@@ -46,9 +49,12 @@ progress = True'''
 PATHS = '''\
 from pathlib import Path
 
+from lkr.results import scale_for
+
+run_scale = scale_for(data_fer, scale)  # "demo" for the demo set, which always runs at its own preset
 results_dir = Path(results or f"{out}/results")
 figures_dir = Path(figures or f"{out}/figures")
-print(f"results: {results_dir}\\nfigures: {figures_dir}")'''
+print(f"scale: {run_scale}\\nresults: {results_dir / run_scale}\\nfigures: {figures_dir}")'''
 
 
 def _notebook(title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
@@ -68,9 +74,12 @@ def _notebook(title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.
 
 
 def _run_cells(key: str, var: str, data: str) -> list[tuple[str, str]]:
+    names = ["vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-l0.4"]
+    if key == "fer2013":
+        names.append("lkrnet-cover")  # the other pooling of the mask (docs/method.md, Eq. 4)
     return [("code", f'summary_table(run_experiments({var}, out, ["{name}"], data_ref={data}, **run_args))')
-            for name in ("vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-l0.4")] + [
-        ("code", f'results_summary(results_dir, "{key}")')]
+            for name in names] + [
+        ("code", f'results_summary(results_dir / run_scale, "{key}")')]
 
 
 NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
@@ -112,14 +121,16 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "02 Train",
         "Trains the four configurations of the paper and LKRNet at λ = 0.4 on FER2013 (one run each, "
         "epochs selected on PublicTest, reported on PrivateTest) and on the CK+ folds (subject-independent; "
-        "epochs selected on held-out training subjects). Runs go to `<out>/runs` (resumable); their small "
-        "artifacts are exported to the results folder, with the UMAP of the FER2013 test embeddings and "
-        "Grad-CAM of 16 fixed FER2013 test faces. A GPU is used when present.",
+        "epochs selected on held-out training subjects), at the scale `scale` names: `full` (the paper's "
+        "values) or `cpu` (the reduced scale for a CPU); the demo set always at its own preset (`demo`). "
+        "Runs go to `<out>/runs/<scale>` (resumable); their small artifacts are exported to "
+        "`<results>/<scale>`, with the UMAP of the FER2013 test embeddings and Grad-CAM of 16 fixed FER2013 "
+        "test faces. A GPU is used when present.",
         [
             ("code", "import pandas as pd\n\nfrom lkr.experiments import CONFIGS, results_summary, run_experiments, "
                      "summary_table\nfrom lkr.landmarks import attach_landmarks\nfrom lkr.readers import load_dataset\n\n"
-                     "run_args = dict(epochs=epochs, device=device, quick=quick, folds=folds, results_dir=results_dir,\n"
-                     "                workers=workers, progress=progress)"),
+                     "run_args = dict(scale=scale, epochs=epochs, device=device, quick=quick, folds=folds,\n"
+                     "                results_dir=results_dir, workers=workers, progress=progress)"),
             ("code", "pd.DataFrame(CONFIGS).T"),
             ("md", "## FER2013"),
             ("code", 'fer = attach_landmarks(load_dataset(data_fer), device=device or "cpu", progress=progress)\nfer'
@@ -135,27 +146,31 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "03 Results",
         "Table 2 (CK+) and Table 3 (FER2013): per-class accuracy of our configurations beside the paper's "
         "rows; Fig. 7 confusion matrices; Fig. 9 accuracy against epoch on CK+. Everything is drawn from the "
-        "results folder (no data, no GPU), the same way `lkr figures` does.\n\n"
+        "results of one scale (`<results>/<scale>`; no data, no GPU), the same way `lkr figures` does; each "
+        "file is named with the scale (`table3_fer2013_cpu.md`) and each title names it.\n\n"
         "The paper gives no overall accuracy; its rows' *overall* column is their per-class accuracies "
         "weighted by our test set's class counts, marked * with a footnote in the saved tables "
-        "(`figures/table*.md`, `.png`; the `.csv` says it in its `overall_basis` column).",
+        "(`figures/table*_<scale>.md`, `.png`; the `.csv` says it in its `overall_basis` column).",
         [
             ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.paper import paper_overall\nfrom lkr.results import "
-                     "load_results\n\nres = load_results(results_dir)\n{key: sorted(v) for key, v in res.items()}"),
+                     "load_results\n\nres = load_results(results_dir / run_scale)\n"
+                     "{key: sorted(v) for key, v in res.items()}"),
+            ("md", "The scale of these runs, as every title below names it:"),
+            ("code", "{key: F.results_scale_label(v, run_scale) for key, v in res.items()}"),
             ("md", "## Table 2 (CK+)"),
-            ("code", 'F.draw("table2_ckplus", res, figures_dir)'),
+            ("code", 'F.draw("table2_ckplus", res, figures_dir, run_scale)'),
             ("md", "## Table 3 (FER2013)"),
-            ("code", 'F.draw("table3_fer2013", res, figures_dir)'),
+            ("code", 'F.draw("table3_fer2013", res, figures_dir, run_scale)'),
             ("md", "The paper's rows weighted by the paper's own test sets (FER2013 PrivateTest; all of CK+48), "
                    "for reference:"),
             ("code", '{"fer2013": paper_overall("fer2013"), "ckplus": paper_overall("ckplus")}'),
             ("md", "## Fig. 7 Confusion matrices"),
-            ("code", 'F.draw("fig7_confusion_ckplus", res, figures_dir)'),
-            ("code", 'F.draw("fig7_confusion_fer2013", res, figures_dir)'),
+            ("code", 'F.draw("fig7_confusion_ckplus", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("fig7_confusion_fer2013", res, figures_dir, run_scale)'),
             ("md", "## Fig. 9 Accuracy against epoch on CK+\n\nAccuracy on each fold's selection split (held-out "
                    "training subjects), averaged over the folds: test folds are evaluated once, with the "
                    "selected weights."),
-            ("code", 'F.draw("fig9_accuracy_ckplus", res, figures_dir)'),
+            ("code", 'F.draw("fig9_accuracy_ckplus", res, figures_dir, run_scale)'),
         ],
     ),
     "04_embeddings.ipynb": _notebook(
@@ -166,8 +181,8 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "the UMAP plane. UMAP coordinates were computed when the runs were exported.",
         [
             ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.results import load_results\n\n"
-                     "res = load_results(results_dir)"),
-            ("code", 'F.draw("fig6_embeddings", res, figures_dir)'),
+                     "res = load_results(results_dir / run_scale)"),
+            ("code", 'F.draw("fig6_embeddings", res, figures_dir, run_scale)'),
             ("md", "Silhouette score per λ (higher = classes better separated; in [-1, 1]):"),
             ("code", 'scores = F.silhouette_by_lambda(res["fer2013"])\nscores'),
             ("code", 'print(f"best separated at lambda = {F.best_separated(res[\'fer2013\'])}; the paper says 0.2")'),
@@ -184,10 +199,10 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         "both models. The arrays were computed when the runs were exported; this notebook only draws them.",
         [
             ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.results import load_results\n\n"
-                     "res = load_results(results_dir)"),
+                     "res = load_results(results_dir / run_scale)"),
             ("code", '{k: v.shape for k, v in res["fer2013"]["lkrnet"].gradcam.items()}'),
             ("code", 'F.gradcam_layer_label(res["fer2013"]["lkrnet"].gradcam)'),
-            ("code", 'F.draw("fig8_gradcam", res, figures_dir)'),
+            ("code", 'F.draw("fig8_gradcam", res, figures_dir, run_scale)'),
         ],
     ),
 }
@@ -196,7 +211,8 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
 PHOTO_PARAMETERS = '''
 # your photos: a list of image files; None: scikit-image's public-domain astronaut
 photos = None
-# a trained run folder; None: <out>/runs/fer2013/lkrnet when it holds one, else LKRNet trained here on the demo set
+# a trained run folder; None: <out>/runs/<scale>/fer2013/lkrnet when it holds one, else LKRNet trained here on the
+# demo set
 run = None'''
 
 NOTEBOOKS["06_your_photos.ipynb"] = _notebook(
@@ -216,8 +232,8 @@ NOTEBOOKS["06_your_photos.ipynb"] = _notebook(
                "minute on a CPU). **A run trained on the demo set has never seen a real face: its predictions on "
                "photos are meaningless.** They only show the pipeline at work (`lkr demo` is such a case). The line "
                "below says which run this is and what it was trained on."),
-        ("code", "predictor = Predictor(photo_run(run, out, device=device, epochs=epochs, progress=progress), "
-                 "device=device)\nprint(predictor.describe())"),
+        ("code", "predictor = Predictor(photo_run(run, out, device=device, epochs=epochs, scale=run_scale, "
+                 "progress=progress), device=device)\nprint(predictor.describe())"),
         ("md", "## The photos\n\nBy default scikit-image's `astronaut`: Eileen Collins, a public-domain NASA portrait "
                "that ships inside the scikit-image package."),
         ("code", 'photo_paths = photos or [example_photo(Path(out) / "photos")]\nphoto_paths'),

@@ -152,7 +152,7 @@ def test_ckplus_folds_in_two_worker_processes_match_one_after_the_other(tmp_path
     par = run_experiments(ds, tmp_path / "par", workers=2, **kw)
     assert seq["vgg19"]["accuracy"] == par["vgg19"]["accuracy"]
     for fold in (0, 1):
-        a, b = (tmp_path / r / "runs" / "ckplus" / "vgg19" / f"fold{fold}" for r in ("seq", "par"))
+        a, b = (tmp_path / r / "runs" / "demo" / "ckplus" / "vgg19" / f"fold{fold}" for r in ("seq", "par"))
         ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
         timing = {"train_seconds", "select_seconds", "eval_seconds", "device"}
         assert {k: v for k, v in ma.items() if k not in timing} == {k: v for k, v in mb.items() if k not in timing}

@@ -71,14 +71,19 @@ def _history(rng, epochs=4):
             for e in range(epochs)]
 
 
-def make_fake_results(root: Path, seed: int = 0) -> Path:
-    """A results folder of both roles, every configuration, with the layout of lkr.results."""
+def make_fake_results(root: Path, seed: int = 0, scale: str = "demo",
+                      datasets: tuple[str, str] = ("demo-fer2013", "demo-ckplus"), extra: dict | None = None) -> Path:
+    """One scale's results of both roles, every configuration, with the layout of lkr.results:
+    ``root/<scale>/<key>/<config>``; returns ``root/<scale>``. ``extra``: more fields of every
+    metrics.json (e.g. scale, width, epochs, device)."""
+    extra = extra or {}
     rng = np.random.default_rng(seed)
+    root = root / scale
     for cfg in CONFIGS:
         d = root / "fer2013" / cfg
         d.mkdir(parents=True)
         m, labels, preds = _metrics(rng, FER2013_CLASSES, 60, 0.7, variant=cfg, triplet_lambda=LAMBDA[cfg],
-                                    dataset="demo-fer2013", best_epoch=3)
+                                    dataset=datasets[0], best_epoch=3, **extra)
         write_json(d / "metrics.json", m)
         write_json(d / "history.json", _history(rng))
         write_json(d / "config.json", {"variant": cfg})
@@ -93,7 +98,7 @@ def make_fake_results(root: Path, seed: int = 0) -> Path:
             f = root / "ckplus" / cfg / f"fold{fold}"
             f.mkdir(parents=True)
             m, labels, preds = _metrics(rng, CKPLUS_CLASSES, 30, 0.8, variant=cfg, triplet_lambda=LAMBDA[cfg],
-                                        dataset="demo-ckplus", folds=10)
+                                        dataset=datasets[1], folds=10, **extra)
             write_json(f / "metrics.json", m)
             write_json(f / "history.json", _history(rng))
             save_npz(f / "predictions.npz", index=np.arange(30), label=labels.astype(np.int8),
@@ -103,8 +108,8 @@ def make_fake_results(root: Path, seed: int = 0) -> Path:
 
 
 def test_pool_folds_pools_predictions(tmp_path):
-    make_fake_results(tmp_path)
-    m = json.loads((tmp_path / "ckplus" / "lkrnet" / "metrics.json").read_text())
+    results = make_fake_results(tmp_path)
+    m = json.loads((results / "ckplus" / "lkrnet" / "metrics.json").read_text())
     assert m["n"] == 60 and m["folds"] == [0, 1]
     assert np.asarray(m["confusion"]).sum() == 60
     assert m["fold_accuracy_mean"] == pytest.approx(np.mean(m["fold_accuracy"]))
@@ -117,9 +122,9 @@ def drawn(tmp_path_factory):
     import subprocess
 
     root = tmp_path_factory.mktemp("drawn")
-    results = make_fake_results(root / "results")
+    results = make_fake_results(root / "results")  # results/demo
     code = ("import sys; from lkr.cli import main; "
-            f"rc = main(['figures', '--results', {str(results)!r}, '--out', {str(root / 'figures')!r}]); "
+            f"rc = main(['figures', '--results', {str(root / 'results')!r}, '--out', {str(root / 'figures')!r}]); "
             "print(rc, 'umap' in sys.modules, 'facenet_pytorch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return results, root / "figures", out.split()[-3:]
@@ -129,15 +134,15 @@ def test_redraw_all_writes_every_file(drawn):
     _, out, (rc, imported_umap, imported_mtcnn) = drawn
     assert rc == "0"
     assert imported_umap == "False" and imported_mtcnn == "False"  # no UMAP, no face detector to redraw
-    expected = {f"{n}.{e}" for n in F.REDRAWN for e in ("png", "pdf")}
-    expected |= {f"{t}.{e}" for t in ("table2_ckplus", "table3_fer2013") for e in ("md", "csv")}
+    expected = {f"{n}_demo.{e}" for n in F.REDRAWN for e in ("png", "pdf")}
+    expected |= {f"{t}_demo.{e}" for t in ("table2_ckplus", "table3_fer2013") for e in ("md", "csv")}
     assert {p.name for p in out.iterdir()} == expected
     for p in out.iterdir():
         assert p.stat().st_size > 500, p
     # fixed size and DPI
     from PIL import Image
 
-    w, h = Image.open(out / "fig6_embeddings.png").size
+    w, h = Image.open(out / "fig6_embeddings_demo.png").size
     assert (w, h) == (round(F.FIGURES["fig6_embeddings"][0] * F.DPI), round(F.FIGURES["fig6_embeddings"][1] * F.DPI))
 
 
@@ -145,8 +150,9 @@ def test_redraw_all_returns_the_paths(tmp_path):
     results = make_fake_results(tmp_path / "results")
     res = load_results(results)
     del res["fer2013"]  # only one role: only its figures
-    F.draw("fig9_accuracy_ckplus", res, tmp_path / "f")
-    assert {p.name for p in (tmp_path / "f").iterdir()} == {"fig9_accuracy_ckplus.png", "fig9_accuracy_ckplus.pdf"}
+    F.draw("fig9_accuracy_ckplus", res, tmp_path / "f")  # the scale as the records say: demo data
+    assert {p.name for p in (tmp_path / "f").iterdir()} == {"fig9_accuracy_ckplus_demo.png",
+                                                           "fig9_accuracy_ckplus_demo.pdf"}
     with pytest.raises(KeyError, match="fer2013"):
         F.draw("fig6_embeddings", res, tmp_path / "f")
     with pytest.raises(KeyError):
@@ -155,11 +161,11 @@ def test_redraw_all_returns_the_paths(tmp_path):
 
 def test_tables_hold_paper_rows_beside_ours(drawn):
     results, figures, _ = drawn
-    md = (figures / "table3_fer2013.md").read_text()
+    md = (figures / "table3_fer2013_demo.md").read_text()
     for row in TABLE3_FER2013:
         assert f"| {row} | paper |" in md
     assert "| 65 | 75 | 55 | 90 | 61 | 84 | 70 |" in md  # "Our method" of Table 3
-    with open(figures / "table2_ckplus.csv") as f:
+    with open(figures / "table2_ckplus_demo.csv") as f:
         rows = list(csv.DictReader(f))
     models = [(r["model"], r["source"]) for r in rows]
     # each paper configuration is followed by ours
@@ -184,7 +190,7 @@ def test_tables_say_the_paper_overall_is_weighted_by_our_counts(drawn):
     results, figures, _ = drawn
     pooled = json.loads((results / "ckplus" / "lkrnet" / "metrics.json").read_text())
     for table, paper in (("table2_ckplus", TABLE2_CKPLUS), ("table3_fer2013", TABLE3_FER2013)):
-        md = (figures / f"{table}.md").read_text()
+        md = (figures / f"{table}_demo.md").read_text()
         lines = md.splitlines()
         note = [ln for ln in lines if ln.startswith("\\* ")]
         assert len(note) == 1 and "weighted by this dataset's test class counts" in note[0]
@@ -196,7 +202,7 @@ def test_tables_say_the_paper_overall_is_weighted_by_our_counts(drawn):
         assert "*" not in ours
         lopes = [ln for ln in lines if ln.startswith("| Lopes et al.")]
         assert all("*" not in ln for ln in lopes)  # no overall, nothing to mark
-        with open(figures / f"{table}.csv") as f:
+        with open(figures / f"{table}_demo.csv") as f:
             rows = list(csv.DictReader(f))
         for r in rows:
             if r["overall"] == "":
@@ -207,7 +213,7 @@ def test_tables_say_the_paper_overall_is_weighted_by_our_counts(drawn):
             else:
                 assert r["overall_basis"] == "measured"
     # the CK+ note names the counts the paper rows were weighted by
-    note = next(ln for ln in (figures / "table2_ckplus.md").read_text().splitlines() if ln.startswith("\\* "))
+    note = next(ln for ln in (figures / "table2_ckplus_demo.md").read_text().splitlines() if ln.startswith("\\* "))
     assert "demo-ckplus" in note and f"Anger {pooled['class_counts']['anger']}" in note
 
 
@@ -327,3 +333,59 @@ def test_save_figure_rejects_unknown_names(tmp_path):
 
     with pytest.raises(KeyError):
         F.save_figure(Figure(), "fig99_nothing", tmp_path)
+
+
+# --- scales -----------------------------------------------------------------------------------
+CPU_RUNS = dict(scale="cpu", width=0.25, epochs=24, device="cpu (AMD EPYC, 2 threads)")
+CPU_LABEL = "CPU scale: VGG19 at 1/4 width, 24 epochs, AMD EPYC, 2 threads"
+
+
+def test_redraw_all_draws_each_scale_into_files_and_titles_named_with_it(tmp_path):
+    root = tmp_path / "results"
+    make_fake_results(root)  # results/demo
+    cpu = make_fake_results(root, seed=1, scale="cpu", datasets=("fer2013", "ckplus"), extra=CPU_RUNS)
+    figures = tmp_path / "figures"
+    written = F.redraw_all(root, figures, verbose=False)
+    names = {p.name for p in figures.iterdir()}
+    assert {p.name for p in written} == names
+    per_scale = {f"{t}.{e}" for t in ("table2_ckplus", "table3_fer2013") for e in ("md", "csv", "png", "pdf")}
+    per_scale |= {f"{n}.{e}" for n in ("fig6_embeddings", "fig7_confusion_ckplus", "fig7_confusion_fer2013",
+                                       "fig8_gradcam", "fig9_accuracy_ckplus") for e in ("png", "pdf")}
+    assert names == {n.replace(".", f"_{s}.") for n in per_scale for s in ("cpu", "demo")}
+    res = load_results(cpu)
+    assert F.results_scale_label(res["fer2013"]) == F.results_scale_label(res["ckplus"], "cpu") == CPU_LABEL
+    # the tables' markdown heading, then every figure's title
+    for table, title in (("table3_fer2013", "Table 3  FER2013"), ("table2_ckplus", "Table 2  CK+")):
+        head = (figures / f"{table}_cpu.md").read_text().splitlines()
+        assert head[0].startswith(f"**{title}") and head[2] == f"**{CPU_LABEL}**" and head[4].startswith("| model")
+        assert (figures / f"{table}_demo.md").read_text().splitlines()[2] == "**demo set (synthetic)**"
+    for name in ("fig6_embeddings", "fig7_confusion_fer2013", "fig7_confusion_ckplus", "fig8_gradcam",
+                 "fig9_accuracy_ckplus"):
+        texts = [t.replace("\n", " ") for t in _fig_texts(F.draw(name, res, tmp_path / "again", "cpu"))]
+        assert any(CPU_LABEL in t for t in texts), name
+    assert (tmp_path / "again" / "fig8_gradcam_cpu.png").exists()
+
+
+def test_lkr_figures_says_each_scale(tmp_path, capsys):
+    from lkr.cli import main
+
+    make_fake_results(tmp_path / "results", scale="cpu", datasets=("fer2013", "ckplus"), extra=CPU_RUNS)
+    assert main(["figures", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "f")]) == 0
+    out = capsys.readouterr().out
+    assert f"cpu: 18 files written to {tmp_path / 'f'} ({CPU_LABEL})" in out
+    assert (tmp_path / "f" / "table3_fer2013_cpu.md").exists()
+
+
+def test_results_of_the_layout_before_scales_count_as_full(tmp_path):
+    from lkr.errors import RunError
+    from lkr.results import load_scales
+
+    old = make_fake_results(tmp_path / "old", scale="", datasets=("fer2013", "ckplus"))  # old/fer2013/...
+    assert list(load_scales(old)) == ["full"]
+    written = {p.name for p in F.redraw_all(old, tmp_path / "f", verbose=False)}
+    assert "table3_fer2013_full.md" in written and "fig6_embeddings_full.png" in written
+    md = (tmp_path / "f" / "table3_fer2013_full.md").read_text()
+    assert "**full scale (the paper's): VGG19**" in md
+    make_fake_results(old, scale="full", datasets=("fer2013", "ckplus"))
+    with pytest.raises(RunError, match="move the old folders"):
+        load_scales(old)

@@ -22,15 +22,17 @@ from lkr.pipeline import NOTEBOOKS, notebooks_dir
 REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
 
-# What each notebook must write into the figures folder.
+# What each notebook must write into the figures folder: figures of runs are named with their
+# scale ("demo" on the demo set); Fig. 2 shows faces, no run.
 EXPECTED: dict[str, list[str]] = {
     "01_data.ipynb": ["fig2_local_key_regions.png", "fig2_local_key_regions.pdf"],
     "02_train.ipynb": [],
-    "03_results.ipynb": [f"{n}.{e}" for n in ("table2_ckplus", "table3_fer2013") for e in ("png", "pdf", "md", "csv")]
-    + [f"{n}.{e}" for n in ("fig7_confusion_ckplus", "fig7_confusion_fer2013", "fig9_accuracy_ckplus")
+    "03_results.ipynb": [f"{n}_demo.{e}" for n in ("table2_ckplus", "table3_fer2013")
+                         for e in ("png", "pdf", "md", "csv")]
+    + [f"{n}_demo.{e}" for n in ("fig7_confusion_ckplus", "fig7_confusion_fer2013", "fig9_accuracy_ckplus")
        for e in ("png", "pdf")],
-    "04_embeddings.ipynb": ["fig6_embeddings.png", "fig6_embeddings.pdf"],
-    "05_gradcam.ipynb": ["fig8_gradcam.png", "fig8_gradcam.pdf"],
+    "04_embeddings.ipynb": ["fig6_embeddings_demo.png", "fig6_embeddings_demo.pdf"],
+    "05_gradcam.ipynb": ["fig8_gradcam_demo.png", "fig8_gradcam_demo.pdf"],
     "06_your_photos.ipynb": [],  # its annotated photo goes to <out>/photos (test_photo_notebook_shows_a_face)
 }
 
@@ -66,7 +68,7 @@ def test_notebook_is_thin_and_parametrised(name):
     cells = _code_cells(NB_DIR / name)
     assert "parameters" in cells[0].metadata.get("tags", []), f"{name}: first code cell not tagged 'parameters'"
     params = {t.id for node in _python(cells[0].source).body if isinstance(node, ast.Assign) for t in node.targets}
-    assert {"data_fer", "data_ck", "out", "device", "epochs", "quick", "results", "figures"} <= params
+    assert {"data_fer", "data_ck", "out", "device", "scale", "epochs", "quick", "results", "figures"} <= params
     for cell in cells:
         for node in ast.walk(_python(cell.source)):
             assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)), (
@@ -109,7 +111,11 @@ def test_executed_notebooks_show_results(executed):
 
 
 def test_results_layout_of_the_run(executed):
-    res = executed / "results"
+    """The notebooks ran with the default scale "full" on the demo set: the demo set always runs
+    at its own preset, so runs and results are under demo/."""
+    assert sorted(p.name for p in (executed / "results").iterdir()) == ["demo"]
+    assert sorted(p.name for p in (executed / "runs").iterdir()) == ["demo"]
+    res = executed / "results" / "demo"
     from lkr.experiments import CONFIGS
 
     for cfg in CONFIGS:
@@ -118,15 +124,21 @@ def test_results_layout_of_the_run(executed):
                 "gradcam.npz"} <= {p.name for p in fer.iterdir()}
         z = np.load(fer / "umap.npz")
         assert z["coords"].dtype == np.float16 and z["coords"].shape[1] == 2 and np.isfinite(float(z["silhouette"]))
+        if cfg == "lkrnet-cover":  # FER2013 only
+            assert not (res / "ckplus" / cfg).exists()
+            continue
         ck = res / "ckplus" / cfg
         assert json.loads((ck / "metrics.json").read_text())["folds"] == [0]
+        assert json.loads((ck / "metrics.json").read_text())["scale"] == "demo"
+        assert json.loads((fer / "metrics.json").read_text())["scale"] == "demo"
+        assert json.loads((fer / "config.json").read_text())["scale"] == "demo"
         assert (ck / "fold0" / "predictions.npz").exists()
     files = [p for p in res.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix == ".pt"], "checkpoints must never be exported"
     assert not [p for p in files if "ckplus" in p.parts and p.name in ("gradcam.npz", "embeddings.npz")]
     for cfg_dir in (res / "fer2013").iterdir():
         assert sum(p.stat().st_size for p in cfg_dir.iterdir()) < 1 << 20
-    assert (executed / "runs" / "fer2013" / "lkrnet" / "best.pt").exists()
+    assert (executed / "runs" / "demo" / "fer2013" / "lkrnet" / "best.pt").exists()
 
 
 def test_demo_and_reproduce_pass_their_parameters(monkeypatch, tmp_path):
@@ -137,6 +149,7 @@ def test_demo_and_reproduce_pass_their_parameters(monkeypatch, tmp_path):
     assert pipeline.run_demo(tmp_path / "demo", progress=False) == 0
     p = seen["params"]
     assert p["data_fer"] == "demo" and p["data_ck"] == "demo-ckplus" and p["quick"] is True
+    assert p["scale"] == "demo"
     assert Path(p["results"]) == (tmp_path / "demo" / "results").resolve()
     fer, ck = tmp_path / "fer.csv", tmp_path / "ck"
     fer.write_text("emotion,pixels,Usage\n")
@@ -145,9 +158,13 @@ def test_demo_and_reproduce_pass_their_parameters(monkeypatch, tmp_path):
                                   progress=False) == 0
     p = seen["params"]
     assert p["quick"] is False and p["data_fer"] == str(fer.resolve()) and p["figures"] == str((tmp_path / "f").resolve())
+    assert p["scale"] == "full"
 
     from lkr.cli import main
 
+    assert main(["reproduce", "--fer", str(fer), "--ck", str(ck), "--out", str(tmp_path / "real"),
+                 "--scale", "cpu"]) == 0
+    assert seen["params"]["scale"] == "cpu"
     assert main(["reproduce", "--fer", str(tmp_path / "missing.csv"), "--ck", str(ck)]) == 2
 
 
@@ -155,7 +172,7 @@ def test_photo_notebook_shows_a_face_and_says_the_run_is_a_demo_run(executed):
     nb = nbformat.read(executed / "notebooks" / "06_your_photos.ipynb", as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs)
-    assert str(executed / "runs" / "fer2013" / "lkrnet") in text  # notebook 02's run is used
+    assert str(executed / "runs" / "demo" / "fer2013" / "lkrnet") in text  # notebook 02's run is used
     assert "synthetic demo set" in text and "meaningless" in text
     assert (executed / "photos" / "annotated" / "astronaut.png").exists()
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 1

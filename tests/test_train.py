@@ -85,6 +85,8 @@ def test_training_lowers_the_loss_and_writes_a_run_folder(demo, tmp_path):
               "checkpoint.pt"):
         assert (tmp_path / "run" / f).exists(), f
     assert m["test_split"] == "PrivateTest" and m["select_split"] == "PublicTest"
+    assert (m["scale"], m["width"]) == ("demo", cfg.width)  # the scale the figures name
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["scale"] == "demo"
     assert m["best_epoch"] == 1 + int(np.argmax([h["select_accuracy"] for h in hist]))
     with np.load(tmp_path / "run" / "predictions.npz") as z:
         assert len(z["index"]) == int((demo.splits == "PrivateTest").sum())
@@ -238,3 +240,54 @@ def test_class_balanced_batches_hold_p_classes(demo):
     for x, m, y in batches:
         assert len(y) == 32 and len(torch.unique(y)) == 4
         assert torch.bincount(y).max() == 8 and x.shape == (32, 1, 44, 44)
+
+
+# --- scales ----------------------------------------------------------------------------------
+def test_scale_presets_and_what_overrides_them(monkeypatch, tmp_path, capsys):
+    """--scale picks the preset (lkr.config.SCALES); flags and --set change fields of it; the
+    demo set always gets its own preset. No training: the trainer is replaced."""
+    from dataclasses import replace
+
+    import lkr.readers
+    import lkr.train
+    from lkr.config import SCALES, Config
+    from lkr.errors import ConfigError
+
+    fer = replace(make_demo("fer2013", n=70), name="fer2013", kind="fer2013-csv")  # real-data-like
+    cpu = config_for(fer, "lkrnet", scale="cpu")
+    assert cpu.scale == "cpu" and {k: getattr(cpu, k) for k in SCALES["cpu"]} == SCALES["cpu"]
+    assert (cpu.local_branch, cpu.triplet_lambda) == (True, 0.2)  # the variant's fields stay
+    full = config_for(fer, "lkrnet")
+    assert full.scale == "full" and full == Config.for_variant("lkrnet")  # the paper's values
+    assert config_for(fer, "vgg19", scale="cpu", epochs=3, lr=None).to_dict() == {
+        **cpu.to_dict(), "variant": "vgg19", "local_branch": False, "triplet_lambda": 0.0, "epochs": 3}
+    demo = make_demo("fer2013", n=70)
+    assert config_for(demo, "lkrnet", scale="cpu") == config_for(demo, "lkrnet")
+    assert config_for(demo, "lkrnet", scale="cpu").scale == "demo"
+    with pytest.raises(ConfigError, match="full, cpu"):
+        config_for(fer, "lkrnet", scale="tiny")
+    with pytest.raises(ConfigError, match="demo set"):
+        config_for(fer, "lkrnet", scale="demo")
+    with pytest.raises(ConfigError, match="scale must be"):
+        Config(scale="huge")
+    # the scale only names the preset: a run made with the same values by flags resumes under --scale cpu
+    assert cpu.trains_like(Config.from_dict({**cpu.to_dict(), "scale": "full"})) and not cpu.trains_like(full)
+
+    seen = []
+
+    def fake_train(ds, cfg, out, **kw):
+        seen.append(cfg)
+        return {"test_split": "PrivateTest", "accuracy": 0.5, "best_epoch": 1, "select_split": "PublicTest"}
+
+    monkeypatch.setattr(lkr.readers, "load_dataset", lambda path, **kw: fer)
+    monkeypatch.setattr(lkr.train, "train", fake_train)
+    args = ["train", "--data", "fer2013.csv", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(args) == 0 and seen[-1] == full
+    assert main(args + ["--scale", "cpu"]) == 0 and seen[-1] == cpu
+    assert main(args + ["--scale", "cpu", "--epochs", "5", "--width", "0.125", "--set", "lr=0.02",
+                        "--set", "triplet_mining=batch_hard"]) == 0
+    c = seen[-1]
+    assert (c.scale, c.epochs, c.width, c.lr, c.triplet_mining) == ("cpu", 5, 0.125, 0.02, "batch_hard")
+    assert (c.schedule, c.select_crops, c.warmup_epochs) == ("cosine", "center", 1)  # the rest of the preset
+    assert main(args + ["--set", "scale=cpu"]) == 2
+    assert "--scale" in capsys.readouterr().err

@@ -1,0 +1,43 @@
+"""Train an experiment set at the CPU scale and export its small artifacts into results/cpu/.
+
+Runs go to ``~/lkr-runs/runs/cpu/<dataset>/<config>`` (outside the work tree, so a session's end
+does not delete them); a run cut short resumes from its checkpoint when this is started again,
+and finished runs are skipped. After each run its artifacts are exported (with UMAP and
+Grad-CAM for FER2013), so they can be committed as soon as each run ends.
+
+    python scripts/cpu_results.py ../shared/data/fer2013.zip                 # the six FER2013 configs
+    python scripts/cpu_results.py ../shared/data/fer2013.zip --names vgg19 lkrnet
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lkr.experiments import CONFIGS, run_experiments  # noqa: E402
+
+FER_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2", "lkrnet-cover", "lkrnet-l0.4"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", help="FER2013 (or CK+) path")
+    ap.add_argument("--names", nargs="+", default=None, help=f"configurations (default: {' '.join(FER_ORDER)})")
+    ap.add_argument("--runs", default=os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")))
+    ap.add_argument("--results", default=str(REPO / "results"))
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+    names = args.names or [n for n in FER_ORDER if n in CONFIGS]
+    for name in names:  # one at a time: each is exported as soon as it finishes
+        run_experiments(args.data, args.runs, [name], scale="cpu", results_dir=args.results, device="cpu",
+                        workers=args.workers, progress=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
