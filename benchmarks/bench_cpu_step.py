@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lkr.config import Config  # noqa: E402
-from lkr.cpu import autocast, cpu_name  # noqa: E402
+from lkr.cpu import cpu_name  # noqa: E402
 from lkr.model import build_model  # noqa: E402
 
 B = 128
@@ -40,10 +40,8 @@ def make_step(width: float, channels_last: bool, foreach: bool, bf16: bool, comp
     x, y = torch.randn(B, 1, 44, 44), torch.randint(0, 7, (B,))
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    cpu = torch.device("cpu")
-
     def step() -> None:
-        with autocast(cpu, bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = call(x, None)
         loss = F.cross_entropy(out["logits"].float(), y)
         opt.zero_grad(set_to_none=True)

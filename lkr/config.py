@@ -202,6 +202,8 @@ class Config:
             (self.batch_classes >= 0 and (self.batch_classes == 0 or self.triplet_mining != "random"),
              "batch_classes must be >= 0, and > 0 only with in-batch triplet_mining"),
             (self.batch_classes <= self.num_classes, "batch_classes must be at most num_classes"),
+            (self.batch_classes == 0 or self.batch_size % self.batch_classes == 0,
+             "batch_size must be a multiple of batch_classes"),
             (self.fusion == "mean", "fusion must be mean"),
             (self.mask_merge in ("max", "sum"), "mask_merge must be max or sum"),
             (self.head_init in ("vgg", "pytorch"), "head_init must be vgg or pytorch"),
@@ -368,6 +370,11 @@ def scale_label(info: "Config | Mapping[str, Any]") -> str:
     devices = [devices] if isinstance(devices, str) else list(devices or [])
     if devices:
         parts.append(" / ".join(_short_device(x) for x in devices))
+    precisions = d.get("precision")  # metrics: {"precision": "bf16", ...} per run, or a list of them
+    precisions = [precisions] if isinstance(precisions, (dict, str)) else list(precisions or [])
+    names = sorted({p.get("precision") if isinstance(p, dict) else p for p in precisions} - {None})
+    if names and scale != "full":
+        parts.append(" / ".join(names))
     paper = width == 1.0 and vgg == VGG19_CFG and d.get("epochs") in (None, Config.epochs)
     name = {"full": "full scale (the paper's)" if paper else "full scale", "cpu": "CPU scale"}.get(scale,
                                                                                                   f"{scale} scale")

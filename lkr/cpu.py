@@ -16,7 +16,7 @@ force one. A resumed run keeps the precision it started with.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -59,7 +59,9 @@ def use_threads(threads: int | None = None) -> int:
     """
     n = int(threads) if threads else process_threads()
     if n < 1:
-        raise ValueError(f"threads must be 1 or more, got {threads}")
+        from lkr.errors import ConfigError
+
+        raise ConfigError(f"--threads {threads}: expected 1 or more")
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
@@ -85,13 +87,6 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` when ``bf16``, else a no-op."""
-    if bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _cache_file() -> Path:
     root = os.environ.get("LKR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lkr")
     return Path(root) / "cpu-precision.json"
@@ -101,10 +96,9 @@ def _time_steps(model: torch.nn.Module, x: torch.Tensor, m: torch.Tensor | None,
                 bf16: bool, steps: int) -> float:
     """Seconds per training step (forward, cross-entropy, backward, SGD) after one warm-up step."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9, foreach=True)
-    cpu = torch.device("cpu")
 
     def step() -> None:
-        with autocast(cpu, bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = model(x, m)
         loss = torch.nn.functional.cross_entropy(out["logits"].float(), y)
         opt.zero_grad(set_to_none=True)
@@ -123,9 +117,11 @@ def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int =
     """Time training steps of ``cfg``'s model in fp32 and bf16 on this CPU; the faster wins.
 
     Only called for ``cfg.cpu_precision == "auto"`` on a CPU with native bf16
-    (:func:`bf16_supported`); elsewhere fp32 is used without measuring. The answer is cached in
-    ``$LKR_CACHE_DIR/cpu-precision.json`` per CPU model, torch version, thread count, conv stack,
-    width, local branch and crop.
+    (:func:`bf16_supported`); elsewhere fp32 is used without measuring. The model timed is the
+    single-branch network of ``cfg``'s conv stack and width, so that every configuration of an
+    experiment set (with or without the local branch) gets the same answer on one machine. The
+    answer is cached in ``$LKR_CACHE_DIR/cpu-precision.json`` per CPU model, torch version,
+    thread count, conv stack, width and crop.
 
     Args:
         cfg: a :class:`lkr.config.Config`.
@@ -139,8 +135,7 @@ def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int =
     """
     from lkr.model import build_model
 
-    key = json.dumps([cpu_name(), torch.__version__, threads, list(cfg.vgg_cfg), cfg.width, cfg.local_branch,
-                      cfg.crop, list(cfg.fc_dims), batch])
+    key = json.dumps([cpu_name(), torch.__version__, threads, list(cfg.vgg_cfg), cfg.width, cfg.crop, batch])
     path = _cache_file()
     cache: dict[str, Any] = {}
     if use_cache and path.exists():
@@ -153,9 +148,10 @@ def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int =
     rng = torch.get_rng_state()
     try:
         torch.manual_seed(0)
-        model = build_model(cfg).to(memory_format=torch.channels_last)
+        single = dataclasses.replace(cfg, local_branch=False, triplet_lambda=0.0)
+        model = build_model(single).to(memory_format=torch.channels_last)
         x = torch.randn(batch, 1, cfg.crop, cfg.crop).contiguous(memory_format=torch.channels_last)
-        m = torch.rand(batch, 1, cfg.crop, cfg.crop) if cfg.local_branch else None
+        m = None
         y = torch.randint(0, cfg.num_classes, (batch,))
         t32 = _time_steps(model, x, m, y, False, steps)
         t16 = _time_steps(model, x, m, y, True, steps)
@@ -178,14 +174,18 @@ def resolve_precision(cfg: Any, device: torch.device, threads: int) -> dict[str,
     """The precision a run uses: {"precision": "fp32" | "bf16", ...how it was decided}.
 
     CUDA: bf16 when ``cfg.amp``. CPU: ``cfg.cpu_precision`` ("fp32", "bf16", or "auto" =
-    :func:`calibrate_precision` where the CPU has native bf16, else fp32).
+    :func:`calibrate_precision` where the CPU has native bf16, else fp32). The answer names the
+    device type it holds for (a run resumed on another kind of device decides again).
     """
+    d = {"device": device.type}
     if device.type == "cuda":
-        return {"precision": "bf16" if cfg.amp else "fp32", "decided_by": "amp"}
+        return {"precision": "bf16" if cfg.amp else "fp32", "decided_by": "amp", **d}
     if device.type != "cpu":
-        return {"precision": "fp32", "decided_by": "device"}
+        return {"precision": "fp32", "decided_by": "device", **d}
     if cfg.cpu_precision != "auto":
-        return {"precision": cfg.cpu_precision, "decided_by": "config"}
+        return {"precision": cfg.cpu_precision, "decided_by": "config", **d}
     if not bf16_supported():
-        return {"precision": "fp32", "decided_by": "no native bf16 on this CPU"}
-    return {**calibrate_precision(cfg, threads), "decided_by": "measured"}
+        return {"precision": "fp32", "decided_by": "no native bf16 on this CPU", **d}
+    c = calibrate_precision(cfg, threads)
+    return {"precision": c["precision"], "decided_by": f"measured: a {c['batch']}-image step took {c['fp32_s']:.3f} s "
+            f"in fp32, {c['bf16_s']:.3f} s in bf16", **d}

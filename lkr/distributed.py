@@ -280,7 +280,9 @@ def run_jobs(fn: Callable[..., Any], jobs: Sequence[dict[str, Any]], *, workers:
     devices = ctx.Queue()
     for d in worker_devices(workers, device):
         devices.put(d)
-    threads = threads or max(1, torch.get_num_threads() // workers)
+    from lkr.cpu import process_threads
+
+    threads = threads or max(1, process_threads() // workers)  # not torch's count: a library may have moved it
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(devices, threads, dict(common or {}))) as pool:
         futures = [pool.submit(_call, fn, dict(job)) for job in jobs]

@@ -39,6 +39,7 @@ FIGURES: dict[str, tuple[float, float]] = {
     "fig7_confusion_fer2013": (11.0, 4.6),
     "fig8_gradcam": (8.0, 6.6),
     "fig9_accuracy_ckplus": (6.5, 4.2),
+    "fig9_accuracy_fer2013": (6.5, 4.2),
     "table2_ckplus": (11.0, 4.2),
     "table3_fer2013": (11.0, 4.2),
 }
@@ -46,6 +47,7 @@ TABLES = {"ckplus": "table2_ckplus", "fer2013": "table3_fer2013"}
 CONFUSIONS = {"ckplus": "fig7_confusion_ckplus", "fer2013": "fig7_confusion_fer2013"}
 LABELS = {"vgg19": "VGG19", "baseline1": "Baseline 1", "baseline2": "Baseline 2", "lkrnet": "LKRNet (λ=0.2)",
           "lkrnet-l0.4": "LKRNet (λ=0.4)", "lkrnet-cover": "LKRNet (mask cover)"}
+CONFIGS_ORDER = ("vgg19", "baseline1", "baseline2", "lkrnet")
 _PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}  # reproducible PDFs
 _CLASS_NAMES = set(CANONICAL)
 
@@ -430,16 +432,17 @@ def fig7_confusion(results: dict[str, Any], key: str, configs: Sequence[str] = (
 
 # --- Fig. 9 ---------------------------------------------------------------------------------
 def fig9_accuracy(results: dict[str, Any], configs: Sequence[str] = ("vgg19", "baseline1", "baseline2", "lkrnet"),
-                  *, scale: str | None = None) -> Figure:
-    """Fig. 9: accuracy against epoch on CK+, one line per configuration.
+                  *, scale: str | None = None, key: str = "ckplus") -> Figure:
+    """Fig. 9: accuracy against epoch (the paper's is on CK+; the kit draws it for FER2013 too),
+    one line per configuration.
 
-    The plotted accuracy is accuracy on each fold's *selection* split (subjects held out of the
-    fold's training part; ten-crop, or the centre crop where the config's ``select_crops`` says
-    so), averaged over the folds: the test folds are evaluated only once, with the selected
-    weights, so no test accuracy exists per epoch. ``scale``: the runs' scale for the title
-    (None: as their records say).
+    The plotted accuracy is accuracy on the *selection* split (CK+: each fold's subjects held
+    out of its training part, averaged over the folds; FER2013: PublicTest; ten-crop, or the
+    centre crop where the config's ``select_crops`` says so): the reported split is evaluated
+    only once, with the selected weights, so no test accuracy exists per epoch. ``scale``: the
+    runs' scale for the title (None: as their records say).
     """
-    fig = _new("fig9_accuracy_ckplus")
+    fig = _new(f"fig9_accuracy_{key}")
     ax = fig.add_subplot()
     for cfg in configs:
         if cfg not in results or not results[cfg].histories:
@@ -453,14 +456,16 @@ def fig9_accuracy(results: dict[str, Any], configs: Sequence[str] = ("vgg19", "b
         if len(ep) == 0:
             continue
         mean = np.array([np.mean(curves[e]) for e in ep])
+        n = len(results[cfg].histories)
         ax.plot(ep, mean, marker="o" if len(ep) < 15 else None, ms=3,
-                label=f"{LABELS.get(cfg, cfg)} ({len(results[cfg].histories)} folds)")
+                label=LABELS.get(cfg, cfg) + (f" ({n} folds)" if key == "ckplus" else ""))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%) on the folds' selection split")
+    ax.set_ylabel("accuracy (%) on the folds' selection split" if key == "ckplus"
+                  else "accuracy (%) on the selection split")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    label = _dataset_label(next(iter(results.values())).metrics) if results else "ckplus"
+    label = _dataset_label(next(iter(results.values())).metrics) if results else key
     ax.set_title(_with_scale(f"Fig. 9  Accuracy against epoch on {label}", results, scale, width=75), fontsize=9)
     return fig
 
@@ -618,7 +623,7 @@ def gradcam_layer_label(z: dict[str, np.ndarray]) -> str:
 REDRAWN: dict[str, str] = {
     "table2_ckplus": "ckplus", "fig7_confusion_ckplus": "ckplus", "fig9_accuracy_ckplus": "ckplus",
     "table3_fer2013": "fer2013", "fig7_confusion_fer2013": "fer2013", "fig6_embeddings": "fer2013",
-    "fig8_gradcam": "fer2013",
+    "fig8_gradcam": "fer2013", "fig9_accuracy_fer2013": "fer2013",
 }
 _TITLES = {"ckplus": "Table 2  CK+: per-class accuracy (%)", "fer2013": "Table 3  FER2013: per-class accuracy (%)"}
 
@@ -658,8 +663,8 @@ def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "f
         return pd.DataFrame(rows).set_index("model")
     if name.startswith("fig7"):
         fig = fig7_confusion(res, key, scale=scale)
-    elif name == "fig9_accuracy_ckplus":
-        fig = fig9_accuracy(res, scale=scale)
+    elif name.startswith("fig9_accuracy"):
+        fig = fig9_accuracy(res, (*CONFIGS_ORDER, *(c for c in res if c not in CONFIGS_ORDER)), scale=scale, key=key)
     elif name == "fig6_embeddings":
         fig = fig6_embeddings(res, scale=scale)
     else:

@@ -102,15 +102,18 @@ def semi_hard_triplet_loss(emb: Tensor, labels: Tensor, margin: float, normalize
 
     Every (anchor, positive) pair of the batch is a triplet. Its negative is the nearest
     image of another class that is farther from the anchor than the positive (d_an > d_ap,
-    "semi-hard"); when no negative is that far, the farthest negative.
+    "semi-hard"); when no negative is that far, the farthest negative. The loss is averaged
+    over each anchor's pairs and then over the anchors (TF-Addons averages over all pairs, which
+    weighs a class by the square of its count in the batch).
 
     Args:
         emb: (B, D) embeddings; labels: (B,) int64; margin: alpha of Eq. 8-9 on squared
             distances; normalize: L2-normalise first.
 
     Returns:
-        (loss: mean over the (anchor, positive) pairs of anchors that have a negative, 0 when
-        there is none; active: the share of those triplets with a positive loss), scalar tensors.
+        (loss: mean over the anchors that have a positive and a negative of the mean over their
+        pairs, 0 when there is none; active: the share of the triplets with a positive loss),
+        scalar tensors.
     """
     d = pairwise_sq_distances(emb, normalize)
     pos, neg = _pair_masks(labels)
@@ -122,8 +125,13 @@ def semi_hard_triplet_loss(emb: Tensor, labels: Tensor, margin: float, normalize
     d_an = torch.where(cand.any(2), semi, far[:, None].expand_as(d))  # (B, B)
     valid = pos & neg.any(1)[:, None]  # (B, B) pairs that form a triplet
     per = F.relu(d - torch.where(valid, d_an, d) + margin) * valid
-    n = valid.sum().clamp_min(1)
-    return per.sum() / n, ((per > 0) & valid).sum() / n
+    # mean over each anchor's positives, then over the anchors that have a triplet: every anchor
+    # weighs the same (a mean over all pairs would weigh a class by the square of its count)
+    n_pos = valid.sum(1)  # (B,)
+    has = n_pos > 0
+    per_anchor = per.sum(1) / n_pos.clamp_min(1)
+    n = has.sum().clamp_min(1)
+    return per_anchor.sum() / n, ((per > 0) & valid).sum() / valid.sum().clamp_min(1)
 
 
 MINED = {"batch_hard": batch_hard_triplet_loss, "semi_hard": semi_hard_triplet_loss}
@@ -172,8 +180,10 @@ def lkr_loss(out: dict[str, Tensor], labels: Tensor, cfg: Config) -> tuple[Tenso
             active = _active_share(a, p, n, cfg)
         total = ce + cfg.triplet_lambda * trip
     elif cfg.triplet_lambda > 0:
-        trip, active = MINED[cfg.triplet_mining](out["embedding"], labels, cfg.triplet_margin,
-                                                 cfg.normalize_embeddings)
+        emb = out["embedding"]
+        with torch.autocast(emb.device.type, enabled=False):  # distances in float32, never bf16
+            trip, active = MINED[cfg.triplet_mining](emb.float(), labels, cfg.triplet_margin,
+                                                     cfg.normalize_embeddings)
         total = ce + cfg.triplet_lambda * trip
     else:
         trip, active, total = zero, zero, ce

@@ -293,6 +293,7 @@ class Predictor:
 
     def probabilities(self, faces: Sequence[Face], masks: np.ndarray | None = None) -> np.ndarray:
         """(N, K) float32 ten-crop class probabilities of the faces, in one batched pass."""
+        from lkr.device import run_bf16
         from lkr.evaluate import predict_ten_crop
 
         if not faces:
@@ -301,7 +302,7 @@ class Predictor:
         images = torch.from_numpy(np.stack([f.image for f in faces])).to(self.device)
         m = torch.from_numpy(masks).to(self.device) if self.cfg.local_branch else None
         probs, _ = predict_ten_crop(self.model, images, m, crop=self.cfg.crop, batch_size=BATCH,
-                                    amp=self.cfg.amp and images.device.type == "cuda")  # fp32 on a CPU
+                                    amp=run_bf16(self.cfg, self.info, images.device))  # as the run trained
         return probs.float().cpu().numpy()
 
     def predict(self, photos: Sequence[str | Path], *, save: str | Path | None = None,

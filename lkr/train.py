@@ -260,7 +260,8 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
     prepared = _data_on_device(ds, cfg, dev, fold=fold, folds=folds, progress=progress)
     model, opt, notes, use_cl = _build(cfg, dev, group.world_size, prepared.notes, progress)
     state = _resume(cfg, out, dev, model, opt, info, group.is_main, progress) if resume else _State()
-    state.precision = state.precision or _precision(cfg, dev, threads, progress)
+    if not state.precision or state.precision.get("device", dev.type) != dev.type:
+        state.precision = _precision(cfg, dev, threads, progress)  # new run, or resumed on another device
     info["precision"] = state.precision
     if group.is_main:
         write_json(out / "config.json", cfg.to_dict())
@@ -359,11 +360,10 @@ def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], pr
 
 def _precision(cfg: Config, dev: torch.device, threads: int, progress: bool) -> dict[str, Any]:
     """fp32 or bf16 for a new run (:func:`lkr.cpu.resolve_precision`); said when measured."""
-    p = cpu.resolve_precision(cfg, dev, threads)
-    if progress and "fp32_s" in p:
-        print(f"[lkr] precision: {p['precision']} (a training step of {p['batch']} images took "
-              f"{p['fp32_s']:.3f} s in fp32, {p['bf16_s']:.3f} s in bf16 on this CPU"
-              + (", cached)" if p.get("cached") else ")"))
+    p = distributed.broadcast_object(cpu.resolve_precision(cfg, dev, threads) if distributed.current().is_main
+                                     else None)  # rank 0 decides for every process
+    if progress:
+        print(f"[lkr] precision: {p['precision']} ({p['decided_by']})")
     return p
 
 
@@ -474,6 +474,7 @@ def _train_epoch(run: _Run, gen: torch.Generator, epoch: int) -> dict[str, Any]:
                             f"is kept in {run.out}; a rerun resumes from it, a lower --lr may avoid it")
     return {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "loss": loss_total, "ce": loss_ce,
             "triplet": loss_tri, "triplet_active": active, "train_accuracy": train_acc, "seconds": t_epoch,
+            "threads": torch.get_num_threads() if dev.type == "cpu" else None,
             "images_per_s": run.steps * run.batch * cfg.images_per_anchor / t_epoch}
 
 

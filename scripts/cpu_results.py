@@ -30,12 +30,11 @@ def main() -> int:
     ap.add_argument("--names", nargs="+", default=None, help=f"configurations (default: {' '.join(FER_ORDER)})")
     ap.add_argument("--runs", default=os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")))
     ap.add_argument("--results", default=str(REPO / "results"))
-    ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
     names = args.names or [n for n in FER_ORDER if n in CONFIGS]
     for name in names:  # one at a time: each is exported as soon as it finishes
         run_experiments(args.data, args.runs, [name], scale="cpu", results_dir=args.results, device="cpu",
-                        workers=args.workers, progress=True)
+                        progress=True)
     return 0
 
 

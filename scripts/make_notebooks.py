@@ -171,6 +171,8 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
                    "training subjects), averaged over the folds: test folds are evaluated once, with the "
                    "selected weights."),
             ("code", 'F.draw("fig9_accuracy_ckplus", res, figures_dir, run_scale)'),
+            ("md", "The same on FER2013: accuracy on PublicTest, the selection split, per epoch."),
+            ("code", 'F.draw("fig9_accuracy_fer2013", res, figures_dir, run_scale)'),
         ],
     ),
     "04_embeddings.ipynb": _notebook(

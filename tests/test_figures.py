@@ -350,7 +350,8 @@ def test_redraw_all_draws_each_scale_into_files_and_titles_named_with_it(tmp_pat
     assert {p.name for p in written} == names
     per_scale = {f"{t}.{e}" for t in ("table2_ckplus", "table3_fer2013") for e in ("md", "csv", "png", "pdf")}
     per_scale |= {f"{n}.{e}" for n in ("fig6_embeddings", "fig7_confusion_ckplus", "fig7_confusion_fer2013",
-                                       "fig8_gradcam", "fig9_accuracy_ckplus") for e in ("png", "pdf")}
+                                       "fig8_gradcam", "fig9_accuracy_ckplus", "fig9_accuracy_fer2013")
+                   for e in ("png", "pdf")}
     assert names == {n.replace(".", f"_{s}.") for n in per_scale for s in ("cpu", "demo")}
     res = load_results(cpu)
     assert F.results_scale_label(res["fer2013"]) == F.results_scale_label(res["ckplus"], "cpu") == CPU_LABEL
@@ -372,7 +373,7 @@ def test_lkr_figures_says_each_scale(tmp_path, capsys):
     make_fake_results(tmp_path / "results", scale="cpu", datasets=("fer2013", "ckplus"), extra=CPU_RUNS)
     assert main(["figures", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "f")]) == 0
     out = capsys.readouterr().out
-    assert f"cpu: 18 files written to {tmp_path / 'f'} ({CPU_LABEL})" in out
+    assert f"cpu: 20 files written to {tmp_path / 'f'} ({CPU_LABEL})" in out
     assert (tmp_path / "f" / "table3_fer2013_cpu.md").exists()
 
 
@@ -389,3 +390,25 @@ def test_results_of_the_layout_before_scales_count_as_full(tmp_path):
     make_fake_results(old, scale="full", datasets=("fer2013", "ckplus"))
     with pytest.raises(RunError, match="move the old folders"):
         load_scales(old)
+
+
+def test_make_figures_draws_the_committed_results(tmp_path):
+    """`make figures` on the repository's own results/: every committed scale draws its tables
+    and figures, with the scale in file names and titles (no data, no training)."""
+    from lkr.results import load_scales
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    scales = load_scales(results)
+    if not scales:
+        pytest.skip("no real-run results committed yet")
+    written = F.redraw_all(results, tmp_path, verbose=False)
+    assert written and all(p.exists() for p in written)
+    for scale, res in scales.items():
+        if "fer2013" in res:
+            md = (tmp_path / f"table3_fer2013_{scale}.md").read_text()
+            assert scale.upper() in md.upper()  # e.g. "CPU scale: VGG19 at 1/8 width, ..."
+            for cfg in res["fer2013"]:
+                assert F.LABELS[cfg] in md
+            assert (tmp_path / f"fig7_confusion_fer2013_{scale}.png").exists()
+        if "ckplus" in res:
+            assert (tmp_path / f"table2_ckplus_{scale}.md").exists()

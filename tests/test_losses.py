@@ -226,3 +226,49 @@ def test_class_balanced_batch():
     assert seen == {0, 1, 2, 4}
     with pytest.raises(ValueError, match="batch_classes"):
         class_balanced_batch(y, 20, 5, g, 7)
+
+
+def _brute_force(emb, lab, margin, mining):
+    """The mined losses written as plain loops over anchors, positives and negatives."""
+    d = ((emb[:, None, :] - emb[None, :, :]) ** 2).sum(-1)
+    per_anchor = []
+    for a in range(len(lab)):
+        pos = [p for p in range(len(lab)) if p != a and lab[p] == lab[a]]
+        neg = [n for n in range(len(lab)) if lab[n] != lab[a]]
+        if not pos or not neg:
+            continue
+        if mining == "batch_hard":
+            per_anchor.append(max(0.0, max(d[a, p] for p in pos) - min(d[a, n] for n in neg) + margin))
+            continue
+        losses = []
+        for p in pos:
+            farther = [d[a, n] for n in neg if d[a, n] > d[a, p]]
+            dn = min(farther) if farther else max(d[a, n] for n in neg)
+            losses.append(max(0.0, d[a, p] - dn + margin))
+        per_anchor.append(sum(losses) / len(losses))
+    return sum(per_anchor) / max(len(per_anchor), 1)
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
+def test_mined_losses_equal_plain_loops(mining):
+    from lkr.losses import MINED
+
+    g = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        emb = torch.randn(14, 3, generator=g, dtype=torch.float64)
+        lab = torch.randint(0, 4, (14,), generator=g)
+        want = _brute_force(emb, lab.tolist(), 1.0, mining)
+        got, _ = MINED[mining](emb, lab, 1.0, normalize=False)
+        assert got.item() == pytest.approx(float(want), rel=1e-5, abs=1e-6)
+
+
+def test_mined_distances_stay_float32_under_bf16_autocast():
+    cfg = Config(triplet_lambda=0.2, triplet_mining="semi_hard", local_branch=False)
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(32, 256, generator=g)
+    y = torch.randint(0, 4, (32,), generator=g)
+    out = {"logits": torch.randn(32, 7, generator=g), "embedding": emb}
+    _, plain = lkr_loss(out, y, cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, auto = lkr_loss(out, y, cfg)
+    assert auto["triplet"].item() == pytest.approx(plain["triplet"].item(), rel=1e-6)

@@ -291,3 +291,18 @@ def test_scale_presets_and_what_overrides_them(monkeypatch, tmp_path, capsys):
     assert (c.schedule, c.select_crops, c.warmup_epochs) == ("cosine", "center", 1)  # the rest of the preset
     assert main(args + ["--set", "scale=cpu"]) == 2
     assert "--scale" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_the_precision_it_started_with(demo, tmp_path, monkeypatch):
+    """The precision is decided once, when a run starts, and travels in its checkpoint: a
+    resumed run keeps it even if a new measurement would now say otherwise."""
+    from lkr import cpu
+
+    answers = iter([{"precision": "bf16", "decided_by": "test", "device": "cpu"}])
+    monkeypatch.setattr(cpu, "resolve_precision", lambda cfg, dev, threads: next(answers))
+    cfg = config_for(demo, "vgg19", epochs=2)
+    train(demo, cfg, tmp_path / "run", device="cpu", progress=False, stop_after=1)
+    m = train(demo, cfg, tmp_path / "run", device="cpu", progress=False)  # a second call would raise
+    assert m["precision"]["precision"] == "bf16"
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["threads"] for h in hist] == [1, 1]
