@@ -149,6 +149,10 @@ def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None
     run = Path(run)
     model, cfg, info = load_run_model(run, device=resolve_device(device))
     dev = next(model.parameters()).device
+    if dev.type == "cpu":
+        from lkr.cpu import use_threads
+
+        use_threads(info.get("threads"))  # the run's own thread count: its metrics again, bit for bit
     ds_path = data or info["data"]
     from lkr.readers import load_dataset
 
