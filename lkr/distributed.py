@@ -22,6 +22,7 @@ GPU i (modulo the GPUs present), or all on the CPU; results come back in job ord
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -121,9 +122,18 @@ def process_group(device: str | None = None) -> Iterator[DistInfo]:
     info = init_from_env(device)
     try:
         yield info
-    finally:
+    except BaseException:
         if created:
-            cleanup()
+            cleanup()  # no barrier: the other ranks may never reach it
+        raise
+    if created:
+        # Leave together: objects that still hold the group (a DDP reducer in a reference cycle)
+        # are freed first, and no rank tears its connections down while another is still
+        # writing files. Without this, gloo's teardown at exit aborted a rank now and then
+        # ("terminate called without an active exception") after a run had finished.
+        gc.collect()
+        barrier()
+        cleanup()
 
 
 @contextlib.contextmanager
