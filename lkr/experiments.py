@@ -15,8 +15,9 @@ Scales: the set is trained at a named scale (:data:`lkr.config.SCALES`): "full" 
 values, the default) or "cpu" (a reduced scale for a CPU); the demo set always at its own
 preset, scale "demo".
 
-Folders: runs go to ``<out_root>/runs/<scale>/<key>/<config>[/fold<k>]`` (checkpoints, large),
-results to ``<results_dir>/<scale>/<key>/<config>[/fold<k>]`` (small; see :mod:`lkr.results`),
+Folders: runs go to ``<out_root>/runs/<scale>/<key>/<config>[/seed<s>][/fold<k>]`` (checkpoints,
+large), results to ``<results_dir>/<scale>/<key>/<config>[/seed<s>][/fold<k>]`` (small; see
+:mod:`lkr.results`; seed 0 has no ``seed<s>`` level),
 where ``<key>`` is "fer2013" or "ckplus" (:func:`lkr.results.dataset_key`), so runs of two
 scales never share a folder. A finished run (``metrics.json`` with the same config) is not
 trained again; an interrupted one resumes from its checkpoint.
@@ -81,7 +82,7 @@ def _train_job(ds: FaceDataset, cfg: Config, run: Path, fold: int | None, folds:
 
 def _train_parallel(ds: FaceDataset, jobs: list[tuple[str, int | None]], runs_root: Path, key: str,
                     cfgs: dict[str, Config], *, workers: int, device: str | None, k_folds: int,
-                    data_ref: str) -> dict[tuple[str, int | None], str]:
+                    data_ref: str, seed: int = 0) -> dict[tuple[str, int | None], str]:
     """Train the unfinished runs of ``jobs`` in ``workers`` processes; {(name, fold): state}."""
     from lkr import results as res
     from lkr.distributed import run_jobs
@@ -89,7 +90,7 @@ def _train_parallel(ds: FaceDataset, jobs: list[tuple[str, int | None]], runs_ro
     todo = []
     for name, fold in jobs:
         cfg = cfgs[name]
-        run = res.run_dir_for(runs_root, cfg.scale, key, name, fold)
+        run = res.run_dir_for(runs_root, cfg.scale, key, name, fold, seed)
         if not _finished(run, cfg):
             todo.append(((name, fold), {"cfg": cfg, "run": run, "fold": fold}))
     secs = run_jobs(_train_job, [job for _, job in todo], workers=workers, device=device,
@@ -113,6 +114,7 @@ def run_experiments(
     data_ref: str | None = None,
     workers: int = 1,
     scale: str = "full",
+    seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Train the named configurations on one dataset at a named scale and export their results.
 
@@ -143,6 +145,10 @@ def run_experiments(
         scale: a name of :data:`lkr.config.SCALES` ("full": the paper's values; "cpu": the
             reduced scale for a CPU); demo data always trains at the demo preset (scale "demo").
             Runs and results go to ``<scale>/`` subfolders (:mod:`lkr.results`).
+        seed: the runs' seed. Seed 0 goes to the configuration's folder, seed s > 0 to its
+            ``seed<s>/`` subfolder (:func:`lkr.results.run_dir_for`); for seeds other than 0 only
+            the small files are exported (no embeddings, UMAP or Grad-CAM: the figures draw
+            those from seed 0).
 
     Returns:
         {name: metrics} (pooled over the folds for CK+-like data).
@@ -174,6 +180,7 @@ def run_experiments(
     else:
         fold_list = [None]
     kw = dict(overrides or {})
+    kw["seed"] = seed
     if epochs is not None:
         kw["epochs"] = epochs
     cfgs = {n: config_of(ds, n, scale=scale, **kw) for n in names}
@@ -186,11 +193,11 @@ def run_experiments(
     summary: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
     trained = (_train_parallel(ds, jobs, out_root / "runs", key, cfgs, workers=workers, device=device,
-                               k_folds=k_folds, data_ref=data_ref) if workers > 1 else {})
+                               k_folds=k_folds, data_ref=data_ref, seed=seed) if workers > 1 else {})
     for j, (name, fold) in enumerate(jobs, 1):
         cfg = cfgs[name]
-        run = res.run_dir_for(out_root / "runs", cfg.scale, key, name, fold)
-        where = f"{key} {name}" + ("" if fold is None else f" fold {fold}")
+        run = res.run_dir_for(out_root / "runs", cfg.scale, key, name, fold, seed)
+        where = f"{key} {name}" + ("" if fold is None else f" fold {fold}") + (f" seed {seed}" if seed else "")
         t0 = time.perf_counter()
         if _finished(run, cfg):
             m = json.loads((run / "metrics.json").read_text())
@@ -198,9 +205,11 @@ def run_experiments(
         else:
             m = train(ds, cfg, run, device=device, fold=fold, folds=k_folds, progress=progress, data_ref=data_ref)
             state = f"{time.perf_counter() - t0:.0f} s"
-        dest = res.run_dir_for(results_dir, cfg.scale, key, name, fold)
-        res.export_run(run, dest, embeddings=not fold_data)
-        if not fold_data:
+        dest = res.run_dir_for(results_dir, cfg.scale, key, name, fold, seed)
+        res.export_run(run, dest, embeddings=not fold_data and not seed)
+        if not fold_data and seed:
+            summary[name] = m
+        elif not fold_data:
             if faces is None:
                 import numpy as np
 
@@ -212,7 +221,7 @@ def run_experiments(
             print(f"[lkr] [{j}/{len(jobs)}] {where}: test accuracy {100 * m['accuracy']:.1f}% ({state})", flush=True)
     if fold_data:
         for name in names:
-            summary[name] = res.pool_folds(res.run_dir_for(results_dir, cfgs[name].scale, key, name))
+            summary[name] = res.pool_folds(res.run_dir_for(results_dir, cfgs[name].scale, key, name, seed=seed))
     if progress:
         print(f"[lkr] {len(jobs)} runs on {ds.name} at {scale} scale in {time.perf_counter() - t_all:.0f} s; "
               f"results in {results_dir / scale / key}", flush=True)

@@ -5,14 +5,17 @@ Layout (``<scale>`` is the scale the runs were trained at, ``<config>`` a name o
 
     results/
       <scale>/                   "full" (the paper's), "cpu" (the CPU scale) or "demo" (demo set)
-        fer2013/<config>/        one run on the official splits
+        fer2013/<config>/        one run (seed 0) on the official splits
           config.json  metrics.json  history.json  predictions.npz
           embeddings.npz         256-d test embeddings of the run's fixed subsample (float16)
           umap.npz               their 2-D UMAP (seeded, float16) + silhouette scores
           gradcam.npz            Grad-CAM of 16 fixed test faces (float16) + those faces' pixels
         ckplus/<config>/
           metrics.json           pooled over the folds (predictions of all test folds together)
-          fold<k>/ config.json  metrics.json  history.json  predictions.npz
+          fold<k>/ config.json  metrics.json  history.json  predictions.npz (+ subject ids)
+        <key>/<config>/seed<s>/  the same configuration at seed s > 0: the small files only
+                                 (and fold<k>/ for CK+); tables show the mean and spread
+                                 over seeds, lkr.stats pairs them with other configurations
 
 Runs (checkpoints) follow the same scheme under ``<out>/runs/<scale>/<key>/<config>``, so runs
 of two scales never share a folder. The scale is a :data:`lkr.config.SCALES` name, or "demo"
@@ -58,9 +61,14 @@ def dataset_key(ds: FaceDataset) -> str:
     return "ckplus" if ds.evaluation == "folds" else "fer2013"
 
 
-def run_dir_for(root: str | Path, scale: str, key: str, config: str, fold: int | None = None) -> Path:
-    """``root/<scale>/<key>/<config>`` or ``.../<config>/fold<k>`` (runs and results alike)."""
+def run_dir_for(root: str | Path, scale: str, key: str, config: str, fold: int | None = None,
+                seed: int = 0) -> Path:
+    """``root/<scale>/<key>/<config>[/seed<s>][/fold<k>]`` (runs and results alike): seed 0 (the
+    first run of every configuration) directly in the configuration's folder, seed s > 0 in
+    ``seed<s>/`` under it."""
     p = Path(root) / scale / key / config
+    if seed:
+        p = p / f"seed{seed}"
     return p / f"fold{fold}" if fold is not None else p
 
 
@@ -297,6 +305,9 @@ class ConfigResult:
         umap: contents of umap.npz or None.
         gradcam: contents of gradcam.npz or None.
         config: config.json of the (first) run.
+        seed: the runs' seed (config.json's; 0 when unknown).
+        other_seeds: the same configuration's runs at other seeds ({seed: ConfigResult},
+            from ``seed<s>/`` subfolders; empty when there are none).
     """
 
     name: str
@@ -306,6 +317,12 @@ class ConfigResult:
     umap: dict[str, np.ndarray] | None = None
     gradcam: dict[str, np.ndarray] | None = None
     config: dict[str, Any] | None = None
+    seed: int = 0
+    other_seeds: dict[int, "ConfigResult"] = field(default_factory=dict, repr=False)
+
+    def by_seed(self) -> dict[int, "ConfigResult"]:
+        """Every seed's result, this one's included, in seed order."""
+        return dict(sorted({self.seed: self, **self.other_seeds}.items()))
 
 
 def _npz(path: Path) -> dict[str, np.ndarray] | None:
@@ -319,8 +336,13 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def load_config_result(config_dir: str | Path) -> ConfigResult | None:
-    """Load one ``results/<scale>/<key>/<config>`` folder; None when it holds no metrics."""
+def load_config_result(config_dir: str | Path, *, seeds: bool = True) -> ConfigResult | None:
+    """Load one ``results/<scale>/<key>/<config>`` folder; None when it holds no metrics.
+
+    Its ``seed<s>/`` subfolders (other seeds, same layout) fill ``other_seeds`` when ``seeds``.
+    Predictions keep the dataset ``index`` (and CK+'s ``subject``) where the runs stored them,
+    so that runs can be paired image by image (:mod:`lkr.stats`).
+    """
     d = Path(config_dir)
     metrics = _json(d / "metrics.json")
     if metrics is None:
@@ -334,9 +356,19 @@ def load_config_result(config_dir: str | Path) -> ConfigResult | None:
     if preds:
         predictions = {"label": np.concatenate([p["label"] for p in preds]).astype(np.int64),
                        "pred": np.concatenate([p["pred"] for p in preds]).astype(np.int64)}
+        for k in ("index", "subject"):
+            if all(k in p for p in preds):
+                predictions[k] = np.concatenate([p[k] for p in preds])
+    config = _json(run_dirs[0] / "config.json")
+    others: dict[int, ConfigResult] = {}
+    if seeds:
+        for p in sorted(d.glob("seed*"), key=lambda p: p.name):
+            if p.is_dir() and p.name[4:].isdigit() and (r := load_config_result(p, seeds=False)) is not None:
+                r.name = d.name
+                others[r.seed] = r
     return ConfigResult(name=d.name, metrics=metrics, histories=histories, predictions=predictions,
-                        umap=_npz(d / "umap.npz"), gradcam=_npz(d / "gradcam.npz"),
-                        config=_json(run_dirs[0] / "config.json"))
+                        umap=_npz(d / "umap.npz"), gradcam=_npz(d / "gradcam.npz"), config=config,
+                        seed=int((config or {}).get("seed") or 0), other_seeds=others)
 
 
 def load_results(results_dir: str | Path = "results/full") -> dict[str, dict[str, ConfigResult]]:

@@ -7,7 +7,8 @@ One run (one configuration, one dataset, one fold) writes one folder::
     checkpoint.pt     last state, for resuming (model, optimizer, history, best so far)
     best.pt           the selected weights and their config
     metrics.json      test metrics of the selected weights (+ selection split, timing, data)
-    predictions.npz   test: dataset index, label, prediction, probabilities (float16)
+    predictions.npz   test: dataset index, label, prediction, probabilities (float16); CK+-like
+                      data also each image's subject id (for paired tests that resample subjects)
     embeddings.npz    256-d test embeddings of a fixed subsample (float16)
 
 ``metrics.json`` is written last: a folder without it holds no finished run.

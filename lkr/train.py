@@ -544,8 +544,12 @@ def _finish(ds: FaceDataset, run: _Run, state: _State, progress: bool) -> dict[s
         "device": device_name(dev), "torch": torch.__version__, "notes": run.notes, **run.info,
     })
     test_np = test.cpu().numpy()
+    # CK+-like data: each test image's subject id, so that paired tests can resample subjects
+    # (a subject's frames are not independent; lkr.stats); ids only, no pixels.
+    subjects = ds.subjects[test_np].astype(str) if ds.evaluation == "folds" else np.array([], dtype=str)
+    extra = {"subject": subjects} if len(subjects) and all(subjects) else {}
     save_npz(run.out / "predictions.npz", index=test_np, label=labels.astype(np.int8), pred=preds.astype(np.int8),
-             probs=probs_np.astype(np.float16), class_names=np.array(ds.class_names))
+             probs=probs_np.astype(np.float16), class_names=np.array(ds.class_names), **extra)
     rng = np.random.default_rng(cfg.seed)
     keep = np.sort(rng.choice(len(test_np), size=min(cfg.embed_samples, len(test_np)), replace=False))
     save_npz(run.out / "embeddings.npz", index=test_np[keep], label=labels[keep].astype(np.int8),

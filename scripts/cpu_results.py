@@ -6,7 +6,10 @@ and finished runs are skipped. After each run its artifacts are exported (with U
 Grad-CAM for FER2013), so they can be committed as soon as each run ends.
 
     python scripts/cpu_results.py ../shared/data/fer2013.zip                 # the six FER2013 configs
-    python scripts/cpu_results.py ../shared/data/fer2013.zip --names vgg19 lkrnet
+    python scripts/cpu_results.py ../shared/data/fer2013.zip --names vgg19 lkrnet --seed 1   # another seed
+    python scripts/cpu_results.py ../shared/data/CK+48.zip --workers 2     # CK+: 10 folds x 4 configs
+
+Seeds other than 0 go to ``<config>/seed<s>/`` (runs and results, :func:`lkr.results.run_dir_for`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lkr.experiments import CONFIGS, run_experiments  # noqa: E402
+from lkr.readers import load_dataset  # noqa: E402
 
 FER_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2", "lkrnet-cover", "lkrnet-l0.4"]
+CK_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2"]
 
 
 def main() -> int:
@@ -30,11 +35,15 @@ def main() -> int:
     ap.add_argument("--names", nargs="+", default=None, help=f"configurations (default: {' '.join(FER_ORDER)})")
     ap.add_argument("--runs", default=os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")))
     ap.add_argument("--results", default=str(REPO / "results"))
+    ap.add_argument("--seed", type=int, default=0, help="the runs' seed (default 0)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="train CK+ folds in this many processes (threads shared among them)")
     args = ap.parse_args()
-    names = args.names or [n for n in FER_ORDER if n in CONFIGS]
+    ds = load_dataset(args.data)
+    names = args.names or (CK_ORDER if ds.evaluation == "folds" else [n for n in FER_ORDER if n in CONFIGS])
     for name in names:  # one at a time: each is exported as soon as it finishes
-        run_experiments(args.data, args.runs, [name], scale="cpu", results_dir=args.results, device="cpu",
-                        progress=True)
+        run_experiments(ds, args.runs, [name], data_ref=args.data, scale="cpu", results_dir=args.results, device="cpu",
+                        progress=True, seed=args.seed, workers=args.workers)
     return 0
 
 

@@ -1,0 +1,200 @@
+"""Paired tests of two configurations (lkr.stats): worked by hand, against their definitions,
+and on a results folder with seeds."""
+
+from __future__ import annotations
+
+import json
+from math import comb
+
+import numpy as np
+import pytest
+
+from lkr import stats
+from lkr.results import load_config_result, run_dir_for
+from lkr.runfolder import save_npz, write_json
+
+FAST = dict(n_resamples=1999)
+
+
+def _pair(both: int, a_only: int, b_only: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    a = np.array([1] * both + [1] * a_only + [0] * b_only + [0] * neither, bool)
+    b = np.array([1] * both + [0] * a_only + [1] * b_only + [0] * neither, bool)
+    return a, b
+
+
+def test_mcnemar_exact_by_hand():
+    a, b = _pair(50, 10, 2, 8)
+    a_only, b_only, p = stats.mcnemar_exact(a, b)
+    assert (a_only, b_only) == (10, 2)
+    # exact two-sided: 2 * P(X <= 2), X ~ Binomial(12, 1/2) = 2 * (1 + 12 + 66) / 4096
+    assert p == pytest.approx(2 * (comb(12, 0) + comb(12, 1) + comb(12, 2)) / 2 ** 12)
+    assert stats.mcnemar_exact(b, a)[2] == pytest.approx(p)  # symmetric
+    # concordant images do not move the test
+    assert stats.mcnemar_exact(*_pair(5000, 10, 2, 900))[2] == pytest.approx(p)
+
+
+def test_identical_runs_differ_nowhere():
+    a, _ = _pair(30, 5, 0, 5)
+    assert stats.mcnemar_exact(a, a) == (0, 0, 1.0)
+    assert stats.bootstrap_difference(a, a, **FAST) == (0.0, 0.0, 0.0)
+
+
+def test_bootstrap_interval_matches_the_normal_approximation():
+    rng = np.random.default_rng(1)
+    n = 3000
+    a = rng.random(n) < 0.70
+    b = np.where(rng.random(n) < 0.8, a, rng.random(n) < 0.66)  # correlated, as two nets on one test set
+    diff, low, high = stats.bootstrap_difference(a, b, **FAST)
+    d = a.astype(float) - b.astype(float)
+    assert diff == pytest.approx(d.mean())
+    se = d.std(ddof=1) / np.sqrt(n)
+    assert low < diff < high
+    assert (high - low) == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert (low + high) / 2 == pytest.approx(diff, abs=0.5 * se)
+
+
+def test_subject_resampling_widens_the_interval_of_repeated_frames():
+    """Five identical frames per subject carry one subject's worth of evidence: resampling
+    subjects gives an interval about sqrt(5) wider than resampling images."""
+    rng = np.random.default_rng(2)
+    subjects = 150
+    a1 = rng.random(subjects) < 0.8
+    b1 = np.where(rng.random(subjects) < 0.7, a1, rng.random(subjects) < 0.7)
+    a, b = np.repeat(a1, 5), np.repeat(b1, 5)
+    groups = np.repeat(np.arange(subjects), 5)
+    _, lo_i, hi_i = stats.bootstrap_difference(a, b, **FAST)
+    d, lo_s, hi_s = stats.bootstrap_difference(a, b, groups=groups, **FAST)
+    assert d == pytest.approx(a1.mean() - b1.mean())
+    assert (hi_s - lo_s) / (hi_i - lo_i) == pytest.approx(np.sqrt(5), rel=0.2)
+    # the subject bootstrap on repeated frames = the image bootstrap on one frame per subject
+    _, lo_1, hi_1 = stats.bootstrap_difference(a1, b1, **FAST)
+    assert (hi_s - lo_s) == pytest.approx(hi_1 - lo_1, rel=0.15)
+
+
+def _preds(label, pred, index=None, subject=None):
+    p = {"label": np.asarray(label), "pred": np.asarray(pred)}
+    if index is not None:
+        p["index"] = np.asarray(index)
+    if subject is not None:
+        p["subject"] = np.asarray(subject)
+    return p
+
+
+def test_compare_pairs_rows_by_dataset_index():
+    rng = np.random.default_rng(3)
+    n = 400
+    label = rng.integers(0, 7, n)
+    pa = np.where(rng.random(n) < 0.7, label, (label + 1) % 7)
+    pb = np.where(rng.random(n) < 0.6, label, (label + 2) % 7)
+    idx = np.arange(1000, 1000 + n)
+    perm = rng.permutation(n)
+    ref = stats.compare("a", "b", {0: _preds(label, pa, idx)}, {0: _preds(label, pb, idx)}, **FAST)
+    shuf = stats.compare("a", "b", {0: _preds(label, pa, idx)}, {0: _preds(label[perm], pb[perm], idx[perm])}, **FAST)
+    assert (shuf.a_only, shuf.b_only, shuf.p_values) == (ref.a_only, ref.b_only, ref.p_values)
+    assert (shuf.ci_low, shuf.ci_high) == pytest.approx((ref.ci_low, ref.ci_high))
+    assert ref.diff == pytest.approx((pa == label).mean() - (pb == label).mean())
+    assert ref.resampled == "images" and ref.seeds == [0]
+    with pytest.raises(ValueError, match="different images"):
+        stats.compare("a", "b", {0: _preds(label, pa, idx)}, {0: _preds(label, pb, idx + 1)})
+    with pytest.raises(ValueError, match="share no seed"):
+        stats.compare("a", "b", {0: _preds(label, pa)}, {1: _preds(label, pb)})
+
+
+def test_compare_averages_seeds_and_tests_each():
+    label = np.zeros(100, int)
+    a = {0: _preds(label, np.r_[np.zeros(80), np.ones(20)]), 1: _preds(label, np.r_[np.zeros(70), np.ones(30)])}
+    b = {0: _preds(label, np.r_[np.zeros(60), np.ones(40)]), 1: _preds(label, np.r_[np.zeros(60), np.ones(40)]),
+         2: _preds(label, np.zeros(100))}
+    c = stats.compare("a", "b", a, b, **FAST)
+    assert c.seeds == [0, 1]  # seed 2 of b has no partner
+    assert (c.acc_a, c.acc_b) == pytest.approx((0.75, 0.60))
+    assert c.diff_per_seed == pytest.approx([0.20, 0.10])
+    assert (c.a_only, c.b_only) == ([20, 10], [0, 0])
+    assert c.p_values[0] == pytest.approx(2 * 0.5 ** 20)
+    assert c.ci_low > 0 and c.verdict() == "a better"
+
+
+def test_holm_over_a_family():
+    label = np.zeros(200, int)
+    base = {0: _preds(label, np.r_[np.zeros(100), np.ones(100)])}
+    better = {0: _preds(label, np.r_[np.zeros(130), np.ones(70)])}  # 30 more right, none fewer
+    same = {0: _preds(label, np.r_[np.ones(2), np.zeros(98), np.ones(100)])}  # two swaps each way
+    preds = {"vgg19": base, "lkrnet": better, "baseline1": same}
+    fam = stats.compare_all(preds, **FAST)
+    assert [(c.a, c.b) for c in fam] == [("lkrnet", "vgg19"), ("baseline1", "vgg19"), ("lkrnet", "baseline1")]
+    ps = [c.p_values[0] for c in fam]
+    order = np.argsort(ps)
+    expected = np.maximum.accumulate([min(1.0, (len(ps) - r) * ps[i]) for r, i in enumerate(order)])
+    assert [fam[i].p_holm[0] for i in order] == pytest.approx(list(expected))
+    assert fam[1].verdict() == "not told apart" and fam[0].verdict() == "lkrnet better"
+
+
+def _write_run(d, seed, label, pred, subjects=None):
+    d.mkdir(parents=True, exist_ok=True)
+    write_json(d / "config.json", {"seed": seed, "variant": "lkrnet"})
+    write_json(d / "metrics.json", {"accuracy": float((label == pred).mean())})
+    extra = {} if subjects is None else {"subject": np.asarray(subjects)}
+    save_npz(d / "predictions.npz", index=np.arange(len(label)), label=label.astype(np.int8),
+             pred=pred.astype(np.int8), **extra)
+
+
+def test_results_folder_with_seeds(tmp_path):
+    """Seed 0 in the configuration's folder, seed s in seed<s>/: loaded together, paired by seed."""
+    label = np.arange(60) % 7
+    for name, hits in (("vgg19", (40, 42)), ("lkrnet", (50, 47))):
+        for seed, h in enumerate(hits):
+            pred = np.where(np.arange(60) < h, label, (label + 1) % 7)
+            _write_run(run_dir_for(tmp_path, "cpu", "fer2013", name, seed=seed), seed, label, pred)
+    assert run_dir_for(tmp_path, "cpu", "fer2013", "vgg19", seed=1) == tmp_path / "cpu/fer2013/vgg19/seed1"
+    assert run_dir_for(tmp_path, "cpu", "ckplus", "vgg19", fold=3, seed=2) == tmp_path / "cpu/ckplus/vgg19/seed2/fold3"
+    r = {n: load_config_result(tmp_path / "cpu/fer2013" / n) for n in ("vgg19", "lkrnet")}
+    assert list(r["lkrnet"].by_seed()) == [0, 1]
+    assert r["lkrnet"].by_seed()[1].metrics["accuracy"] == pytest.approx(47 / 60)
+    c = stats.compare("lkrnet", "vgg19", *({s: x.predictions for s, x in r[n].by_seed().items()}
+                                           for n in ("lkrnet", "vgg19")), **FAST)
+    assert c.seeds == [0, 1] and (c.a_only, c.b_only) == ([10, 5], [0, 0])
+    assert c.diff == pytest.approx((10 + 5) / 120)
+
+
+def test_ckplus_folds_carry_subjects_into_the_comparison(tmp_path):
+    label = np.arange(40) % 7
+    subjects = np.repeat([f"S{i:03d}" for i in range(10)], 4)
+    for name, hits in (("vgg19", 24), ("lkrnet", 32)):
+        d = tmp_path / name
+        for fold in range(2):
+            rows = slice(20 * fold, 20 * fold + 20)
+            pred = np.where(np.arange(40) < hits, label, (label + 1) % 7)[rows]
+            _write_run(d / f"fold{fold}", 0, label[rows], pred, subjects[rows])
+            # fold predictions index the dataset; make fold 1's indices follow fold 0's
+            z = dict(np.load(d / f"fold{fold}" / "predictions.npz"))
+            z["index"] = np.arange(40)[rows]
+            save_npz(d / f"fold{fold}" / "predictions.npz", **z)
+        write_json(d / "metrics.json", {"accuracy": hits / 40, "pooled": True})
+    r = {n: load_config_result(tmp_path / n) for n in ("vgg19", "lkrnet")}
+    assert list(r["lkrnet"].predictions["subject"][:4]) == ["S000"] * 4
+    c = stats.compare("lkrnet", "vgg19", {0: r["lkrnet"].predictions}, {0: r["vgg19"].predictions}, **FAST)
+    assert c.resampled == "subjects" and c.n == 40
+    assert c.diff == pytest.approx(8 / 40)
+    assert json.loads((tmp_path / "lkrnet" / "metrics.json").read_text())["pooled"]
+
+
+def test_run_experiments_puts_another_seed_beside_seed_0(tmp_path):
+    """``seed=1`` trains into ``<config>/seed1/fold<k>`` (runs and results), pools there, stores
+    the test subjects, and leaves seed 0's folder alone."""
+    from lkr.demo import make_demo
+    from lkr.experiments import run_experiments
+
+    ds = make_demo("ckplus", n=160)
+    kw = dict(names=["vgg19"], epochs=1, folds=[0], k_folds=5, progress=False)
+    m1 = run_experiments(ds, tmp_path, seed=1, **kw)["vgg19"]
+    cfg_dir = tmp_path / "results" / "demo" / "ckplus" / "vgg19"
+    assert not (cfg_dir / "metrics.json").exists() and (cfg_dir / "seed1" / "metrics.json").exists()
+    assert json.loads((tmp_path / "runs/demo/ckplus/vgg19/seed1/fold0/config.json").read_text())["seed"] == 1
+    z = np.load(cfg_dir / "seed1" / "fold0" / "predictions.npz")
+    assert len(z["subject"]) == len(z["label"]) and all(z["subject"])
+    assert set(z["subject"]) == set(ds.subjects[z["index"]])
+    m0 = run_experiments(ds, tmp_path, **kw)["vgg19"]
+    r = load_config_result(cfg_dir)
+    assert list(r.by_seed()) == [0, 1]
+    assert r.by_seed()[1].metrics["accuracy"] == pytest.approx(m1["accuracy"])
+    assert r.metrics["accuracy"] == pytest.approx(m0["accuracy"])
