@@ -42,6 +42,8 @@ FIGURES: dict[str, tuple[float, float]] = {
     "fig9_accuracy_fer2013": (6.5, 4.2),
     "table2_ckplus": (11.0, 4.2),
     "table3_fer2013": (11.0, 4.2),
+    "differences_ckplus": (7.5, 3.6),
+    "differences_fer2013": (7.5, 3.6),
 }
 TABLES = {"ckplus": "table2_ckplus", "fer2013": "table3_fer2013"}
 CONFUSIONS = {"ckplus": "fig7_confusion_ckplus", "fer2013": "fig7_confusion_fer2013"}
@@ -243,6 +245,31 @@ def fig2_template_faces(ds: Any, pick: Sequence[int]) -> set[int]:
 
 
 # --- Tables 2 and 3 ---------------------------------------------------------------------------
+class MeanSD(float):
+    """A table cell that is the mean over seeds (or folds), carrying its sample standard
+    deviation ``sd``: shown as "67.9 ± 0.4"; the CSV keeps the mean and gives the spread its
+    own ``<column> sd`` column."""
+
+    sd: float
+
+    def __new__(cls, mean: float, sd: float) -> "MeanSD":
+        obj = super().__new__(cls, mean)
+        obj.sd = float(sd)
+        return obj
+
+
+def _spread(values: Sequence[float]) -> float | None:
+    """The mean of per-seed values, as a :class:`MeanSD` when there are two or more."""
+    v = [float(x) for x in values if x is not None]
+    if not v:
+        return None
+    return MeanSD(np.mean(v), np.std(v, ddof=1)) if len(v) > 1 else v[0]
+
+
+FOLD_COLUMN = "fold mean ± sd"
+SEED_COLUMN = "seeds"
+
+
 def results_table(key: str, results: dict[str, Any]) -> list[dict[str, Any]]:
     """Table 2 (``key="ckplus"``) or Table 3 (``"fer2013"``): per-class accuracy (%) of the
     paper's rows and of our configurations side by side, plus overall accuracy.
@@ -252,32 +279,53 @@ def results_table(key: str, results: dict[str, Any]) -> list[dict[str, Any]]:
     columns compare on the same class mix. The saved table marks those cells with "*" and
     says so in a footnote (:func:`table_note`, :func:`save_table`).
 
+    Seeds: where a configuration was trained at several seeds (:mod:`lkr.results`), its cells
+    are the mean over the seeds with their standard deviation (:class:`MeanSD`), and a
+    "seeds" column counts them. CK+: a "fold mean ± sd" column gives the mean and standard
+    deviation of the per-fold accuracies (the overall column pools the folds' predictions).
+
     Args:
         key: "ckplus" or "fer2013".
         results: {config: :class:`lkr.results.ConfigResult`} for this dataset (may be empty).
 
     Returns:
         rows, each {"model", "source" ("paper" or the dataset name), <class>: % or None,
-        "overall": % or None, "n": test images or None}; for each of the paper's
-        configurations the paper's row is followed by ours; other methods come last.
+        "overall": % or None, "n": test images or None, ["fold mean ± sd"], ["seeds"]}; for
+        each of the paper's configurations the paper's row is followed by ours; other methods
+        come last.
     """
     table = paper_table(key)
     classes = list(next(iter(table.values())).keys())
     counts = _test_counts(results)
+    seeded = any(len(r.by_seed()) > 1 for r in results.values() if hasattr(r, "by_seed"))
+    folds = key == "ckplus"
+
+    def extra(row: dict[str, Any], fold: Any = None, seeds: Any = None) -> dict[str, Any]:
+        if folds:
+            row[FOLD_COLUMN] = fold
+        if seeded:
+            row[SEED_COLUMN] = seeds
+        return row
 
     def paper_row(name: str) -> dict[str, Any]:
         row = {"model": name, "source": "paper", **table[name]}
         row["overall"] = None if counts is None else _round(weighted_accuracy(table[name], counts))
         row["n"] = None
-        return row
+        return extra(row)
 
     def our_row(cfg: str) -> dict[str, Any]:
+        runs = list(results[cfg].by_seed().values()) if hasattr(results[cfg], "by_seed") else [results[cfg]]
+        ms = [r.metrics for r in runs]
         m = results[cfg].metrics
         row = {"model": LABELS.get(cfg, cfg), "source": str(m.get("dataset", "ours"))}
-        row.update({c: _round(None if m["per_class"].get(c) is None else 100 * m["per_class"][c]) for c in classes})
-        row["overall"] = _round(100 * m["accuracy"])
+        row.update({c: _round(_spread([None if x["per_class"].get(c) is None else 100 * x["per_class"][c]
+                                       for x in ms])) for c in classes})
+        row["overall"] = _round(_spread([100 * x["accuracy"] for x in ms]))
         row["n"] = m.get("n")
-        return row
+        fold = None
+        if "fold_accuracy_mean" in m:
+            fold = _round(MeanSD(100 * m["fold_accuracy_mean"], 100 * m.get("fold_accuracy_std", 0.0)))
+        return extra(row, fold, len(runs))
 
     rows: list[dict[str, Any]] = []
     for cfg, paper_name in OURS_TO_PAPER.items():
@@ -307,12 +355,16 @@ def table_note(results: dict[str, Any]) -> str:
 
 
 def _round(v: float | None) -> float | None:
+    if isinstance(v, MeanSD):
+        return MeanSD(round(float(v), 1), round(v.sd, 1))
     return None if v is None else round(float(v), 1)
 
 
 def _cell(v: Any) -> str:
     if v is None:
         return "–"
+    if isinstance(v, MeanSD):
+        return f"{float(v):.1f} ± {v.sd:.1f}"
     return f"{v:.1f}" if isinstance(v, float) else str(v)
 
 
@@ -359,13 +411,22 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
         lines += ["", f"\\* {note}"]
     md.write_text("\n".join(lines) + "\n")
     path_csv = out / f"{stem}.csv"
+    # a column with means over seeds or folds (MeanSD) is followed by its "<column> sd"
+    spread = {c for c in cols for r in rows if isinstance(r.get(c), MeanSD)}
+    csv_cols = [x for c in cols for x in ((c, f"{c} sd") if c in spread else (c,))]
     with open(path_csv, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(cols + (["overall_basis"] if note else []))
+        w.writerow(csv_cols + (["overall_basis"] if note else []))
         for r in rows:
             basis = [] if not note else [
                 "" if r.get("overall") is None else PAPER_OVERALL_BASIS if r.get("source") == "paper" else "measured"]
-            w.writerow(["" if r.get(c) is None else r.get(c) for c in cols] + basis)
+            vals = []
+            for c in cols:
+                v = r.get(c)
+                vals.append("" if v is None else float(v) if isinstance(v, MeanSD) else v)
+                if c in spread:
+                    vals.append(v.sd if isinstance(v, MeanSD) else "")
+            w.writerow(vals + basis)
     return [md, path_csv] + save_figure(table_figure(rows, name, title, note), name, out, scale)
 
 
@@ -444,21 +505,30 @@ def fig9_accuracy(results: dict[str, Any], configs: Sequence[str] = ("vgg19", "b
     """
     fig = _new(f"fig9_accuracy_{key}")
     ax = fig.add_subplot()
+    bands = set()
     for cfg in configs:
         if cfg not in results or not results[cfg].histories:
             continue
-        curves: dict[int, list[float]] = {}
-        for h in results[cfg].histories:
-            for rec in h:
-                if rec.get("select_accuracy") is not None:
-                    curves.setdefault(int(rec["epoch"]), []).append(100 * rec["select_accuracy"])
-        ep = np.array(sorted(curves))
+        runs = list(results[cfg].by_seed().values()) if hasattr(results[cfg], "by_seed") else [results[cfg]]
+        per_seed = [c for c in (_curve(r.histories) for r in runs) if c]
+        if not per_seed:
+            continue
+        ep = np.array(sorted(set.intersection(*(set(c) for c in per_seed))))
         if len(ep) == 0:
             continue
-        mean = np.array([np.mean(curves[e]) for e in ep])
+        seed_means = np.array([[np.mean(c[e]) for e in ep] for c in per_seed])  # (seeds, epochs)
+        mean = seed_means.mean(0)
         n = len(results[cfg].histories)
-        ax.plot(ep, mean, marker="o" if len(ep) < 15 else None, ms=3,
-                label=LABELS.get(cfg, cfg) + (f" ({n} folds)" if key == "ckplus" else ""))
+        line, = ax.plot(ep, mean, marker="o" if len(ep) < 15 else None, ms=3,
+                        label=LABELS.get(cfg, cfg) + (f" ({n} folds)" if key == "ckplus" else "")
+                        + (f", {len(per_seed)} seeds" if len(per_seed) > 1 else ""))
+        if len(per_seed) > 1:  # the band: the lowest and highest seed at each epoch
+            ax.fill_between(ep, seed_means.min(0), seed_means.max(0), color=line.get_color(), alpha=0.2, lw=0)
+            bands.add("range over seeds")
+        elif n > 1:  # one seed of several folds: ± 1 sd over the folds
+            sd = np.array([np.std(per_seed[0][e], ddof=1) if len(per_seed[0][e]) > 1 else 0.0 for e in ep])
+            ax.fill_between(ep, mean - sd, mean + sd, color=line.get_color(), alpha=0.15, lw=0)
+            bands.add("± 1 sd over folds")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%) on the folds' selection split" if key == "ckplus"
                   else "accuracy (%) on the selection split")
@@ -466,7 +536,133 @@ def fig9_accuracy(results: dict[str, Any], configs: Sequence[str] = ("vgg19", "b
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     label = _dataset_label(next(iter(results.values())).metrics) if results else key
-    ax.set_title(_with_scale(f"Fig. 9  Accuracy against epoch on {label}", results, scale, width=75), fontsize=9)
+    band = f" (band: {', '.join(sorted(bands))})" if bands else ""
+    ax.set_title(_with_scale(f"Fig. 9  Accuracy against epoch on {label}{band}", results, scale, width=75),
+                 fontsize=9)
+    return fig
+
+
+def _curve(histories: Sequence[Sequence[dict[str, Any]]]) -> dict[int, list[float]]:
+    """{epoch: [selection accuracy (%) of each run that evaluated it]} over one seed's runs
+    (one run for FER2013, the folds for CK+)."""
+    curves: dict[int, list[float]] = {}
+    for h in histories:
+        for rec in h:
+            if rec.get("select_accuracy") is not None:
+                curves.setdefault(int(rec["epoch"]), []).append(100 * rec["select_accuracy"])
+    return curves
+
+
+# --- differences with their uncertainty (lkr.stats) -------------------------------------------
+DIFFERENCES = {"ckplus": "differences_ckplus", "fer2013": "differences_fer2013"}
+
+
+def comparisons(results: dict[str, Any], **kw: Any) -> list[Any]:
+    """:func:`lkr.stats.compare_all` on one dataset role's results: every pair the paper
+    compares (Holm-corrected together) and our ablations, over the seeds both configurations
+    have. Configurations without stored predictions are left out; a pair that cannot be
+    compared (tested on other images) is left out with a warning."""
+    import warnings
+
+    from lkr.stats import compare_all
+
+    preds = {c: {s: x.predictions for s, x in r.by_seed().items() if x.predictions is not None}
+             for c, r in results.items()}
+    skipped: list[str] = []
+    comps = compare_all({c: p for c, p in preds.items() if p}, skipped=skipped, **kw)
+    for why in skipped:
+        warnings.warn(f"not compared: {why}", stacklevel=2)
+    return comps
+
+
+def _verdict(c: Any) -> str:
+    """:meth:`lkr.stats.Comparison.verdict` with the configurations' display names."""
+    v = c.verdict()
+    for name in (c.a, c.b):
+        if v == f"{name} better":
+            return f"{LABELS.get(name, name)} better"
+    return v
+
+
+def _p(v: float | None) -> str:
+    return "–" if v is None else ("<0.0001" if v < 1e-4 else f"{v:.4f}" if v < 0.01 else f"{v:.3f}")
+
+
+def differences_rows(comps: Sequence[Any]) -> list[dict[str, Any]]:
+    """One row per comparison (:class:`lkr.stats.Comparison`), accuracies and differences in
+    points: A, B, seeds, their accuracies, the difference and its bootstrap interval, the
+    images only A / only B got right and McNemar's p (per seed, "/"-separated), Holm's p, the
+    verdict."""
+    rows = []
+    for c in comps:
+        rows.append({
+            "A": LABELS.get(c.a, c.a), "B": LABELS.get(c.b, c.b), "seeds": ",".join(map(str, c.seeds)),
+            "A %": round(100 * c.acc_a, 2), "B %": round(100 * c.acc_b, 2), "A − B": round(100 * c.diff, 2),
+            "95% CI low": round(100 * c.ci_low, 2), "95% CI high": round(100 * c.ci_high, 2),
+            "resampled": c.resampled,
+            "only A right": "/".join(map(str, c.a_only)), "only B right": "/".join(map(str, c.b_only)),
+            "McNemar p": "/".join(_p(p) for p in c.p_values),
+            "Holm p": "/".join(_p(p) for p in c.p_holm) if any(p is not None for p in c.p_holm) else "–",
+            "verdict": _verdict(c),
+        })
+    return rows
+
+
+DIFFERENCES_NOTE = ("A − B in points of accuracy on the same test images; 95% CI: paired BCa bootstrap "
+                    "(scipy, 9,999 resamples) of test images (CK+: of subjects); McNemar: exact test "
+                    "(statsmodels) per seed; Holm: over the paper's five comparisons per seed. Verdict: "
+                    "better when the interval excludes 0 and every seed's Holm p is below 0.05.")
+
+
+def save_differences(comps: Sequence[Any], name: str, out_dir: str | Path = "figures", title: str = "",
+                     scale: str | None = None) -> list[Path]:
+    """Write the comparisons as ``<name>_<scale>.md`` and ``.csv`` and draw them
+    (:func:`fig_differences`) as ``.png`` / ``.pdf``. Returns the four paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = differences_rows(comps)
+    cols = list(rows[0]) if rows else ["A", "B"]
+    stem = figure_file(name, scale)
+    md = out / f"{stem}.md"
+    lines = [x for ln in title.splitlines() for x in (f"**{ln}**", "")]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["", DIFFERENCES_NOTE]
+    md.write_text("\n".join(lines) + "\n")
+    path_csv = out / f"{stem}.csv"
+    with open(path_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        w.writerows([[r[c] for c in cols] for r in rows])
+    return [md, path_csv] + save_figure(fig_differences(comps, name, title), name, out, scale)
+
+
+def fig_differences(comps: Sequence[Any], name: str = "differences_fer2013", title: str = "") -> Figure:
+    """The differences as a forest plot: the seed-averaged difference (points) with its 95%
+    bootstrap interval, each seed's difference as a small dot, 0 marked."""
+    fig = _new(name)
+    ax = fig.add_subplot()
+    ys = np.arange(len(comps))[::-1]
+    for y, c in zip(ys, comps):
+        sig = c.verdict() != "not told apart"
+        color = "#1f77b4" if sig else "#7f7f7f"
+        ax.errorbar(100 * c.diff, y, xerr=[[100 * (c.diff - c.ci_low)], [100 * (c.ci_high - c.diff)]], fmt="o",
+                    color=color, capsize=3, ms=5)
+        if len(c.diff_per_seed) > 1:
+            ax.plot([100 * d for d in c.diff_per_seed], [y - 0.18] * len(c.diff_per_seed), ".", color=color,
+                    alpha=0.6, ms=4)
+        ps = "/".join(_p(p) for p in (c.p_holm if any(p is not None for p in c.p_holm) else c.p_values))
+        holm_p = any(p is not None for p in c.p_holm)
+        ax.annotate(("Holm p=" if holm_p else "p=") + ps, (1.01, y), xycoords=("axes fraction", "data"),
+                    va="center", fontsize=7)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(ys, [f"{LABELS.get(c.a, c.a)} − {LABELS.get(c.b, c.b)}" for c in comps], fontsize=8)
+    ax.set_xlabel("difference in accuracy (points), 95% bootstrap interval")
+    ax.grid(axis="x", alpha=0.3)
+    if not comps:
+        ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig
 
 
@@ -624,6 +820,7 @@ REDRAWN: dict[str, str] = {
     "table2_ckplus": "ckplus", "fig7_confusion_ckplus": "ckplus", "fig9_accuracy_ckplus": "ckplus",
     "table3_fer2013": "fer2013", "fig7_confusion_fer2013": "fer2013", "fig6_embeddings": "fer2013",
     "fig8_gradcam": "fer2013", "fig9_accuracy_fer2013": "fer2013",
+    "differences_ckplus": "ckplus", "differences_fer2013": "fer2013",
 }
 _TITLES = {"ckplus": "Table 2  CK+: per-class accuracy (%)", "fer2013": "Table 3  FER2013: per-class accuracy (%)"}
 
@@ -661,6 +858,14 @@ def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "f
         title = _with_scale(f"{_TITLES[key]} — {_dataset_label(next(iter(res.values())).metrics)}", res, scale)
         save_table(rows, name, out_dir, title=title, note=table_note(res), scale=scale)
         return pd.DataFrame(rows).set_index("model")
+    if name.startswith("differences"):
+        comps = comparisons(res)
+        label = _dataset_label(next(iter(res.values())).metrics)
+        title = _with_scale(f"Paired differences on {label}: is the gap real?", res, scale, width=95)
+        save_differences(comps, name, out_dir, title=title, scale=scale)
+        import pandas as pd
+
+        return pd.DataFrame(differences_rows(comps))
     if name.startswith("fig7"):
         fig = fig7_confusion(res, key, scale=scale)
     elif name.startswith("fig9_accuracy"):
@@ -708,7 +913,7 @@ def redraw_all(results_dir: str | Path = "results", out_dir: str | Path = "figur
             if key not in res:
                 continue
             draw(name, res, out, scale)
-            exts = (".md", ".csv", ".png", ".pdf") if name.startswith("table") else (".png", ".pdf")
+            exts = (".md", ".csv", ".png", ".pdf") if name.startswith(("table", "differences")) else (".png", ".pdf")
             written += [out / f"{figure_file(name, scale)}{e}" for e in exts]
         if verbose:
             missing = [k for k in KEYS if k not in res]

@@ -242,15 +242,30 @@ def holm(comparisons: Sequence[Comparison]) -> None:
 
 def compare_all(predictions: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], *,
                 pairs: Sequence[tuple[str, str]] = PAPER_PAIRS, extra: Sequence[tuple[str, str]] = EXTRA_PAIRS,
-                **kw: Any) -> list[Comparison]:
+                skipped: list[str] | None = None, **kw: Any) -> list[Comparison]:
     """Every pair of ``pairs`` (Holm-corrected together) and of ``extra`` (uncorrected) whose
-    two configurations are both in ``predictions`` ({config: {seed: predictions}})."""
-    fam = [compare(a, b, predictions[a], predictions[b], **kw) for a, b in pairs
-           if a in predictions and b in predictions]
+    two configurations are both in ``predictions`` ({config: {seed: predictions}}).
+
+    Args:
+        skipped: when a list, pairs that cannot be compared (no common seed, other test
+            images) are left out and their reasons appended here; else they raise.
+    """
+    def run(group: Sequence[tuple[str, str]]) -> list[Comparison]:
+        out = []
+        for a, b in group:
+            if a not in predictions or b not in predictions:
+                continue
+            try:
+                out.append(compare(a, b, predictions[a], predictions[b], **kw))
+            except ValueError as e:
+                if skipped is None:
+                    raise
+                skipped.append(f"{a} vs {b}: {e}")
+        return out
+
+    fam = run(pairs)
     holm(fam)
-    more = [compare(a, b, predictions[a], predictions[b], **kw) for a, b in extra
-            if a in predictions and b in predictions]
-    return fam + more
+    return fam + run(extra)
 
 
 def seed_summary(values: Sequence[float]) -> tuple[float, float | None]:

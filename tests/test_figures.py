@@ -58,8 +58,9 @@ def test_separation_score_orders_clusters():
 
 
 # --- fake artifacts -------------------------------------------------------------------------
-def _metrics(rng, classes, n, acc, **extra):
-    labels = rng.integers(0, len(classes), n)
+def _metrics(rng, classes, n, acc, labels=None, **extra):
+    # the same test images for every configuration (as in real runs): labels passed in
+    labels = rng.integers(0, len(classes), n) if labels is None else labels
     preds = np.where(rng.random(n) < acc, labels, rng.integers(0, len(classes), n))
     m = classification_metrics(labels, preds, classes)
     m.update(extra)
@@ -79,10 +80,12 @@ def make_fake_results(root: Path, seed: int = 0, scale: str = "demo",
     extra = extra or {}
     rng = np.random.default_rng(seed)
     root = root / scale
+    fer_labels = np.random.default_rng(seed + 100).integers(0, len(FER2013_CLASSES), 60)
+    ck_labels = np.random.default_rng(seed + 200).integers(0, len(CKPLUS_CLASSES), 60)
     for cfg in CONFIGS:
         d = root / "fer2013" / cfg
         d.mkdir(parents=True)
-        m, labels, preds = _metrics(rng, FER2013_CLASSES, 60, 0.7, variant=cfg, triplet_lambda=LAMBDA[cfg],
+        m, labels, preds = _metrics(rng, FER2013_CLASSES, 60, 0.7, labels=fer_labels, variant=cfg, triplet_lambda=LAMBDA[cfg],
                                     dataset=datasets[0], best_epoch=3, **extra)
         write_json(d / "metrics.json", m)
         write_json(d / "history.json", _history(rng))
@@ -97,11 +100,12 @@ def make_fake_results(root: Path, seed: int = 0, scale: str = "demo",
         for fold in (0, 1):
             f = root / "ckplus" / cfg / f"fold{fold}"
             f.mkdir(parents=True)
-            m, labels, preds = _metrics(rng, CKPLUS_CLASSES, 30, 0.8, variant=cfg, triplet_lambda=LAMBDA[cfg],
+            m, labels, preds = _metrics(rng, CKPLUS_CLASSES, 30, 0.8, labels=ck_labels[30 * fold:30 * fold + 30],
+                                        variant=cfg, triplet_lambda=LAMBDA[cfg],
                                         dataset=datasets[1], folds=10, **extra)
             write_json(f / "metrics.json", m)
             write_json(f / "history.json", _history(rng))
-            save_npz(f / "predictions.npz", index=np.arange(30), label=labels.astype(np.int8),
+            save_npz(f / "predictions.npz", index=np.arange(30 * fold, 30 * fold + 30), label=labels.astype(np.int8),
                      pred=preds.astype(np.int8), class_names=np.array(CKPLUS_CLASSES))
         pool_folds(root / "ckplus" / cfg)
     return root
@@ -135,7 +139,8 @@ def test_redraw_all_writes_every_file(drawn):
     assert rc == "0"
     assert imported_umap == "False" and imported_mtcnn == "False"  # no UMAP, no face detector to redraw
     expected = {f"{n}_demo.{e}" for n in F.REDRAWN for e in ("png", "pdf")}
-    expected |= {f"{t}_demo.{e}" for t in ("table2_ckplus", "table3_fer2013") for e in ("md", "csv")}
+    expected |= {f"{t}_demo.{e}" for t in ("table2_ckplus", "table3_fer2013", "differences_ckplus",
+                                           "differences_fer2013") for e in ("md", "csv")}
     assert {p.name for p in out.iterdir()} == expected
     for p in out.iterdir():
         assert p.stat().st_size > 500, p
@@ -196,8 +201,10 @@ def test_tables_say_the_paper_overall_is_weighted_by_our_counts(drawn):
         assert len(note) == 1 and "weighted by this dataset's test class counts" in note[0]
         assert "per-class accuracies" in note[0] and "not a number from the paper" in note[0]
         vgg = next(ln for ln in lines if ln.startswith("| VGG19 | paper |"))
-        cells = [c.strip() for c in vgg.strip("|").split("|")]
-        assert cells[-2].endswith("*") and float(cells[-2][:-1]) > 0  # overall, then n ("–")
+        head = [c.strip() for c in next(ln for ln in lines if ln.startswith("| model |")).strip("|").split("|")]
+        cells = dict(zip(head, (c.strip() for c in vgg.strip("|").split("|"))))
+        assert cells["overall"].endswith("*") and float(cells["overall"][:-1]) > 0
+        assert cells["n"] == "–"
         ours = next(ln for ln in lines if ln.startswith("| VGG19 | demo-"))
         assert "*" not in ours
         lopes = [ln for ln in lines if ln.startswith("| Lopes et al.")]
@@ -348,7 +355,8 @@ def test_redraw_all_draws_each_scale_into_files_and_titles_named_with_it(tmp_pat
     written = F.redraw_all(root, figures, verbose=False)
     names = {p.name for p in figures.iterdir()}
     assert {p.name for p in written} == names
-    per_scale = {f"{t}.{e}" for t in ("table2_ckplus", "table3_fer2013") for e in ("md", "csv", "png", "pdf")}
+    per_scale = {f"{t}.{e}" for t in ("table2_ckplus", "table3_fer2013", "differences_ckplus", "differences_fer2013")
+                 for e in ("md", "csv", "png", "pdf")}
     per_scale |= {f"{n}.{e}" for n in ("fig6_embeddings", "fig7_confusion_ckplus", "fig7_confusion_fer2013",
                                        "fig8_gradcam", "fig9_accuracy_ckplus", "fig9_accuracy_fer2013")
                    for e in ("png", "pdf")}
@@ -360,6 +368,9 @@ def test_redraw_all_draws_each_scale_into_files_and_titles_named_with_it(tmp_pat
         head = (figures / f"{table}_cpu.md").read_text().splitlines()
         assert head[0].startswith(f"**{title}") and head[2] == f"**{CPU_LABEL}**" and head[4].startswith("| model")
         assert (figures / f"{table}_demo.md").read_text().splitlines()[2] == "**demo set (synthetic)**"
+    for key in ("fer2013", "ckplus"):
+        head = (figures / f"differences_{key}_cpu.md").read_text().splitlines()
+        assert head[0].startswith("**Paired differences") and head[2] == f"**{CPU_LABEL}**"
     for name in ("fig6_embeddings", "fig7_confusion_fer2013", "fig7_confusion_ckplus", "fig8_gradcam",
                  "fig9_accuracy_ckplus"):
         texts = [t.replace("\n", " ") for t in _fig_texts(F.draw(name, res, tmp_path / "again", "cpu"))]
@@ -373,7 +384,7 @@ def test_lkr_figures_says_each_scale(tmp_path, capsys):
     make_fake_results(tmp_path / "results", scale="cpu", datasets=("fer2013", "ckplus"), extra=CPU_RUNS)
     assert main(["figures", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "f")]) == 0
     out = capsys.readouterr().out
-    assert f"cpu: 20 files written to {tmp_path / 'f'} ({CPU_LABEL})" in out
+    assert f"cpu: 28 files written to {tmp_path / 'f'} ({CPU_LABEL})" in out
     assert (tmp_path / "f" / "table3_fer2013_cpu.md").exists()
 
 
@@ -412,3 +423,78 @@ def test_make_figures_draws_the_committed_results(tmp_path):
             assert (tmp_path / f"fig7_confusion_fer2013_{scale}.png").exists()
         if "ckplus" in res:
             assert (tmp_path / f"table2_ckplus_{scale}.md").exists()
+
+
+def _add_seed(results: Path, key: str, cfg: str, seed: int, hits: float, rng) -> None:
+    """Another seed of a fake configuration: its folder's files again, other predictions."""
+    import shutil
+
+    src = results / key / cfg
+    dst = src / f"seed{seed}"
+    for sub in ([p.name for p in src.glob("fold*")] or [""]):
+        d = dst / sub
+        d.mkdir(parents=True)
+        for name in ("config.json", "history.json"):
+            if (src / sub / name).exists():
+                shutil.copyfile(src / sub / name, d / name)
+        write_json(d / "config.json", {"variant": cfg, "seed": seed})
+        z = dict(np.load(src / sub / "predictions.npz"))
+        z["pred"] = np.where(rng.random(len(z["label"])) < hits, z["label"], (z["label"] + 1) % 7).astype(np.int8)
+        save_npz(d / "predictions.npz", **z)
+        classes = tuple(str(c) for c in z["class_names"])
+        write_json(d / "metrics.json", {**classification_metrics(z["label"], z["pred"], classes),
+                                        "dataset": "demo-fer2013", "variant": cfg})
+    if key == "ckplus":
+        pool_folds(dst)
+
+
+def test_tables_and_fig9_show_the_spread_over_seeds(tmp_path):
+    """With seeds beside seed 0: Table 3's cells are mean ± sd over them (CSV: "<col> sd"), a
+    seeds column counts them, Fig. 9 draws a band, and the differences pair seeds."""
+    import csv
+
+    results = make_fake_results(tmp_path / "results")
+    rng = np.random.default_rng(5)
+    for cfg in ("vgg19", "lkrnet"):
+        _add_seed(results, "fer2013", cfg, 1, 0.6, rng)
+        _add_seed(results, "ckplus", cfg, 1, 0.7, rng)
+    res = load_results(results)
+    assert list(res["fer2013"]["lkrnet"].by_seed()) == [0, 1]
+    rows = F.results_table("fer2013", res["fer2013"])
+    ours = next(r for r in rows if r["model"].startswith("LKRNet (λ=0.2)"))
+    accs = [100 * x.metrics["accuracy"] for x in res["fer2013"]["lkrnet"].by_seed().values()]
+    assert isinstance(ours["overall"], F.MeanSD) and ours["seeds"] == 2
+    assert float(ours["overall"]) == pytest.approx(np.mean(accs), abs=0.05)
+    assert ours["overall"].sd == pytest.approx(np.std(accs, ddof=1), abs=0.05)
+    b1 = next(r for r in rows if r["model"] == "Baseline 1" and r["source"] != "paper")
+    assert not isinstance(b1["overall"], F.MeanSD) and b1["seeds"] == 1
+    F.draw("table3_fer2013", res, tmp_path / "f")
+    md = (tmp_path / "f" / "table3_fer2013_demo.md").read_text()
+    assert f"{float(ours['overall']):.1f} ± {ours['overall'].sd:.1f}" in md
+    with open(tmp_path / "f" / "table3_fer2013_demo.csv") as f:
+        table = list(csv.DictReader(f))
+    row = next(r for r in table if r["model"].startswith("LKRNet (λ=0.2)"))
+    assert float(row["overall sd"]) == pytest.approx(ours["overall"].sd)
+    ck = F.results_table("ckplus", res["ckplus"])
+    ours_ck = next(r for r in ck if r["model"].startswith("LKRNet (λ=0.2)"))
+    assert isinstance(ours_ck[F.FOLD_COLUMN], F.MeanSD)
+    fig = F.fig9_accuracy(res["fer2013"], key="fer2013")
+    assert "range over seeds" in fig.axes[0].get_title()
+    assert len(fig.axes[0].collections) == 2  # a band each for VGG19 and LKRNet, the two with 2 seeds
+    comps = F.comparisons(res["fer2013"])
+    lv = next(c for c in comps if (c.a, c.b) == ("lkrnet", "vgg19"))
+    assert lv.seeds == [0, 1]
+    assert next(c for c in comps if (c.a, c.b) == ("baseline1", "vgg19")).seeds == [0]
+
+
+def test_differences_drawn_with_intervals(tmp_path):
+    results = make_fake_results(tmp_path / "results")
+    res = load_results(results)
+    df = F.draw("differences_fer2013", res, tmp_path / "f")
+    assert list(zip(df["A"], df["B"]))[:3] == [("LKRNet (λ=0.2)", "VGG19"), ("Baseline 1", "VGG19"),
+                                               ("Baseline 2", "VGG19")]
+    assert (df["95% CI low"] <= df["A − B"]).all() and (df["A − B"] <= df["95% CI high"]).all()
+    md = (tmp_path / "f" / "differences_fer2013_demo.md").read_text()
+    assert "McNemar" in md and "Holm" in md
+    ck = F.draw("differences_ckplus", res, tmp_path / "f")
+    assert set(ck["resampled"]) == {"images"}  # the fake folds store no subject ids
