@@ -389,4 +389,5 @@ def _fraction(width: float) -> str:
 
 def _short_device(device: str) -> str:
     """"cpu (AMD EPYC, 2 threads)" (:func:`lkr.device.device_name`) -> "AMD EPYC, 2 threads"."""
-    return device[5:-1] if device.startswith("cpu (") and device.endswith(")") else device
+    short = device[5:-1] if device.startswith("cpu (") and device.endswith(")") else device
+    return short.replace(", 1 threads", ", 1 thread")  # records written before the plural was fixed

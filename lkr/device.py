@@ -52,4 +52,5 @@ def device_name(dev: torch.device) -> str:
         return torch.cuda.get_device_name(dev)
     from lkr.cpu import cpu_name
 
-    return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu ({cpu_name()}, {n} thread{'' if n == 1 else 's'})"

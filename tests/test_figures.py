@@ -498,3 +498,20 @@ def test_differences_drawn_with_intervals(tmp_path):
     assert "McNemar" in md and "Holm" in md
     ck = F.draw("differences_ckplus", res, tmp_path / "f")
     assert set(ck["resampled"]) == {"images"}  # the fake folds store no subject ids
+
+
+def test_scale_label_names_one_thread_in_the_singular():
+    from lkr.config import scale_label
+    from lkr.device import device_name
+
+    rec = dict(scale="cpu", width=0.125, epochs=50)
+    assert scale_label({**rec, "device": "cpu (AMD EPYC, 1 threads)"}).endswith("AMD EPYC, 1 thread")
+    assert scale_label({**rec, "device": "cpu (AMD EPYC, 2 threads)"}).endswith("AMD EPYC, 2 threads")
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert device_name(torch.device("cpu")).endswith(", 1 thread)")
+    finally:
+        torch.set_num_threads(n)
