@@ -7,6 +7,7 @@ Grad-CAM for FER2013), so they can be committed as soon as each run ends.
 
     python scripts/cpu_results.py ../shared/data/fer2013.zip                 # the six FER2013 configs
     python scripts/cpu_results.py ../shared/data/fer2013.zip --names vgg19 lkrnet --seed 1   # another seed
+    python scripts/cpu_results.py ../shared/data/fer2013.zip --names baseline1 baseline2 --seed 1 --workers 2
     python scripts/cpu_results.py ../shared/data/CK+48.zip --workers 2     # CK+: 10 folds x 4 configs
 
 Seeds other than 0 go to ``<config>/seed<s>/`` (runs and results, :func:`lkr.results.run_dir_for`).
@@ -37,13 +38,18 @@ def main() -> int:
     ap.add_argument("--results", default=str(REPO / "results"))
     ap.add_argument("--seed", type=int, default=0, help="the runs' seed (default 0)")
     ap.add_argument("--workers", type=int, default=1,
-                    help="train CK+ folds in this many processes (threads shared among them)")
+                    help="train in this many processes, threads shared among them: CK+ folds, or FER2013 "
+                         "configurations this many at a time (each group exported when it ends)")
     args = ap.parse_args()
     ds = load_dataset(args.data)
     names = args.names or (CK_ORDER if ds.evaluation == "folds" else [n for n in FER_ORDER if n in CONFIGS])
-    for name in names:  # one at a time: each is exported as soon as it finishes
-        run_experiments(ds, args.runs, [name], data_ref=args.data, scale="cpu", results_dir=args.results, device="cpu",
-                        progress=True, seed=args.seed, workers=args.workers)
+    # FER2013: `workers` configurations at a time, exported as soon as they finish; CK+: one
+    # configuration at a time, its folds in `workers` processes
+    step = args.workers if ds.evaluation != "folds" else 1
+    for i in range(0, len(names), step):
+        group = names[i:i + step]
+        run_experiments(ds, args.runs, group, data_ref=args.data, scale="cpu", results_dir=args.results, device="cpu",
+                        progress=True, seed=args.seed, workers=args.workers if len(group) > 1 or step == 1 else 1)
     return 0
 
 
