@@ -132,8 +132,10 @@ def process_group(device: str | None = None) -> Iterator[DistInfo]:
         # writing files. Without this, gloo's teardown at exit aborted a rank now and then
         # ("terminate called without an active exception") after a run had finished.
         gc.collect()
-        barrier()
-        cleanup()
+        try:
+            barrier()
+        finally:
+            cleanup()  # also when the barrier fails (a rank died): never leave the group behind
 
 
 @contextlib.contextmanager

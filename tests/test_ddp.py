@@ -172,3 +172,44 @@ def test_cli_nproc_checks_the_batch_size_before_starting(tmp_path, capsys):
     assert main(["train", "--data", "demo", "--nproc", "2", "--batch-size", "33", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lkr: error:") and "multiple of 2" in err and "\n" not in err
+
+
+def _fake_group(monkeypatch, calls, barrier_fails=False):
+    """process_group's exit steps recorded instead of run (no real process group)."""
+    monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: True)
+    monkeypatch.setattr(distributed, "init_from_env", lambda device=None: distributed.DistInfo())
+    monkeypatch.setattr(distributed.gc, "collect", lambda: calls.append("gc"))
+
+    def barrier():
+        calls.append("barrier")
+        if barrier_fails:
+            raise RuntimeError("a rank died")
+
+    monkeypatch.setattr(distributed, "barrier", barrier)
+    monkeypatch.setattr(distributed, "cleanup", lambda: calls.append("cleanup"))
+
+
+def test_process_group_leaves_together_on_a_normal_exit(monkeypatch):
+    calls: list[str] = []
+    _fake_group(monkeypatch, calls)
+    with distributed.process_group("cpu"):
+        calls.append("body")
+    assert calls == ["body", "gc", "barrier", "cleanup"]
+
+
+def test_process_group_leaves_without_a_barrier_after_an_error(monkeypatch):
+    calls: list[str] = []
+    _fake_group(monkeypatch, calls)
+    with pytest.raises(ValueError):
+        with distributed.process_group("cpu"):
+            raise ValueError("boom")
+    assert calls == ["cleanup"]
+
+
+def test_process_group_leaves_the_group_when_the_final_barrier_fails(monkeypatch):
+    calls: list[str] = []
+    _fake_group(monkeypatch, calls, barrier_fails=True)
+    with pytest.raises(RuntimeError, match="a rank died"):
+        with distributed.process_group("cpu"):
+            pass
+    assert calls == ["gc", "barrier", "cleanup"]
