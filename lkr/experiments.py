@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 from lkr.config import Config
 from lkr.dataset import FaceDataset
+from lkr.errors import ConfigError
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "vgg19": {"variant": "vgg19", "triplet_lambda": 0.0},
@@ -180,6 +181,9 @@ def run_experiments(
     else:
         fold_list = [None]
     kw = dict(overrides or {})
+    if "seed" in kw and int(kw["seed"]) != seed:
+        raise ConfigError(f"two seeds given: overrides seed={kw['seed']} and seed={seed}; pass the seed once, "
+                          "as seed= (it also names the runs' folder)")
     kw["seed"] = seed
     if epochs is not None:
         kw["epochs"] = epochs

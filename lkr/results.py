@@ -15,7 +15,11 @@ Layout (``<scale>`` is the scale the runs were trained at, ``<config>`` a name o
           fold<k>/ config.json  metrics.json  history.json  predictions.npz (+ subject ids)
         <key>/<config>/seed<s>/  the same configuration at seed s > 0: the small files only
                                  (and fold<k>/ for CK+); tables show the mean and spread
-                                 over seeds, lkr.stats pairs them with other configurations
+                                 over seeds, lkr.stats pairs them with other configurations.
+                                 The folder's name is the seed (its config.json must agree).
+                                 CK+: the subject folds are drawn with the run's seed, so
+                                 another seed also splits the subjects anew; the pooled
+                                 predictions still cover every image once, and pair by index
 
 Runs (checkpoints) follow the same scheme under ``<out>/runs/<scale>/<key>/<config>``, so runs
 of two scales never share a folder. The scale is a :data:`lkr.config.SCALES` name, or "demo"
@@ -360,15 +364,23 @@ def load_config_result(config_dir: str | Path, *, seeds: bool = True) -> ConfigR
             if all(k in p for p in preds):
                 predictions[k] = np.concatenate([p[k] for p in preds])
     config = _json(run_dirs[0] / "config.json")
+    seed = int((config or {}).get("seed") or 0)
     others: dict[int, ConfigResult] = {}
     if seeds:
-        for p in sorted(d.glob("seed*"), key=lambda p: p.name):
-            if p.is_dir() and p.name[4:].isdigit() and (r := load_config_result(p, seeds=False)) is not None:
-                r.name = d.name
-                others[r.seed] = r
+        for p in sorted((p for p in d.glob("seed*") if p.is_dir() and p.name[4:].isdigit()), key=lambda p: int(p.name[4:])):
+            r = load_config_result(p, seeds=False)
+            if r is None:
+                continue
+            folder_seed = int(p.name[4:])  # the layout names the seed; the run's own record must agree
+            if r.config is not None and r.seed != folder_seed:
+                raise ValueError(f"{p}: its runs were trained with seed {r.seed}, not {folder_seed}")
+            if folder_seed == seed:
+                raise ValueError(f"{p}: seed {seed} is also the seed of {d}'s own runs")
+            r.name, r.seed = d.name, folder_seed
+            others[folder_seed] = r
     return ConfigResult(name=d.name, metrics=metrics, histories=histories, predictions=predictions,
                         umap=_npz(d / "umap.npz"), gradcam=_npz(d / "gradcam.npz"), config=config,
-                        seed=int((config or {}).get("seed") or 0), other_seeds=others)
+                        seed=seed, other_seeds=others)
 
 
 def load_results(results_dir: str | Path = "results/full") -> dict[str, dict[str, ConfigResult]]:

@@ -5,16 +5,22 @@ the order of seed-to-seed noise. Every comparison the kit shows carries its unce
 
 - **McNemar's exact test** (statsmodels) on one seed's test predictions of two configurations:
   of the images exactly one of them gets right, does either win more often than a fair coin
-  says? Per seed; Holm's correction over the pairs compared together (statsmodels).
+  says? Per seed; Holm's correction over the pairs compared together, per seed (statsmodels).
 - **A bootstrap 95% interval** of the accuracy difference (scipy, BCa), resampling test images
   with both configurations' outcomes on an image kept together (paired). With several seeds the
   difference is that of the seed-averaged accuracies and each image's outcome is averaged over
-  the seeds first, so the interval covers the test-set sampling of the seed-averaged gap; the
-  seed-to-seed spread is reported beside it (:func:`seed_summary`).
-- **CK+**: a subject's frames are not independent, so the interval resamples subjects
-  (clusters: each subject's correct counts and image count travel together) when the
-  predictions carry subject ids. McNemar's test treats images as independent and overstates
-  the evidence there; the subject-resampled interval is the one to read.
+  the seeds first, so this interval covers the test-set sampling of the seed-averaged gap, not
+  the seed-to-seed noise. That noise is shown beside it: each seed's difference, and a t
+  interval over the per-seed differences (:attr:`Comparison.seed_ci_low`; wide with few seeds).
+  A verdict ("A better") needs the bootstrap interval to exclude 0 *and* every seed to show a
+  significant gap in the same direction, so one lucky seed cannot carry it.
+- **CK+**: a subject's frames are not independent (several frames of one sequence), so when
+  the predictions carry subject ids both the interval and the test work on subjects: the
+  bootstrap resamples subjects (each subject's correct counts and image count travel
+  together), and McNemar's test becomes its clustered form, a sign-flip permutation test
+  (scipy) of the per-subject differences (only-A-right minus only-B-right frames): under the
+  null hypothesis each subject's difference is as likely to have either sign. With one image
+  per subject it is exactly McNemar's exact test.
 
 Everything works on ``(label, pred)`` arrays aligned on the same test images (the
 ``predictions.npz`` of :mod:`lkr.runfolder`, loaded by :mod:`lkr.results`).
@@ -30,6 +36,8 @@ import numpy as np
 N_RESAMPLES = 9999
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
+BATCH = 500
+"""Resamples the bootstrap evaluates at once (memory: BATCH x test images floats)."""
 
 PAPER_PAIRS: tuple[tuple[str, str], ...] = (
     ("lkrnet", "vgg19"), ("baseline1", "vgg19"), ("baseline2", "vgg19"),
@@ -55,9 +63,12 @@ class Comparison:
         ci_low, ci_high: bootstrap interval of ``diff`` (``confidence``).
         resampled: "images" or "subjects" (what the bootstrap resampled).
         a_only, b_only: per seed, images only ``a`` (only ``b``) got right.
-        p_values: per seed, McNemar's exact two-sided p.
+        p_values: per seed, two-sided p of ``test``.
         p_holm: per seed, Holm-adjusted p over the family compared together (None outside one).
         diff_per_seed: per seed, acc_a - acc_b.
+        seed_ci_low, seed_ci_high: t interval (``confidence``) of the mean of
+            ``diff_per_seed`` (the seed-to-seed noise); None with fewer than two seeds.
+        test: "McNemar exact" (images) or "clustered sign-flip" (subjects, :func:`mcnemar_clustered`).
     """
 
     a: str
@@ -76,15 +87,19 @@ class Comparison:
     p_holm: list[float | None] = field(default_factory=list)
     diff_per_seed: list[float] = field(default_factory=list)
     confidence: float = CONFIDENCE
+    seed_ci_low: float | None = None
+    seed_ci_high: float | None = None
+    test: str = "McNemar exact"
 
     def verdict(self, alpha: float = 0.05) -> str:
-        """In words: "a better", "b better" when the interval excludes 0 and every seed's
-        (Holm-adjusted where available) McNemar p is below ``alpha``; else "not told apart"."""
+        """In words: "a better" when the bootstrap interval lies above 0 and on every seed ``a``
+        got more images right that ``b`` missed than the reverse, with a (Holm-adjusted where
+        available) p below ``alpha``; "b better" the other way round; else "not told apart"."""
         ps = [h if h is not None else p for p, h in zip(self.p_values, self.p_holm or [None] * len(self.p_values))]
         sig = bool(ps) and all(p < alpha for p in ps)
-        if self.ci_low > 0 and sig:
+        if sig and self.ci_low > 0 and all(x > y for x, y in zip(self.a_only, self.b_only)):
             return f"{self.a} better"
-        if self.ci_high < 0 and sig:
+        if sig and self.ci_high < 0 and all(x < y for x, y in zip(self.a_only, self.b_only)):
             return f"{self.b} better"
         return "not told apart"
 
@@ -117,6 +132,57 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, in
     a_only, b_only = table[0][1], table[1][0]
     p = 1.0 if a_only + b_only == 0 else float(mcnemar(table, exact=True).pvalue)
     return a_only, b_only, p
+
+
+def mcnemar_clustered(correct_a: np.ndarray, correct_b: np.ndarray, groups: np.ndarray, *,
+                      n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[int, int, float]:
+    """McNemar's test for clustered images (CK+: several frames per subject): a sign-flip
+    permutation test (scipy) of the per-cluster differences d_i = (images of cluster i only
+    ``a`` got right) - (only ``b``), statistic sum(d_i).
+
+    Under the null hypothesis each cluster's difference is as likely positive as negative,
+    whatever the frames of one subject share. Exact when the clusters with d_i != 0 allow
+    ``n_resamples`` sign patterns or fewer, else Monte Carlo with ``n_resamples``. With one
+    image per cluster it equals :func:`mcnemar_exact`.
+
+    Returns:
+        (a_only, b_only, p) as :func:`mcnemar_exact` (counts over all images).
+    """
+    from scipy.stats import permutation_test
+
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    groups = np.asarray(groups)
+    if a.shape != b.shape or groups.shape != a.shape:
+        raise ValueError(f"runs and clusters differ in shape ({a.shape}, {b.shape}, {groups.shape})")
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    _, inv = np.unique(groups, return_inverse=True)
+    d = np.bincount(inv, (a & ~b).astype(float)) - np.bincount(inv, (~a & b).astype(float))
+    d = d[d != 0]  # clusters without a difference add nothing to either side
+    if not len(d):
+        return a_only, b_only, 1.0
+    res = permutation_test((d,), lambda x, axis=-1: x.sum(axis=axis), permutation_type="samples",
+                           vectorized=True, n_resamples=n_resamples, alternative="two-sided",
+                           rng=np.random.default_rng(seed))
+    return a_only, b_only, float(min(1.0, res.pvalue))
+
+
+def seed_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
+    """t interval (scipy) of the mean of per-seed differences; (None, None) for one seed.
+
+    The seeds are the sample here: it says how far the seed-averaged gap could move with other
+    seeds, which the bootstrap over test images does not. With three seeds (2 degrees of
+    freedom) it is wide: t = 4.30 at 95%.
+    """
+    from scipy.stats import t
+
+    v = np.asarray(diffs, float)
+    if len(v) < 2:
+        return None, None
+    sd = float(v.std(ddof=1))
+    if sd == 0:
+        return float(v.mean()), float(v.mean())
+    low, high = t.interval(confidence, len(v) - 1, loc=v.mean(), scale=sd / np.sqrt(len(v)))
+    return float(low), float(high)
 
 
 def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, groups: np.ndarray | None = None,
@@ -156,11 +222,11 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, groups
 
         def stat(x, y, n, axis=-1):
             return (x.sum(axis=axis) - y.sum(axis=axis)) / n.sum(axis=axis)
-    res = bootstrap(data, stat, paired=True, vectorized=True, n_resamples=n_resamples,
+    res = bootstrap(data, stat, paired=True, vectorized=True, n_resamples=n_resamples, batch=BATCH,
                     confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (np.isfinite(low) and np.isfinite(high)):  # BCa degenerate (e.g. one cluster): percentile
-        res = bootstrap(data, stat, paired=True, vectorized=True, n_resamples=n_resamples,
+        res = bootstrap(data, stat, paired=True, vectorized=True, n_resamples=n_resamples, batch=BATCH,
                         confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return diff, low, high
@@ -168,8 +234,13 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, groups
 
 def _aligned(pa: Mapping[str, np.ndarray], pb: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Row orders that put two prediction sets on the same images (by dataset index)."""
-    if "index" in pa and "index" in pb:
+    if ("index" in pa) != ("index" in pb):
+        raise ValueError("only one of the two runs stored its test images' dataset index; cannot pair them")
+    if "index" in pa:
         ia, ib = np.asarray(pa["index"]), np.asarray(pb["index"])
+        for i in (ia, ib):
+            if len(np.unique(i)) != len(i):
+                raise ValueError("a run's predictions name the same test image twice")
         if ia.shape != ib.shape or not np.array_equal(np.sort(ia), np.sort(ib)):
             raise ValueError("the two runs were tested on different images")
         return np.argsort(ia, kind="stable"), np.argsort(ib, kind="stable")
@@ -187,56 +258,73 @@ def compare(a: str, b: str, preds_a: Mapping[int, Mapping[str, np.ndarray]],
     Args:
         a, b: names (difference = a - b).
         preds_a, preds_b: {seed: predictions} with "label", "pred" and, where present, "index"
-            (rows are matched on it) and "subject" (then subjects are resampled).
+            (rows are matched on it) and "subject" (then subjects are resampled and the
+            clustered test replaces McNemar's exact test).
 
     Raises:
-        ValueError: when they share no seed, or were tested on different images.
+        ValueError: when they share no seed, were tested on different images (also from one
+            seed to the next), or only one of them carries the index or the subjects.
     """
+    import warnings
+
     seeds = sorted(set(preds_a) & set(preds_b))
     if not seeds:
         raise ValueError(f"{a} and {b} share no seed")
-    ca, cb, groups = [], [], None
+    ca, cb, groups, images = [], [], None, None
     a_only, b_only, ps, diffs = [], [], [], []
     for s in seeds:
-        ra, rb = _aligned(preds_a[s], preds_b[s])
-        xa = correct(preds_a[s]["label"], preds_a[s]["pred"])[ra]
-        xb = correct(preds_b[s]["label"], preds_b[s]["pred"])[rb]
-        if not np.array_equal(np.asarray(preds_a[s]["label"])[ra], np.asarray(preds_b[s]["label"])[rb]):
+        pa, pb = preds_a[s], preds_b[s]
+        ra, rb = _aligned(pa, pb)
+        xa = correct(pa["label"], pa["pred"])[ra]
+        xb = correct(pb["label"], pb["pred"])[rb]
+        if not np.array_equal(np.asarray(pa["label"])[ra], np.asarray(pb["label"])[rb]):
             raise ValueError(f"{a} and {b} (seed {s}) disagree on the test labels")
-        if ca and len(xa) != len(ca[0]):
+        idx = np.asarray(pa["index"])[ra] if "index" in pa else np.arange(len(xa))
+        if images is None:
+            images = idx
+        elif not np.array_equal(idx, images):
             raise ValueError(f"seed {s} was tested on other images than seed {seeds[0]}")
+        if ("subject" in pa) != ("subject" in pb):
+            raise ValueError(f"only one of {a} and {b} (seed {s}) stored the test subjects; cannot pair them by subject")
+        g = np.asarray(pa["subject"])[ra] if "subject" in pa else None
+        if g is not None and not np.array_equal(g, np.asarray(pb["subject"])[rb]):
+            raise ValueError(f"{a} and {b} (seed {s}) disagree on the test subjects")
+        if s != seeds[0] and (g is None) != (groups is None):
+            raise ValueError(f"seed {s} of {a} and {b} stored subjects where seed {seeds[0]} did not, or the reverse")
+        groups = g if groups is None else groups
         ca.append(xa)
         cb.append(xb)
-        if "subject" in preds_a[s] and groups is None:
-            groups = np.asarray(preds_a[s]["subject"])[ra]
-        n_a, n_b, p = mcnemar_exact(xa, xb)
+        n_a, n_b, p = (mcnemar_clustered(xa, xb, groups, n_resamples=n_resamples, seed=seed) if groups is not None
+                       else mcnemar_exact(xa, xb))
         a_only.append(n_a)
         b_only.append(n_b)
         ps.append(p)
         diffs.append(float(xa.mean() - xb.mean()))
+    if groups is not None and len(np.unique(groups)) == len(groups):
+        warnings.warn(f"{a} vs {b}: every test image has its own subject id", stacklevel=2)
     ma, mb = np.mean(ca, axis=0), np.mean(cb, axis=0)
     diff, low, high = bootstrap_difference(ma, mb, groups=groups, n_resamples=n_resamples,
                                            confidence=confidence, seed=seed)
+    s_low, s_high = seed_interval(diffs, confidence)
     return Comparison(a=a, b=b, seeds=seeds, n=len(ma), acc_a=float(ma.mean()), acc_b=float(mb.mean()), diff=diff,
                       ci_low=low, ci_high=high, resampled="subjects" if groups is not None else "images",
                       a_only=a_only, b_only=b_only, p_values=ps, p_holm=[None] * len(seeds),
-                      diff_per_seed=diffs, confidence=confidence)
+                      diff_per_seed=diffs, confidence=confidence, seed_ci_low=s_low, seed_ci_high=s_high,
+                      test="clustered sign-flip" if groups is not None else "McNemar exact")
 
 
 def holm(comparisons: Sequence[Comparison]) -> None:
-    """Holm's step-down correction (statsmodels) of the McNemar p-values over a family of
-    comparisons, per seed; fills each comparison's ``p_holm`` in place."""
+    """Holm's step-down correction (statsmodels) of the tests' p-values over a family of
+    comparisons, per seed: each seed's family is the comparisons that have that seed (a pair
+    missing a seed does not take the others' correction away). Fills ``p_holm`` in place."""
     from statsmodels.stats.multitest import multipletests
 
-    if not comparisons:
-        return
-    seeds = sorted(set.intersection(*(set(c.seeds) for c in comparisons)))
     for c in comparisons:
         c.p_holm = [None] * len(c.seeds)
-    for s in seeds:
-        ps = [c.p_values[c.seeds.index(s)] for c in comparisons]
-        adjusted = multipletests(ps, method="holm")[1]
-        for c, q in zip(comparisons, adjusted):
+    for s in sorted(set().union(*(c.seeds for c in comparisons))):
+        fam = [c for c in comparisons if s in c.seeds]
+        adjusted = multipletests([c.p_values[c.seeds.index(s)] for c in fam], method="holm")[1]
+        for c, q in zip(fam, adjusted):
             c.p_holm[c.seeds.index(s)] = float(q)
 
 

@@ -106,7 +106,8 @@ def make_fake_results(root: Path, seed: int = 0, scale: str = "demo",
             write_json(f / "metrics.json", m)
             write_json(f / "history.json", _history(rng))
             save_npz(f / "predictions.npz", index=np.arange(30 * fold, 30 * fold + 30), label=labels.astype(np.int8),
-                     pred=preds.astype(np.int8), class_names=np.array(CKPLUS_CLASSES))
+                     pred=preds.astype(np.int8), class_names=np.array(CKPLUS_CLASSES),
+                     subject=np.array([f"S{i // 3:03d}" for i in range(30 * fold, 30 * fold + 30)]))
         pool_folds(root / "ckplus" / cfg)
     return root
 
@@ -497,7 +498,21 @@ def test_differences_drawn_with_intervals(tmp_path):
     md = (tmp_path / "f" / "differences_fer2013_demo.md").read_text()
     assert "McNemar" in md and "Holm" in md
     ck = F.draw("differences_ckplus", res, tmp_path / "f")
-    assert set(ck["resampled"]) == {"images"}  # the fake folds store no subject ids
+    assert set(ck["resampled"]) == {"subjects"} and set(ck["test"]) == {"clustered sign-flip"}
+    assert set(df["test"]) == {"McNemar exact"}
+    extra = df[df["B"] == "LKRNet (λ=0.2)"]  # our ablations against LKRNet: outside Holm's family
+    assert "LKRNet (λ=0.4)" in set(extra["A"])
+    assert all(v.endswith("(uncorrected)") for v in extra["verdict"]) and set(extra["Holm p"]) == {"–"}
+    assert not any(v.endswith("(uncorrected)") for v in df[df["B"] != "LKRNet (λ=0.2)"]["verdict"])
+    # fold predictions without subject ids: compared, with a warning that frames count as independent
+    for cfg in (results / "ckplus").iterdir():
+        for fold in (0, 1):
+            f = cfg / f"fold{fold}" / "predictions.npz"
+            z = dict(np.load(f))
+            del z["subject"]
+            save_npz(f, **z)
+    with pytest.warns(UserWarning, match="without subject ids"):
+        F.comparisons(load_results(results)["ckplus"])
 
 
 def test_scale_label_names_one_thread_in_the_singular():

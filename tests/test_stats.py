@@ -198,3 +198,107 @@ def test_run_experiments_puts_another_seed_beside_seed_0(tmp_path):
     assert list(r.by_seed()) == [0, 1]
     assert r.by_seed()[1].metrics["accuracy"] == pytest.approx(m1["accuracy"])
     assert r.metrics["accuracy"] == pytest.approx(m0["accuracy"])
+
+
+# --- review fixes: direction, clusters, seeds, pairing -------------------------------------
+def _comparison(**kw):
+    base = dict(a="lkrnet", b="vgg19", seeds=[0, 1], n=100, acc_a=0.6, acc_b=0.5, diff=0.1, ci_low=0.02,
+                ci_high=0.18, resampled="images", a_only=[20, 20], b_only=[5, 5], p_values=[0.001, 0.001],
+                p_holm=[None, None], diff_per_seed=[0.15, 0.05])
+    return stats.Comparison(**(base | kw))
+
+
+def test_verdict_needs_every_seed_to_point_the_same_way():
+    assert _comparison().verdict() == "lkrnet better"
+    # seed 1 goes the other way (significant on its own): the pooled interval alone cannot carry it
+    assert _comparison(a_only=[30, 5], b_only=[2, 25]).verdict() == "not told apart"
+    assert _comparison(diff=-0.1, ci_low=-0.18, ci_high=-0.02, a_only=[2, 3], b_only=[30, 25]).verdict() == "vgg19 better"
+    assert _comparison(p_values=[0.001, 0.2]).verdict() == "not told apart"
+    assert _comparison(p_holm=[0.01, 0.06]).verdict() == "not told apart"
+
+
+def test_clustered_test_equals_mcnemar_with_one_image_per_subject():
+    a, b = _pair(50, 10, 2, 8)
+    groups = np.arange(len(a))
+    assert stats.mcnemar_clustered(a, b, groups) == pytest.approx(stats.mcnemar_exact(a, b))
+
+
+def test_clustered_test_counts_subjects_not_frames():
+    # 12 subjects of 5 identical frames each: 4 subjects only A right, 1 only B right
+    a1, b1 = _pair(5, 4, 1, 2)
+    a, b, groups = np.repeat(a1, 5), np.repeat(b1, 5), np.repeat(np.arange(12), 5)
+    a_only, b_only, p_naive = stats.mcnemar_exact(a, b)
+    assert (a_only, b_only) == (20, 5) and p_naive < 0.01  # frames taken as independent
+    _, _, p = stats.mcnemar_clustered(a, b, groups)
+    # sign flips of d = (5, 5, 5, 5, -5): exactly P(|S| >= 15) = 12/32 (|S| = 15 or 25)
+    assert p == pytest.approx(12 / 32)
+    assert stats.mcnemar_clustered(a, a, groups)[2] == 1.0
+
+
+def test_compare_uses_the_clustered_test_when_subjects_are_known():
+    a1, b1 = _pair(5, 4, 1, 2)
+    label = np.zeros(60, int)
+    pa = {"label": label, "pred": np.where(np.repeat(a1, 5), 0, 1), "index": np.arange(60),
+          "subject": np.repeat(np.arange(12), 5)}
+    pb = pa | {"pred": np.where(np.repeat(b1, 5), 0, 1)}
+    c = stats.compare("lkrnet", "vgg19", {0: pa}, {0: pb}, **FAST)
+    assert c.test == "clustered sign-flip" and c.resampled == "subjects"
+    assert c.p_values[0] == pytest.approx(12 / 32)
+    assert c.verdict() == "not told apart"
+
+
+def test_seed_interval_is_a_t_interval_over_seeds():
+    from scipy.stats import t
+
+    d = [0.01, 0.03, -0.01]
+    low, high = stats.seed_interval(d)
+    half = t.ppf(0.975, 2) * np.std(d, ddof=1) / np.sqrt(3)
+    assert (low, high) == pytest.approx((0.01 - half, 0.01 + half))
+    assert stats.seed_interval([0.02]) == (None, None)
+
+
+def _run_preds(n_right, n=40, index=None):
+    label = np.arange(n) % 7
+    pred = np.where(np.arange(n) < n_right, label, (label + 1) % 7)
+    return {"label": label, "pred": pred, "index": np.arange(n) if index is None else index}
+
+
+def test_holm_runs_per_seed_over_the_comparisons_that_have_it():
+    c1 = _comparison(seeds=[0, 1], p_values=[0.01, 0.01])
+    c2 = _comparison(b="baseline1", seeds=[0], p_values=[0.04], a_only=[20], b_only=[5], p_holm=[None])
+    stats.holm([c1, c2])
+    assert c1.p_holm == pytest.approx([0.02, 0.01])  # seed 1: a family of one
+    assert c2.p_holm == pytest.approx([0.04])
+
+
+def test_pairing_refuses_what_cannot_be_paired():
+    a, b = _run_preds(30), _run_preds(20)
+    no_index = {k: v for k, v in b.items() if k != "index"}
+    with pytest.raises(ValueError, match="only one of the two runs"):
+        stats.compare("a", "b", {0: a}, {0: no_index}, **FAST)
+    dup = _run_preds(20, index=np.r_[np.arange(39), 0])
+    with pytest.raises(ValueError, match="twice"):
+        stats.compare("a", "b", {0: a}, {0: dup}, **FAST)
+    other = _run_preds(20, index=np.arange(1, 41))
+    with pytest.raises(ValueError, match="other images than seed 0"):
+        stats.compare("a", "b", {0: a, 1: other}, {0: b, 1: _run_preds(20, index=np.arange(1, 41))}, **FAST)
+    with pytest.raises(ValueError, match="test subjects"):
+        stats.compare("a", "b", {0: a | {"subject": np.arange(40) // 4}}, {0: b}, **FAST)
+
+
+def test_a_seed_folder_must_hold_that_seed(tmp_path):
+    label = np.arange(20) % 7
+    _write_run(tmp_path / "vgg19", 0, label, label)
+    _write_run(tmp_path / "vgg19" / "seed2", 1, label, label)  # a run of seed 1 in seed2/
+    with pytest.raises(ValueError, match="seed 1, not 2"):
+        load_config_result(tmp_path / "vgg19")
+
+
+def test_run_experiments_refuses_two_seeds(tmp_path):
+    from lkr.demo import make_demo
+    from lkr.errors import ConfigError
+    from lkr.experiments import run_experiments
+
+    with pytest.raises(ConfigError, match="two seeds"):
+        run_experiments(make_demo("ckplus", n=40), tmp_path, names=["vgg19"], epochs=1, folds=[0], progress=False,
+                        seed=1, overrides={"seed": 2})
