@@ -289,7 +289,9 @@ def pool_folds(config_dir: str | Path) -> dict[str, Any]:
         "fold_accuracy": accs.tolist(), "fold_accuracy_mean": float(accs.mean()),
         "fold_accuracy_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
         **{k: first.get(k) for k in ("variant", "scale", "width", "triplet_lambda", "local_branch", "epochs",
-                                     "dataset", "kind", "device", "kit_version", "data")},
+                                     "dataset", "kind", "device", "kit_version", "data", "threads")},
+        # every fold's precision (bf16 where this machine measured it faster): the titles name it
+        "precision": [f["precision"] for f in fm if f.get("precision")],
         "train_seconds": float(sum(f.get("train_seconds", 0.0) for f in fm)),
     })
     write_json(config_dir / "metrics.json", m)
