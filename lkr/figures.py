@@ -98,9 +98,11 @@ def _dataset_label(metrics: dict[str, Any]) -> str:
 
 
 def _records(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each configuration's config.json and metrics.json in one dict, LKRNet's first."""
+    """Each run's config.json and metrics.json in one dict (every seed's), LKRNet's first."""
     order = sorted(results, key=lambda c: c != "lkrnet")
-    return [{**(results[c].config or {}), **results[c].metrics} for c in order]
+    runs = [x for c in order for x in (results[c].by_seed().values() if hasattr(results[c], "by_seed")
+                                       else [results[c]])]
+    return [{**(r.config or {}), **r.metrics} for r in runs]
 
 
 def scale_of_results(results: dict[str, Any]) -> str:

@@ -530,3 +530,25 @@ def test_scale_label_names_one_thread_in_the_singular():
         assert device_name(torch.device("cpu")).endswith(", 1 thread)")
     finally:
         torch.set_num_threads(n)
+
+
+def test_readme_tables_script_prints_seeds_and_differences(tmp_path):
+    """scripts/readme_tables.py (the README's result tables) on a results folder with seeds."""
+    import importlib.util
+
+    results = make_fake_results(tmp_path / "results")
+    rng = np.random.default_rng(3)
+    for cfg in ("vgg19", "lkrnet"):
+        _add_seed(results, "fer2013", cfg, 1, 0.6, rng)
+    spec = importlib.util.spec_from_file_location("readme_tables", Path(__file__).parents[1] / "scripts/readme_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = load_results(results)
+    seeds = mod.seeds_table(res["fer2013"])
+    assert seeds[0].startswith("| configuration | seed 0 | seed 1 | mean ± sd |")
+    vgg = next(r for r in seeds if r.startswith("| VGG19 |"))
+    accs = [res["fer2013"]["vgg19"].by_seed()[s].metrics["accuracy"] for s in (0, 1)]
+    assert f"{100 * np.mean(accs):.1f} ± {100 * np.std(accs, ddof=1):.1f}".replace("-", "−") in vgg
+    diffs = mod.differences_table(res["fer2013"])
+    lv = next(r for r in diffs if r.startswith("| LKRNet (λ=0.2) − VGG19 | 0,1 |"))
+    assert lv.count("/") >= 2 and "to" in lv

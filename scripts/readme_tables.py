@@ -1,0 +1,84 @@
+"""Print the README's result tables (markdown) from a results folder, so that every number the
+README's Results section shows comes from a command:
+
+    python scripts/readme_tables.py                 # results/cpu
+    python scripts/readme_tables.py --scale full
+
+Per dataset: accuracy per seed and its mean ± sd over seeds (FER2013), and the paired
+differences (:mod:`lkr.stats`) with the bootstrap interval over test images (CK+: subjects),
+each seed's difference, the t interval over seeds, the test's p per seed, Holm's p and the
+verdict. The per-class tables are ``figures/table3_fer2013_<scale>.md`` and
+``figures/table2_ckplus_<scale>.md`` (``lkr figures``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lkr import figures as F  # noqa: E402
+from lkr.results import load_results  # noqa: E402
+
+
+ORDER = ["vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-cover", "lkrnet-l0.4"]
+
+
+def _pts(x: float | None, sign: bool = True) -> str:
+    if x is None:
+        return "–"
+    v = round(100 * x, 1) + 0.0  # no "-0.0"
+    return (f"{v:+.1f}" if sign and v else f"{v:.1f}").replace("-", "−")
+
+
+def seeds_table(results: dict) -> list[str]:
+    """config | seed 0 | seed 1 | ... | mean ± sd (PrivateTest or pooled accuracy, %)."""
+    seeds = sorted({s for r in results.values() for s in r.by_seed()})
+    lines = ["| configuration | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |",
+             "|---|" + "---:|" * (len(seeds) + 1)]
+    for cfg, r in sorted(results.items(), key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else 99):
+        accs = {s: x.metrics["accuracy"] for s, x in r.by_seed().items()}
+        v = np.array(list(accs.values()))
+        spread = f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1):.1f}" if len(v) > 1 else f"{100 * v[0]:.1f}"
+        cells = [_pts(accs.get(s), sign=False) for s in seeds]
+        lines.append(f"| {F.LABELS.get(cfg, cfg)} | " + " | ".join(cells) + f" | {spread} |")
+    return lines
+
+
+def differences_table(results: dict) -> list[str]:
+    lines = ["| A − B | seeds | difference (points) | bootstrap 95% interval | per seed | t 95% interval over seeds "
+             "| p per seed (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for c in F.comparisons(results):
+        ps = "/".join(F._p(p) for p in c.p_values)
+        if any(h is not None for h in c.p_holm):
+            ps += " (" + "/".join(F._p(h) for h in c.p_holm) + ")"
+        seed_ci = "–" if c.seed_ci_low is None else f"{_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
+        lines.append(
+            f"| {F.LABELS.get(c.a, c.a)} − {F.LABELS.get(c.b, c.b)} | {','.join(map(str, c.seeds))} | {_pts(c.diff)} "
+            f"| {_pts(c.ci_low)} to {_pts(c.ci_high)} | {'/'.join(_pts(d) for d in c.diff_per_seed)} | {seed_ci} "
+            f"| {ps} | {F._verdict(c)}{'' if any(h is not None for h in c.p_holm) else ' (uncorrected)'} |")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default=str(REPO / "results"))
+    ap.add_argument("--scale", default="cpu")
+    args = ap.parse_args()
+    res = load_results(Path(args.results) / args.scale)
+    for key in ("fer2013", "ckplus"):
+        if key not in res:
+            continue
+        print(f"## {key}: {F.results_scale_label(res[key], args.scale)}\n")
+        print("\n".join(seeds_table(res[key])) + "\n")
+        print("\n".join(differences_table(res[key])) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
