@@ -590,8 +590,8 @@ def _verdict(c: Any) -> str:
     """:meth:`lkr.stats.Comparison.verdict` with the configurations' display names."""
     v = c.verdict()
     for name in (c.a, c.b):
-        if v == f"{name} better":
-            return f"{LABELS.get(name, name)} better"
+        if v.startswith(f"{name} better"):
+            return LABELS.get(name, name) + v[len(name):]
     return v
 
 
@@ -602,9 +602,9 @@ def _p(v: float | None) -> str:
 def differences_rows(comps: Sequence[Any]) -> list[dict[str, Any]]:
     """One row per comparison (:class:`lkr.stats.Comparison`), accuracies and differences in
     points: A, B, seeds, their accuracies, the difference and its bootstrap interval, each
-    seed's difference and the t interval over seeds, the images only A / only B got right, the
-    test and its p (per seed, "/"-separated), Holm's p, the verdict ("(uncorrected)" outside
-    the Holm family)."""
+    seed's difference and the t interval over seeds, the images only A / only B got right and
+    McNemar's p (per seed, "/"-separated), the pair's test over all its seeds, its p and Holm's
+    p, the verdict ("(uncorrected)" outside the Holm family)."""
     rows = []
     for c in comps:
         rows.append({
@@ -616,10 +616,9 @@ def differences_rows(comps: Sequence[Any]) -> list[dict[str, Any]]:
             "seeds 95% CI": ("–" if c.seed_ci_low is None
                              else f"{100 * c.seed_ci_low:+.2f} to {100 * c.seed_ci_high:+.2f}"),
             "only A right": "/".join(map(str, c.a_only)), "only B right": "/".join(map(str, c.b_only)),
-            "test": c.test,
-            "p": "/".join(_p(p) for p in c.p_values),
-            "Holm p": "/".join(_p(p) for p in c.p_holm) if any(p is not None for p in c.p_holm) else "–",
-            "verdict": _verdict(c) + ("" if any(p is not None for p in c.p_holm) else " (uncorrected)"),
+            "p per seed": "/".join(_p(p) for p in c.p_values),
+            "test": c.test, "p": _p(c.p), "Holm p": _p(c.p_holm),
+            "verdict": _verdict(c) + ("" if c.p_holm is not None else " (uncorrected)"),
         })
     return rows
 
@@ -627,12 +626,15 @@ def differences_rows(comps: Sequence[Any]) -> list[dict[str, Any]]:
 DIFFERENCES_NOTE = ("A − B in points of accuracy on the same test images, averaged over the seeds both have. "
                     "95% CI: paired BCa bootstrap (scipy, 9,999 resamples) of test images (CK+: of subjects); it "
                     "covers which test images were drawn, not seed-to-seed noise, which the per-seed differences "
-                    "and the t interval over seeds show (wide with few seeds). Test per seed: McNemar's exact test "
+                    "and the t interval over seeds show (wide with few seeds). p per seed: McNemar's exact test "
                     "(statsmodels); CK+: its clustered form, a sign-flip permutation test over subjects (scipy), "
-                    "since a subject's frames are not independent. Holm: over the paper's five comparisons, per "
-                    "seed; our ablations (mask pooling, λ = 0.4) are outside that family and uncorrected. Verdict: "
-                    "better when the bootstrap interval excludes 0 and on every seed the gap points the same way "
-                    "with a (Holm) p below 0.05.")
+                    "since a subject's frames are not independent. p: one test per pair over all its seeds "
+                    "(one seed: that seed's test; several: a sign-flip permutation test of each image's, CK+: "
+                    "subject's, seed-averaged difference). Holm: over the paper's five comparisons; our ablations "
+                    "(mask pooling, λ = 0.4) are outside that family and uncorrected. Verdict: better when the "
+                    "(Holm) p is below 0.05, the bootstrap interval excludes 0, every seed's gap points the same "
+                    "way and, with several seeds, the t interval over seeds excludes 0; \"(one seed)\": seed "
+                    "noise not covered.")
 
 
 def save_differences(comps: Sequence[Any], name: str, out_dir: str | Path = "figures", title: str = "",
@@ -672,8 +674,8 @@ def fig_differences(comps: Sequence[Any], name: str = "differences_fer2013", tit
         if len(c.diff_per_seed) > 1:
             ax.plot([100 * d for d in c.diff_per_seed], [y - 0.18] * len(c.diff_per_seed), ".", color=color,
                     alpha=0.6, ms=4)
-        ps = "/".join(_p(p) for p in (c.p_holm if any(p is not None for p in c.p_holm) else c.p_values))
-        holm_p = any(p is not None for p in c.p_holm)
+        holm_p = c.p_holm is not None
+        ps = _p(c.p_holm if holm_p else c.p) + ("" if len(c.seeds) > 1 else " (1 seed)")
         ax.annotate(("Holm p=" if holm_p else "p=") + ps, (1.01, y), xycoords=("axes fraction", "data"),
                     va="center", fontsize=7)
     ax.axvline(0, color="k", lw=0.8)

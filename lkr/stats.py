@@ -5,22 +5,32 @@ the order of seed-to-seed noise. Every comparison the kit shows carries its unce
 
 - **McNemar's exact test** (statsmodels) on one seed's test predictions of two configurations:
   of the images exactly one of them gets right, does either win more often than a fair coin
-  says? Per seed; Holm's correction over the pairs compared together, per seed (statsmodels).
+  says? Shown per seed.
+- **One test per pair over all its seeds** (the p that Holm's correction and the verdict use):
+  a sign-flip permutation test (scipy) of each image's seed-averaged difference (a right minus
+  b right, averaged over the seeds): under the null hypothesis the two configurations are
+  exchangeable on every image, so each image's difference is as likely to have either sign.
+  With one seed and no clusters it is McNemar's exact test itself. Holm's correction
+  (statsmodels) runs once over the paper's comparisons, on these p-values.
 - **A bootstrap 95% interval** of the accuracy difference (scipy, BCa), resampling test images
   with both configurations' outcomes on an image kept together (paired). With several seeds the
   difference is that of the seed-averaged accuracies and each image's outcome is averaged over
   the seeds first, so this interval covers the test-set sampling of the seed-averaged gap, not
   the seed-to-seed noise. That noise is shown beside it: each seed's difference, and a t
   interval over the per-seed differences (:attr:`Comparison.seed_ci_low`; wide with few seeds).
-  A verdict ("A better") needs the bootstrap interval to exclude 0 *and* every seed to show a
-  significant gap in the same direction, so one lucky seed cannot carry it.
+  A verdict ("A better") needs the bootstrap interval to exclude 0, the pair's (Holm) p below
+  0.05, every seed's gap to point the same way, and, with several seeds, the t interval over
+  seeds to exclude 0, so that one lucky seed cannot carry it. From one seed a verdict says so
+  ("A better (one seed)"): seed noise is then not covered at all.
 - **CK+**: a subject's frames are not independent (several frames of one sequence), so when
   the predictions carry subject ids both the interval and the test work on subjects: the
   bootstrap resamples subjects (each subject's correct counts and image count travel
   together), and McNemar's test becomes its clustered form, a sign-flip permutation test
   (scipy) of the per-subject differences (only-A-right minus only-B-right frames): under the
   null hypothesis each subject's difference is as likely to have either sign. With one image
-  per subject it is exactly McNemar's exact test.
+  per subject it is McNemar's exact test (exactly so while scipy enumerates every sign pattern,
+  i.e. up to 13 subjects that differ; beyond that a Monte Carlo estimate from 9,999 sign
+  patterns, whose smallest p is 1/10,000).
 
 Everything works on ``(label, pred)`` arrays aligned on the same test images (the
 ``predictions.npz`` of :mod:`lkr.runfolder`, loaded by :mod:`lkr.results`).
@@ -63,12 +73,18 @@ class Comparison:
         ci_low, ci_high: bootstrap interval of ``diff`` (``confidence``).
         resampled: "images" or "subjects" (what the bootstrap resampled).
         a_only, b_only: per seed, images only ``a`` (only ``b``) got right.
-        p_values: per seed, two-sided p of ``test``.
-        p_holm: per seed, Holm-adjusted p over the family compared together (None outside one).
+        p_values: per seed, two-sided p of ``seed_test`` (shown, not used by the verdict).
+        p: the pair's two-sided p over all its seeds (``test``).
+        p_holm: ``p`` Holm-adjusted over the family compared together (None outside one).
         diff_per_seed: per seed, acc_a - acc_b.
         seed_ci_low, seed_ci_high: t interval (``confidence``) of the mean of
-            ``diff_per_seed`` (the seed-to-seed noise); None with fewer than two seeds.
-        test: "McNemar exact" (images) or "clustered sign-flip" (subjects, :func:`mcnemar_clustered`).
+            ``diff_per_seed`` (the seed-to-seed noise); None with fewer than two seeds or when
+            the seeds' differences are all equal (no spread to estimate from).
+        seed_test: "McNemar exact" (images) or "clustered sign-flip" (subjects,
+            :func:`mcnemar_clustered`).
+        test: what ``p`` comes from: "McNemar exact" (one seed, images), else "sign-flip over
+            images" or "sign-flip over subjects" of the seed-averaged differences
+            (:func:`sign_flip_test`).
     """
 
     a: str
@@ -84,23 +100,30 @@ class Comparison:
     a_only: list[int]
     b_only: list[int]
     p_values: list[float]
-    p_holm: list[float | None] = field(default_factory=list)
+    p: float
+    p_holm: float | None = None
     diff_per_seed: list[float] = field(default_factory=list)
     confidence: float = CONFIDENCE
     seed_ci_low: float | None = None
     seed_ci_high: float | None = None
+    seed_test: str = "McNemar exact"
     test: str = "McNemar exact"
 
     def verdict(self, alpha: float = 0.05) -> str:
-        """In words: "a better" when the bootstrap interval lies above 0 and on every seed ``a``
-        got more images right that ``b`` missed than the reverse, with a (Holm-adjusted where
-        available) p below ``alpha``; "b better" the other way round; else "not told apart"."""
-        ps = [h if h is not None else p for p, h in zip(self.p_values, self.p_holm or [None] * len(self.p_values))]
-        sig = bool(ps) and all(p < alpha for p in ps)
-        if sig and self.ci_low > 0 and all(x > y for x, y in zip(self.a_only, self.b_only)):
-            return f"{self.a} better"
-        if sig and self.ci_high < 0 and all(x < y for x, y in zip(self.a_only, self.b_only)):
-            return f"{self.b} better"
+        """In words: "a better" when the pair's (Holm-adjusted where available) p is below
+        ``alpha``, the bootstrap interval lies above 0, on every seed ``a`` got more images right
+        that ``b`` missed than the reverse, and with two or more seeds the t interval over seeds
+        lies above 0; "b better" the other way round; else "not told apart". A verdict from one
+        seed reads "a better (one seed)"."""
+        sig = (self.p_holm if self.p_holm is not None else self.p) < alpha
+        several = len(self.seeds) > 1
+        for sign, name in ((1, self.a), (-1, self.b)):
+            low, high = sorted((sign * self.ci_low, sign * self.ci_high))
+            seeds_agree = all(sign * (x - y) > 0 for x, y in zip(self.a_only, self.b_only))
+            seed_ci = (self.seed_ci_low is not None and self.seed_ci_high is not None
+                       and min(sign * self.seed_ci_low, sign * self.seed_ci_high) > 0)
+            if sig and low > 0 and seeds_agree and (seed_ci or not several):
+                return f"{name} better" + ("" if several else " (one seed)")
         return "not told apart"
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +166,8 @@ def mcnemar_clustered(correct_a: np.ndarray, correct_b: np.ndarray, groups: np.n
     Under the null hypothesis each cluster's difference is as likely positive as negative,
     whatever the frames of one subject share. Exact when the clusters with d_i != 0 allow
     ``n_resamples`` sign patterns or fewer, else Monte Carlo with ``n_resamples``. With one
-    image per cluster it equals :func:`mcnemar_exact`.
+    image per cluster it equals :func:`mcnemar_exact` on the exact path (a Monte Carlo estimate of it
+    beyond).
 
     Returns:
         (a_only, b_only, p) as :func:`mcnemar_exact` (counts over all images).
@@ -155,15 +179,30 @@ def mcnemar_clustered(correct_a: np.ndarray, correct_b: np.ndarray, groups: np.n
     if a.shape != b.shape or groups.shape != a.shape:
         raise ValueError(f"runs and clusters differ in shape ({a.shape}, {b.shape}, {groups.shape})")
     a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    _, inv = np.unique(groups, return_inverse=True)
-    d = np.bincount(inv, (a & ~b).astype(float)) - np.bincount(inv, (~a & b).astype(float))
-    d = d[d != 0]  # clusters without a difference add nothing to either side
+    p = sign_flip_test(a.astype(float) - b.astype(float), groups, n_resamples=n_resamples, seed=seed)
+    return a_only, b_only, p
+
+
+def sign_flip_test(diffs: np.ndarray, groups: np.ndarray | None = None, *, n_resamples: int = N_RESAMPLES,
+                   seed: int = BOOTSTRAP_SEED) -> float:
+    """Two-sided p of a paired sign-flip permutation test (scipy ``permutation_test``, one
+    sample, ``permutation_type="samples"``) of sum(d): per-image differences ``diffs`` (e.g. a
+    right minus b right, or its mean over seeds), summed per cluster first when ``groups`` is
+    given. Exact when the non-zero (cluster) differences allow ``n_resamples`` sign patterns or
+    fewer (up to 13 at 9,999), else Monte Carlo; 1.0 when every difference is 0."""
+    from scipy.stats import permutation_test
+
+    d = np.asarray(diffs, float)
+    if groups is not None:
+        _, inv = np.unique(np.asarray(groups), return_inverse=True)
+        d = np.bincount(inv, d)
+    d = d[d != 0]  # (clusters of) images without a difference add nothing to either side
     if not len(d):
-        return a_only, b_only, 1.0
+        return 1.0
     res = permutation_test((d,), lambda x, axis=-1: x.sum(axis=axis), permutation_type="samples",
                            vectorized=True, n_resamples=n_resamples, alternative="two-sided",
                            rng=np.random.default_rng(seed))
-    return a_only, b_only, float(min(1.0, res.pvalue))
+    return float(min(1.0, res.pvalue))
 
 
 def seed_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
@@ -179,8 +218,8 @@ def seed_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> tup
     if len(v) < 2:
         return None, None
     sd = float(v.std(ddof=1))
-    if sd == 0:
-        return float(v.mean()), float(v.mean())
+    if sd == 0:  # equal differences: no spread to estimate from, which is not certainty
+        return None, None
     low, high = t.interval(confidence, len(v) - 1, loc=v.mean(), scale=sd / np.sqrt(len(v)))
     return float(low), float(high)
 
@@ -291,6 +330,8 @@ def compare(a: str, b: str, preds_a: Mapping[int, Mapping[str, np.ndarray]],
             raise ValueError(f"{a} and {b} (seed {s}) disagree on the test subjects")
         if s != seeds[0] and (g is None) != (groups is None):
             raise ValueError(f"seed {s} of {a} and {b} stored subjects where seed {seeds[0]} did not, or the reverse")
+        if s != seeds[0] and g is not None and not np.array_equal(g, groups):
+            raise ValueError(f"seed {s} of {a} and {b} gives the test images other subjects than seed {seeds[0]}")
         groups = g if groups is None else groups
         ca.append(xa)
         cb.append(xb)
@@ -306,26 +347,27 @@ def compare(a: str, b: str, preds_a: Mapping[int, Mapping[str, np.ndarray]],
     diff, low, high = bootstrap_difference(ma, mb, groups=groups, n_resamples=n_resamples,
                                            confidence=confidence, seed=seed)
     s_low, s_high = seed_interval(diffs, confidence)
+    if len(seeds) == 1:  # the seed's own test: McNemar's exact test, or its clustered form
+        p, test = ps[0], ("clustered sign-flip" if groups is not None else "McNemar exact")
+    else:
+        p = sign_flip_test(ma - mb, groups, n_resamples=n_resamples, seed=seed)
+        test = f"sign-flip over {'subjects' if groups is not None else 'images'}"
     return Comparison(a=a, b=b, seeds=seeds, n=len(ma), acc_a=float(ma.mean()), acc_b=float(mb.mean()), diff=diff,
                       ci_low=low, ci_high=high, resampled="subjects" if groups is not None else "images",
-                      a_only=a_only, b_only=b_only, p_values=ps, p_holm=[None] * len(seeds),
-                      diff_per_seed=diffs, confidence=confidence, seed_ci_low=s_low, seed_ci_high=s_high,
-                      test="clustered sign-flip" if groups is not None else "McNemar exact")
+                      a_only=a_only, b_only=b_only, p_values=ps, p=p, diff_per_seed=diffs, confidence=confidence,
+                      seed_ci_low=s_low, seed_ci_high=s_high,
+                      seed_test="clustered sign-flip" if groups is not None else "McNemar exact", test=test)
 
 
 def holm(comparisons: Sequence[Comparison]) -> None:
-    """Holm's step-down correction (statsmodels) of the tests' p-values over a family of
-    comparisons, per seed: each seed's family is the comparisons that have that seed (a pair
-    missing a seed does not take the others' correction away). Fills ``p_holm`` in place."""
+    """Holm's step-down correction (statsmodels) of the pairs' p-values (each over all of its
+    seeds, :attr:`Comparison.p`) over a family of comparisons; fills ``p_holm`` in place."""
     from statsmodels.stats.multitest import multipletests
 
-    for c in comparisons:
-        c.p_holm = [None] * len(c.seeds)
-    for s in sorted(set().union(*(c.seeds for c in comparisons))):
-        fam = [c for c in comparisons if s in c.seeds]
-        adjusted = multipletests([c.p_values[c.seeds.index(s)] for c in fam], method="holm")[1]
-        for c, q in zip(fam, adjusted):
-            c.p_holm[c.seeds.index(s)] = float(q)
+    if not comparisons:
+        return
+    for c, q in zip(comparisons, multipletests([c.p for c in comparisons], method="holm")[1]):
+        c.p_holm = float(q)
 
 
 def compare_all(predictions: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], *,

@@ -6,8 +6,8 @@ README's Results section shows comes from a command:
 
 Per dataset: accuracy per seed and its mean ± sd over seeds (FER2013), and the paired
 differences (:mod:`lkr.stats`) with the bootstrap interval over test images (CK+: subjects),
-each seed's difference, the t interval over seeds, the test's p per seed, Holm's p and the
-verdict. The per-class tables are ``figures/table3_fer2013_<scale>.md`` and
+each seed's difference, the t interval over seeds, McNemar's p per seed, the pair's p over
+all its seeds with Holm's correction, and the verdict (:mod:`lkr.stats`). The per-class tables are ``figures/table3_fer2013_<scale>.md`` and
 ``figures/table2_ckplus_<scale>.md`` (``lkr figures``).
 """
 
@@ -52,16 +52,15 @@ def seeds_table(results: dict) -> list[str]:
 
 def differences_table(results: dict) -> list[str]:
     lines = ["| A − B | seeds | difference (points) | bootstrap 95% interval | per seed | t 95% interval over seeds "
-             "| p per seed (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---|"]
+             "| McNemar p per seed | p (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in F.comparisons(results):
-        ps = "/".join(F._p(p) for p in c.p_values)
-        if any(h is not None for h in c.p_holm):
-            ps += " (" + "/".join(F._p(h) for h in c.p_holm) + ")"
+        p = F._p(c.p) + ("" if c.p_holm is None else f" ({F._p(c.p_holm)})")
         seed_ci = "–" if c.seed_ci_low is None else f"{_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
         lines.append(
             f"| {F.LABELS.get(c.a, c.a)} − {F.LABELS.get(c.b, c.b)} | {','.join(map(str, c.seeds))} | {_pts(c.diff)} "
             f"| {_pts(c.ci_low)} to {_pts(c.ci_high)} | {'/'.join(_pts(d) for d in c.diff_per_seed)} | {seed_ci} "
-            f"| {ps} | {F._verdict(c)}{'' if any(h is not None for h in c.p_holm) else ' (uncorrected)'} |")
+            f"| {'/'.join(F._p(x) for x in c.p_values)} | {p} "
+            f"| {F._verdict(c)}{'' if c.p_holm is not None else ' (uncorrected)'} |")
     return lines
 
 

@@ -111,7 +111,14 @@ def test_compare_averages_seeds_and_tests_each():
     assert c.diff_per_seed == pytest.approx([0.20, 0.10])
     assert (c.a_only, c.b_only) == ([20, 10], [0, 0])
     assert c.p_values[0] == pytest.approx(2 * 0.5 ** 20)
-    assert c.ci_low > 0 and c.verdict() == "a better"
+    assert c.test == "sign-flip over images" and c.p <= 2 / 2000  # the Monte Carlo floor at 1,999 resamples
+    # two seeds 10 points apart: t(1) makes the interval over seeds span 0, so no verdict yet
+    assert c.ci_low > 0 and c.seed_ci_low < 0 and c.verdict() == "not told apart"
+    # a third seed that agrees closely: now the seeds' interval lies above 0 too
+    a3 = {s: _preds(label, np.r_[np.zeros(n), np.ones(100 - n)]) for s, n in enumerate((80, 78, 79))}
+    b3 = {s: _preds(label, np.r_[np.zeros(60), np.ones(40)]) for s in range(3)}
+    c3 = stats.compare("a", "b", a3, b3, **FAST)
+    assert c3.seed_ci_low > 0 and c3.verdict() == "a better"
 
 
 def test_holm_over_a_family():
@@ -122,11 +129,12 @@ def test_holm_over_a_family():
     preds = {"vgg19": base, "lkrnet": better, "baseline1": same}
     fam = stats.compare_all(preds, **FAST)
     assert [(c.a, c.b) for c in fam] == [("lkrnet", "vgg19"), ("baseline1", "vgg19"), ("lkrnet", "baseline1")]
-    ps = [c.p_values[0] for c in fam]
+    ps = [c.p for c in fam]
+    assert ps == [c.p_values[0] for c in fam]  # one seed: the pair's p is that seed's McNemar p
     order = np.argsort(ps)
     expected = np.maximum.accumulate([min(1.0, (len(ps) - r) * ps[i]) for r, i in enumerate(order)])
-    assert [fam[i].p_holm[0] for i in order] == pytest.approx(list(expected))
-    assert fam[1].verdict() == "not told apart" and fam[0].verdict() == "lkrnet better"
+    assert [fam[i].p_holm for i in order] == pytest.approx(list(expected))
+    assert fam[1].verdict() == "not told apart" and fam[0].verdict() == "lkrnet better (one seed)"
 
 
 def _write_run(d, seed, label, pred, subjects=None):
@@ -204,17 +212,25 @@ def test_run_experiments_puts_another_seed_beside_seed_0(tmp_path):
 def _comparison(**kw):
     base = dict(a="lkrnet", b="vgg19", seeds=[0, 1], n=100, acc_a=0.6, acc_b=0.5, diff=0.1, ci_low=0.02,
                 ci_high=0.18, resampled="images", a_only=[20, 20], b_only=[5, 5], p_values=[0.001, 0.001],
-                p_holm=[None, None], diff_per_seed=[0.15, 0.05])
+                p=0.001, p_holm=None, diff_per_seed=[0.15, 0.05], seed_ci_low=0.01, seed_ci_high=0.19)
     return stats.Comparison(**(base | kw))
 
 
 def test_verdict_needs_every_seed_to_point_the_same_way():
     assert _comparison().verdict() == "lkrnet better"
-    # seed 1 goes the other way (significant on its own): the pooled interval alone cannot carry it
+    # seed 1 goes the other way: the pooled interval and p alone cannot carry it
     assert _comparison(a_only=[30, 5], b_only=[2, 25]).verdict() == "not told apart"
-    assert _comparison(diff=-0.1, ci_low=-0.18, ci_high=-0.02, a_only=[2, 3], b_only=[30, 25]).verdict() == "vgg19 better"
-    assert _comparison(p_values=[0.001, 0.2]).verdict() == "not told apart"
-    assert _comparison(p_holm=[0.01, 0.06]).verdict() == "not told apart"
+    assert _comparison(diff=-0.1, ci_low=-0.18, ci_high=-0.02, a_only=[2, 3], b_only=[30, 25],
+                       seed_ci_low=-0.19, seed_ci_high=-0.01).verdict() == "vgg19 better"
+    assert _comparison(p=0.2).verdict() == "not told apart"
+    assert _comparison(p_holm=0.06).verdict() == "not told apart"
+    # the seeds' own interval spans 0 (or cannot be estimated): seed noise may explain the gap
+    assert _comparison(seed_ci_low=-0.3).verdict() == "not told apart"
+    assert _comparison(seed_ci_low=None, seed_ci_high=None).verdict() == "not told apart"
+    # one seed: said so
+    one = _comparison(seeds=[0], a_only=[20], b_only=[5], p_values=[0.001], diff_per_seed=[0.1],
+                      seed_ci_low=None, seed_ci_high=None)
+    assert one.verdict() == "lkrnet better (one seed)"
 
 
 def test_clustered_test_equals_mcnemar_with_one_image_per_subject():
@@ -263,12 +279,31 @@ def _run_preds(n_right, n=40, index=None):
     return {"label": label, "pred": pred, "index": np.arange(n) if index is None else index}
 
 
-def test_holm_runs_per_seed_over_the_comparisons_that_have_it():
-    c1 = _comparison(seeds=[0, 1], p_values=[0.01, 0.01])
-    c2 = _comparison(b="baseline1", seeds=[0], p_values=[0.04], a_only=[20], b_only=[5], p_holm=[None])
+def test_holm_runs_once_over_the_pairs_whatever_their_seeds():
+    c1 = _comparison(seeds=[0, 1], p_values=[0.01, 0.01], p=0.01)
+    c2 = _comparison(b="baseline1", seeds=[0], p_values=[0.04], a_only=[20], b_only=[5], p=0.04)
     stats.holm([c1, c2])
-    assert c1.p_holm == pytest.approx([0.02, 0.01])  # seed 1: a family of one
-    assert c2.p_holm == pytest.approx([0.04])
+    assert (c1.p_holm, c2.p_holm) == pytest.approx((0.02, 0.04))
+    stats.holm([])  # nothing to correct
+
+
+def test_sign_flip_test_over_many_clusters_matches_the_binomial_test():
+    """Beyond 13 differing clusters scipy draws sign patterns (Monte Carlo): with one image a
+    cluster the p then estimates McNemar's exact p."""
+    from scipy.stats import binomtest
+
+    d = np.r_[np.ones(30), -np.ones(14), np.zeros(50)]
+    p = stats.sign_flip_test(d, np.arange(len(d)), n_resamples=9999)
+    assert p == pytest.approx(binomtest(30, 44).pvalue, abs=0.01)
+    assert stats.sign_flip_test(np.zeros(5)) == 1.0
+
+
+def test_later_seeds_must_keep_the_subjects():
+    subjects = {0: np.arange(40) // 4, 1: np.arange(40) // 5}  # seed 1 names other subjects
+    a = {s: _run_preds(30) | {"subject": subjects[s]} for s in (0, 1)}
+    b = {s: _run_preds(20) | {"subject": subjects[s]} for s in (0, 1)}
+    with pytest.raises(ValueError, match="other subjects"):
+        stats.compare("a", "b", a, b, **FAST)
 
 
 def test_pairing_refuses_what_cannot_be_paired():
