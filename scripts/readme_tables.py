@@ -52,7 +52,7 @@ def seeds_table(results: dict) -> list[str]:
 
 def differences_table(results: dict) -> list[str]:
     lines = ["| A − B | seeds | difference (points) | bootstrap 95% interval | per seed | t 95% interval over seeds "
-             "| McNemar p per seed | p (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| p per seed (McNemar; CK+: by subject) | p (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in F.comparisons(results):
         p = F._p(c.p) + ("" if c.p_holm is None else f" ({F._p(c.p_holm)})")
         seed_ci = "–" if c.seed_ci_low is None else f"{_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
@@ -61,6 +61,23 @@ def differences_table(results: dict) -> list[str]:
             f"| {_pts(c.ci_low)} to {_pts(c.ci_high)} | {'/'.join(_pts(d) for d in c.diff_per_seed)} | {seed_ci} "
             f"| {'/'.join(F._p(x) for x in c.p_values)} | {p} "
             f"| {F._verdict(c)}{'' if c.p_holm is not None else ' (uncorrected)'} |")
+    return lines
+
+
+def fold_differences(results: dict) -> list[str]:
+    """CK+: the paired difference of the per-fold accuracies (seed 0), fold by fold."""
+    from lkr.stats import PAPER_PAIRS
+
+    lines = ["| A − B | per fold (points) | mean ± sd | A ahead / behind (folds) |", "|---|---|---:|---:|"]
+    for a, b in PAPER_PAIRS:
+        if a not in results or b not in results:
+            continue
+        fa, fb = (np.array(results[c].metrics.get("fold_accuracy", [])) for c in (a, b))
+        if not len(fa) or fa.shape != fb.shape:
+            continue
+        d = fa - fb
+        lines.append(f"| {F.LABELS.get(a, a)} − {F.LABELS.get(b, b)} | {' '.join(_pts(x) for x in d)} "
+                     f"| {_pts(d.mean())} ± {100 * d.std(ddof=1):.1f} | {(d > 0).sum()} / {(d < 0).sum()} |")
     return lines
 
 
@@ -76,6 +93,8 @@ def main() -> int:
         print(f"## {key}: {F.results_scale_label(res[key], args.scale)}\n")
         print("\n".join(seeds_table(res[key])) + "\n")
         print("\n".join(differences_table(res[key])) + "\n")
+        if key == "ckplus":
+            print("\n".join(fold_differences(res[key])) + "\n")
     return 0
 
 
