@@ -174,10 +174,13 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
             ("md", "The same on FER2013: accuracy on PublicTest, the selection split, per epoch."),
             ("code", 'F.draw("fig9_accuracy_fer2013", res, figures_dir, run_scale)'),
             ("md", "## Is the gap real?\n\nThe paper's gaps are one run each. Each comparison it makes, on the "
-                   "same test images: the difference in accuracy with a paired bootstrap 95% interval (CK+: "
-                   "resampling subjects), McNemar's exact test per seed, Holm's correction over the paper's "
-                   "five comparisons (`lkr.stats`). Where seeds beside seed 0 exist, the tables above show "
-                   "mean ± sd over them and these tests pair the seeds."),
+                   "same test images (`lkr.stats`): the difference in accuracy averaged over the seeds both "
+                   "configurations have, with a paired bootstrap 95% interval over test images (CK+: over "
+                   "subjects), each seed's difference and a t interval over the seeds (seed noise), McNemar's "
+                   "exact test per seed (CK+: its clustered form over subjects), and one p per pair over all its "
+                   "seeds with Holm's correction over the paper's five comparisons. A verdict needs them all to "
+                   "agree; one from a single seed says \"(one seed)\". Where seeds beside seed 0 exist, the "
+                   "tables above show mean ± sd over them."),
             ("code", 'F.draw("differences_fer2013", res, figures_dir, run_scale)'),
             ("code", 'F.draw("differences_ckplus", res, figures_dir, run_scale)'),
         ],
