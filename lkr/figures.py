@@ -488,7 +488,9 @@ def fig7_confusion(results: dict[str, Any], key: str, configs: Sequence[str] = (
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.tick_params(axis="x", rotation=45)
-        ax.set_title(f"{LABELS.get(cfg, cfg)}: {100 * m['accuracy']:.1f}% (n={m['n']})", fontsize=10)
+        seeds = len(results[cfg].by_seed()) if hasattr(results[cfg], "by_seed") else 1
+        which = f", seed {results[cfg].seed} of {seeds}" if seeds > 1 else ""  # one run's matrix, not a mean
+        ax.set_title(f"{LABELS.get(cfg, cfg)}: {100 * m['accuracy']:.1f}% (n={m['n']}{which})", fontsize=10)
     if not have:
         axes[0].set_axis_off()
     label = _dataset_label(next(iter(results.values())).metrics) if results else key

@@ -33,6 +33,8 @@ def _pts(x: float | None, sign: bool = True) -> str:
     if x is None:
         return "–"
     v = round(100 * x, 1) + 0.0  # no "-0.0"
+    if v == 0 and round(100 * x, 2):  # keep the sign of a small nonzero value: "−0.05", not "0.0"
+        return f"{100 * x:+.2f}".replace("-", "−")
     return (f"{v:+.1f}" if sign and v else f"{v:.1f}").replace("-", "−")
 
 

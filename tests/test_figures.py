@@ -479,6 +479,8 @@ def test_tables_and_fig9_show_the_spread_over_seeds(tmp_path):
     ck = F.results_table("ckplus", res["ckplus"])
     ours_ck = next(r for r in ck if r["model"].startswith("LKRNet (λ=0.2)"))
     assert isinstance(ours_ck[F.FOLD_COLUMN], F.MeanSD)
+    fig7 = F.fig7_confusion(res["fer2013"], key="fer2013")  # one run's matrices: they say which seed
+    assert [ax.get_title().endswith("seed 0 of 2)") for ax in fig7.axes] == [True, True]
     fig = F.fig9_accuracy(res["fer2013"], key="fer2013")
     assert "range over seeds" in fig.axes[0].get_title()
     assert len(fig.axes[0].collections) == 2  # a band each for VGG19 and LKRNet, the two with 2 seeds
