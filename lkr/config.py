@@ -121,6 +121,12 @@ class Config:
         deterministic: deterministic GPU algorithms (``torch.use_deterministic_algorithms``,
             no cuDNN benchmarking, ``CUBLAS_WORKSPACE_CONFIG``); slower. CPU runs are
             bit-exact either way. See docs/determinism.md.
+        init_from: "" (the default: weights initialised as the paper's network is, from
+            scratch), or a trained run folder whose selected weights (``best.pt``) start this
+            run: fine-tuning, e.g. CK+ from a FER2013 run of the same configuration. Every layer
+            is copied but the class layers (``fc3`` of each head: the two datasets' class sets
+            differ), which start fresh. The source must have the same architecture
+            (:func:`lkr.runfolder.init_weights_from`).
     """
 
     variant: str = "lkrnet"
@@ -171,6 +177,7 @@ class Config:
     checkpoint_every: int = 1
     embed_samples: int = 1000
     deterministic: bool = False
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         """Reject values the model or the trainer cannot use, with one line naming the field.
@@ -301,6 +308,13 @@ SCALES: dict[str, dict[str, Any]] = {
     "cpu": {"width": 0.125, "epochs": 50, "schedule": "cosine", "warmup_epochs": 1, "lr": 0.05,
             "triplet_mining": "semi_hard", "select_crops": "center", "eval_every": 1},
 }
+# "cpu-ft": CK+ at the CPU scale, each configuration fine-tuned from its own FER2013 run at the
+# "cpu" scale (same seed): FINE_TUNE names the source. Chosen in docs/cpu-runs.md on the
+# validation subjects of CK+ folds 0-2, against training from scratch at 1/8 and 1/4 width.
+SCALES["cpu-ft"] = dict(SCALES["cpu"])
+FINE_TUNE: dict[str, tuple[str, str]] = {"cpu-ft": ("cpu", "fer2013")}
+"""Scales whose runs start from another run (``Config.init_from``): scale -> (the source's
+scale, the source's dataset key); the source is the same configuration and seed."""
 DEMO_SCALE = "demo"
 """The scale of every run on the built-in demo set (which always gets :data:`DEMO_OVERRIDES`)."""
 SCALE_NAMES: tuple[str, ...] = (*SCALES, DEMO_SCALE, "custom")
@@ -376,8 +390,8 @@ def scale_label(info: "Config | Mapping[str, Any]") -> str:
     if names and scale != "full":
         parts.append(" / ".join(names))
     paper = width == 1.0 and vgg == VGG19_CFG and d.get("epochs") in (None, Config.epochs)
-    name = {"full": "full scale (the paper's)" if paper else "full scale", "cpu": "CPU scale"}.get(scale,
-                                                                                                  f"{scale} scale")
+    name = {"full": "full scale (the paper's)" if paper else "full scale", "cpu": "CPU scale",
+            "cpu-ft": "CPU scale, fine-tuned from FER2013"}.get(scale, f"{scale} scale")
     return f"{name}: {', '.join(parts)}"
 
 

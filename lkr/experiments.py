@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from lkr.config import Config
+from lkr.config import FINE_TUNE, Config
 from lkr.dataset import FaceDataset
 from lkr.errors import ConfigError
 
@@ -187,8 +187,10 @@ def run_experiments(
     kw["seed"] = seed
     if epochs is not None:
         kw["epochs"] = epochs
-    cfgs = {n: config_of(ds, n, scale=scale, **kw) for n in names}
-    scale = res.scale_for(ds, scale)  # the folder: "demo" for the demo set
+    run_scale = res.scale_for(ds, scale)  # the folder: "demo" for the demo set
+    cfgs = {n: config_of(ds, n, scale=scale, **kw, **_fine_tune_source(out_root, run_scale, key, n, seed))
+            for n in names}
+    scale = run_scale
 
     if not fold_data or any(cfg.local_branch for cfg in cfgs.values()):
         ds = _with_landmarks(ds, progress)  # once, not once per run
@@ -230,6 +232,30 @@ def run_experiments(
         print(f"[lkr] {len(jobs)} runs on {ds.name} at {scale} scale in {time.perf_counter() - t_all:.0f} s; "
               f"results in {results_dir / scale / key}", flush=True)
     return summary
+
+
+def _fine_tune_source(out_root: Path, scale: str, key: str, name: str, seed: int) -> dict[str, str]:
+    """``{"init_from": run folder}`` for a scale of :data:`lkr.config.FINE_TUNE` (the same
+    configuration and seed trained on the source dataset at the source scale, under the same
+    ``out_root``), else ``{}``.
+
+    Raises:
+        ConfigError: the data is the source dataset itself, or the source run is not finished.
+    """
+    if scale not in FINE_TUNE:
+        return {}
+    from lkr import results as res
+
+    src_scale, src_key = FINE_TUNE[scale]
+    if key == src_key:
+        raise ConfigError(f"scale {scale} fine-tunes from the {src_key} runs at scale {src_scale}; train {src_key} "
+                          f"itself at scale {src_scale}")
+    src = res.run_dir_for(out_root / "runs", src_scale, src_key, name, seed=seed)
+    if not (src / "metrics.json").is_file():
+        raise ConfigError(f"scale {scale}: {name} starts from its {src_key} run at scale {src_scale}, and {src} "
+                          f"holds no finished run; train it first (lkr reproduce / scripts/cpu_results.py on "
+                          f"{src_key} with the same --seed and runs folder)")
+    return {"init_from": str(src)}
 
 
 def _with_landmarks(ds: FaceDataset, progress: bool) -> FaceDataset:

@@ -33,7 +33,7 @@ import torch
 
 from lkr.atomic import atomic_write
 from lkr.config import Config
-from lkr.errors import RunError
+from lkr.errors import ConfigError, RunError
 from lkr.model import build_model
 
 RUN_FILES = ("config.json", "history.json", "checkpoint.pt", "best.pt", "metrics.json", "predictions.npz",
@@ -141,3 +141,44 @@ def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple
     model.load_state_dict(ck["model"])
     model.eval()
     return model, cfg, ck.get("info", {})
+
+
+CLASS_LAYERS = (".fc3.",)
+"""State-dict key parts of the class layers, which :func:`init_weights_from` leaves fresh."""
+
+
+def init_weights_from(model: torch.nn.Module, source: str | Path) -> str:
+    """Copy a trained run's selected weights into ``model`` (``Config.init_from``), all but the
+    class layers (:data:`CLASS_LAYERS`), which keep their fresh initialisation.
+
+    Args:
+        model: a freshly built network (:func:`lkr.model.build_model`), on any device.
+        source: a trained run folder (or its ``best.pt``).
+
+    Returns:
+        A one-line note for the run's record: what was copied from where.
+
+    Raises:
+        RunError: when ``source`` is not a trained run folder.
+        ConfigError: when its network differs from ``model``'s (one line naming the layer).
+    """
+    src = Path(source).expanduser()
+    run = src.parent if src.name == "best.pt" else src
+    if not (run / "best.pt").is_file():
+        raise RunError(f"init_from {source}: not a trained run folder (no best.pt)")
+    ck = load_checkpoint(run / "best.pt", torch.device("cpu"))
+    own = model.state_dict()
+    keep = {k: v for k, v in ck["model"].items() if not any(c in k for c in CLASS_LAYERS)}
+    for k, v in keep.items():
+        if k not in own or own[k].shape != v.shape:
+            got = "absent here" if k not in own else f"{tuple(own[k].shape)} here"
+            raise ConfigError(f"init_from {run}: its layer {k} {tuple(v.shape)} does not fit this network "
+                              f"({got}); train the same configuration (variant, width, vgg_cfg, fc_dims)")
+    missing = [k for k in own if k not in keep and not any(c in k for c in CLASS_LAYERS)]
+    if missing:
+        raise ConfigError(f"init_from {run}: this network's layer {missing[0]} is not in it; train the same "
+                          "configuration (variant, width, vgg_cfg, fc_dims)")
+    model.load_state_dict(keep, strict=False)
+    src_cfg = ck.get("config", {})
+    return (f"weights from {run} ({src_cfg.get('variant', '?')} trained on "
+            f"{ck.get('info', {}).get('dataset', '?')}), all but the class layers")

@@ -55,16 +55,16 @@ from tqdm.auto import tqdm
 import lkr
 from lkr import distributed
 from lkr.augment import train_augment
-from lkr.config import Config, scale_preset
+from lkr.config import FINE_TUNE, Config, scale_preset
 from lkr.dataset import FaceDataset
 from lkr.device import autocast_for, device_name, resolve_device
-from lkr.errors import RunError, TrainingError
+from lkr.errors import ConfigError, RunError, TrainingError
 from lkr.evaluate import classification_metrics, predict_center, predict_ten_crop
 from lkr import cpu
 from lkr.losses import class_balanced_batch, lkr_loss, sample_triplets
 from lkr.model import build_model
 from lkr.prepare import Prepared, prepare_data, split_indices
-from lkr.runfolder import load_checkpoint, open_run_folder, save_npz, save_torch, write_json
+from lkr.runfolder import init_weights_from, load_checkpoint, open_run_folder, save_npz, save_torch, write_json
 
 
 # --- schedule -------------------------------------------------------------------------------
@@ -340,7 +340,10 @@ def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], pr
     """
     notes = list(data_notes)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(dev)
+    model = build_model(cfg)
+    if cfg.init_from:  # fine-tuning: a trained run's weights, fresh class layers
+        notes.append(init_weights_from(model, cfg.init_from))
+    model = model.to(dev)
     if world > 1 and dev.type == "cuda" and cfg.batch_norm:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state_dict keys
     elif world > 1 and cfg.batch_norm:
@@ -601,13 +604,19 @@ def config_for(ds: FaceDataset, variant: str, *, scale: str = "full", **override
     any field. ``cfg.scale`` records the preset's name.
 
     Raises:
-        ConfigError: for an unknown scale (or "demo" for other data), or an invalid field.
+        ConfigError: for an unknown scale (or "demo" for other data), an invalid field, or a
+            fine-tuning scale (:data:`lkr.config.FINE_TUNE`) without ``init_from``.
     """
     name, preset = scale_preset(scale, demo=ds.kind == "demo")
     kw: dict[str, Any] = {**preset, "scale": name}
     if ds.evaluation == "folds":
         kw.update(select_split="val", test_split="test")
     kw.update({k: v for k, v in overrides.items() if v is not None})
+    if name in FINE_TUNE and not kw.get("init_from"):
+        src_scale, src_key = FINE_TUNE[name]
+        raise ConfigError(f"scale {name} starts from the same configuration's {src_key} run at scale {src_scale}: "
+                          "pass --set init_from=<that run folder> (lkr reproduce and scripts/cpu_results.py "
+                          "find it themselves)")
     return Config.for_variant(variant, **kw)
 
 

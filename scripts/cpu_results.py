@@ -9,6 +9,8 @@ Grad-CAM for FER2013), so they can be committed as soon as each run ends.
     python scripts/cpu_results.py ../shared/data/fer2013.zip --names vgg19 lkrnet --seed 1   # another seed
     python scripts/cpu_results.py ../shared/data/fer2013.zip --names baseline1 baseline2 --seed 1 --workers 2
     python scripts/cpu_results.py ../shared/data/CK+48.zip --workers 2     # CK+: 10 folds x 4 configs
+    python scripts/cpu_results.py ../shared/data/CK+48.zip --workers 2 --scale cpu-ft   # the same, each
+                                                      # configuration fine-tuned from its FER2013 run
 
 Seeds other than 0 go to ``<config>/seed<s>/`` (runs and results, :func:`lkr.results.run_dir_for`).
 """
@@ -37,6 +39,9 @@ def main() -> int:
     ap.add_argument("--runs", default=os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")))
     ap.add_argument("--results", default=str(REPO / "results"))
     ap.add_argument("--seed", type=int, default=0, help="the runs' seed (default 0)")
+    ap.add_argument("--scale", default="cpu", choices=["cpu", "cpu-ft"],
+                    help="cpu (default), or cpu-ft: CK+ with each configuration fine-tuned from its FER2013 "
+                         "run at the cpu scale (train those first)")
     ap.add_argument("--workers", type=int, default=1,
                     help="train in this many processes, threads shared among them: CK+ folds, or FER2013 "
                          "configurations this many at a time (each group exported when it ends)")
@@ -48,7 +53,7 @@ def main() -> int:
     step = args.workers if ds.evaluation != "folds" else 1
     for i in range(0, len(names), step):
         group = names[i:i + step]
-        run_experiments(ds, args.runs, group, data_ref=args.data, scale="cpu", results_dir=args.results, device="cpu",
+        run_experiments(ds, args.runs, group, data_ref=args.data, scale=args.scale, results_dir=args.results, device="cpu",
                         progress=True, seed=args.seed, workers=args.workers if len(group) > 1 or step == 1 else 1)
     return 0
 

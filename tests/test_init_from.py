@@ -1,0 +1,119 @@
+"""Config.init_from: a run starts from another run's selected weights (fine-tuning, e.g. CK+
+from a FER2013 run of the same configuration); the class layers start fresh."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lkr.cli import main
+from lkr.demo import make_demo
+from lkr.errors import ConfigError, RunError
+from lkr.model import build_model
+from lkr.runfolder import init_weights_from
+from lkr.train import config_for, train
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A trained demo LKRNet run folder (seed 5: its weights are unlike a fresh seed-0 net's)."""
+    ds = make_demo("fer2013", n=300)
+    run = tmp_path_factory.mktemp("fer-run")
+    train(ds, config_for(ds, "lkrnet", epochs=1, seed=5), run, device="cpu", progress=False, threads=1)
+    return run, torch.load(run / "best.pt", map_location="cpu", weights_only=False)["model"]
+
+
+def test_every_layer_but_the_class_layers_is_copied(source):
+    run, src = source
+    ds = make_demo("ckplus", n=120)
+    cfg = config_for(ds, "lkrnet", epochs=1)
+    torch.manual_seed(0)
+    fresh = build_model(cfg).state_dict()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    note = init_weights_from(model, run)
+    assert str(run) in note and "class layers" in note
+    got = model.state_dict()
+    fc3 = [k for k in got if ".fc3." in k]
+    assert sorted(fc3) == ["head_global.fc3.bias", "head_global.fc3.weight", "head_local.fc3.bias",
+                           "head_local.fc3.weight"]
+    for k, v in got.items():
+        if k in fc3:  # fresh, as a run from scratch with the same seed starts
+            assert torch.equal(v, fresh[k]) and not torch.equal(v, src[k])
+        else:  # copied, BatchNorm statistics included
+            assert torch.equal(v, src[k]), k
+    assert not torch.equal(got["shared.1.running_mean"], fresh["shared.1.running_mean"])  # trained statistics
+
+
+def test_another_architecture_is_refused_in_one_line(source):
+    run, _ = source
+    ds = make_demo("ckplus", n=120)
+    wider = build_model(config_for(ds, "lkrnet", epochs=1, width=2.0))
+    with pytest.raises(ConfigError, match=r"does not fit this network") as e:
+        init_weights_from(wider, run)
+    assert "\n" not in str(e.value) and "shared.0.weight" in str(e.value)
+    single = build_model(config_for(ds, "vgg19", epochs=1))  # no local head: head_local.* absent here
+    with pytest.raises(ConfigError, match="absent here"):
+        init_weights_from(single, run)
+
+
+def test_not_a_run_folder_is_refused(tmp_path):
+    ds = make_demo("ckplus", n=120)
+    with pytest.raises(RunError, match="no best.pt"):
+        init_weights_from(build_model(config_for(ds, "lkrnet", epochs=1)), tmp_path)
+
+
+def test_a_fine_tuned_run_records_its_source_and_starts_from_it(source, tmp_path):
+    run, src = source
+    ds = make_demo("ckplus", n=240)
+    cfg = config_for(ds, "lkrnet", epochs=1, init_from=str(run))
+    m = train(ds, cfg, tmp_path / "ft", device="cpu", fold=0, folds=5, progress=False, threads=1)
+    assert any(str(run) in n for n in m["notes"])
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init_from"] == str(run)
+    # one epoch of SGD from the copied weights stays far nearer to them than to a fresh net's
+    ck = torch.load(tmp_path / "ft" / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    torch.manual_seed(0)
+    fresh = build_model(cfg).state_dict()
+    w = "shared.0.weight"
+    assert (ck[w] - src[w]).norm() < 0.5 * (ck[w] - fresh[w]).norm()
+
+
+def test_cli_set_init_from_a_missing_folder_fails_in_one_line(tmp_path, capsys):
+    code = main(["train", "--data", "demo", "--out", str(tmp_path / "r"), "--set",
+                 f"init_from={tmp_path / 'nothing'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no best.pt" in err and "\n" not in err
+
+
+def test_the_fine_tuning_scale_needs_its_source(tmp_path):
+    from lkr.experiments import _fine_tune_source
+    from lkr.results import run_dir_for
+
+    ds = make_demo("ckplus", n=120)
+    assert config_for(ds, "lkrnet", scale="cpu-ft").scale == "demo"  # the demo set keeps its preset
+    with pytest.raises(ConfigError, match="fer2013 itself"):
+        _fine_tune_source(tmp_path, "cpu-ft", "fer2013", "lkrnet", 0)
+    with pytest.raises(ConfigError, match="holds no finished run") as e:
+        _fine_tune_source(tmp_path, "cpu-ft", "ckplus", "lkrnet", 1)
+    assert "\n" not in str(e.value)
+    src = run_dir_for(tmp_path / "runs", "cpu", "fer2013", "lkrnet", seed=1)
+    src.mkdir(parents=True)
+    (src / "metrics.json").write_text("{}")
+    assert _fine_tune_source(tmp_path, "cpu-ft", "ckplus", "lkrnet", 1) == {"init_from": str(src)}
+    assert _fine_tune_source(tmp_path, "cpu", "ckplus", "lkrnet", 1) == {}
+
+
+def test_lkr_train_at_the_fine_tuning_scale_without_a_source_fails_in_one_line(tmp_path, capsys):
+    from lkr.config import FINE_TUNE, scale_label
+
+    assert FINE_TUNE["cpu-ft"] == ("cpu", "fer2013")
+    assert scale_label({"scale": "cpu-ft", "width": 0.125, "epochs": 50}).startswith(
+        "CPU scale, fine-tuned from FER2013: VGG19 at 1/8 width, 50 epochs")
+    fake = tmp_path / "fer2013.csv"
+    fake.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},{' '.join(['1'] * 2304)},Training\n"
+                                                     for i in range(14)))
+    code = main(["train", "--data", str(fake), "--scale", "cpu-ft", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "init_from" in err and "\n" not in err
