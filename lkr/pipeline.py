@@ -174,10 +174,15 @@ def run_reproduce(fer: str | Path, ck: str | Path, *, out: str | Path = "out/rea
     Raises:
         LkrError: for a missing dataset path, an unknown scale or a failed notebook.
     """
-    from lkr.config import SCALES
+    from lkr.config import FINE_TUNE, SCALES
 
     if scale not in SCALES:
         raise LkrError(f"--scale {scale}: choose from {', '.join(SCALES)}")
+    if scale in FINE_TUNE:
+        src_scale, src_key = FINE_TUNE[scale]
+        raise LkrError(f"--scale {scale} is CK+ fine-tuned from the {src_key} runs at scale {src_scale}: run lkr "
+                       f"reproduce --scale {src_scale} first, then python scripts/cpu_results.py <CK+ path> "
+                       f"--scale {scale} --runs <the same out folder>")
     if workers < 1:
         raise LkrError(f"--workers {workers}: expected 1 or more")
     for p in (fer, ck):

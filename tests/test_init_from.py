@@ -117,3 +117,10 @@ def test_lkr_train_at_the_fine_tuning_scale_without_a_source_fails_in_one_line(t
     code = main(["train", "--data", str(fake), "--scale", "cpu-ft", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "init_from" in err and "\n" not in err
+
+
+def test_lkr_reproduce_at_the_fine_tuning_scale_says_how_in_one_line(tmp_path, capsys):
+    code = main(["reproduce", "--fer", str(tmp_path / "f.csv"), "--ck", str(tmp_path / "ck"), "--scale", "cpu-ft",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "reproduce --scale cpu first" in err and "cpu_results.py" in err and "\n" not in err
