@@ -4,7 +4,8 @@ Layout (``<scale>`` is the scale the runs were trained at, ``<config>`` a name o
 :data:`lkr.experiments.CONFIGS`)::
 
     results/
-      <scale>/                   "full" (the paper's), "cpu" (the CPU scale) or "demo" (demo set)
+      <scale>/                   "full" (the paper's), "cpu" (the CPU scale), "cpu-ft" (CK+ at
+                                 the CPU scale fine-tuned from FER2013) or "demo" (demo set)
         fer2013/<config>/        one run (seed 0) on the official splits
           config.json  metrics.json  history.json  predictions.npz
           embeddings.npz         256-d test embeddings of the run's fixed subsample (float16)
