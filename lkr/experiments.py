@@ -212,7 +212,7 @@ def run_experiments(
             m = train(ds, cfg, run, device=device, fold=fold, folds=k_folds, progress=progress, data_ref=data_ref)
             state = f"{time.perf_counter() - t0:.0f} s"
         dest = res.run_dir_for(results_dir, cfg.scale, key, name, fold, seed)
-        res.export_run(run, dest, embeddings=not fold_data and not seed)
+        res.export_run(run, dest, embeddings=False)  # the 256-d embeddings stay in the run folder
         if not fold_data and seed:
             summary[name] = m
         elif not fold_data:
@@ -220,7 +220,7 @@ def run_experiments(
                 import numpy as np
 
                 faces = res.gradcam_faces(ds, np.load(run / "predictions.npz")["index"])
-            res.export_umap(dest)
+            res.export_umap(dest, source=run)
             res.export_gradcam(run, dest, ds, faces, device="cpu")
             summary[name] = m
         if progress:

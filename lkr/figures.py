@@ -30,7 +30,7 @@ from lkr.classes import CANONICAL, short
 from lkr.config import scale_label, scale_of
 from lkr.paper import OURS_TO_PAPER, overall_note, paper_table, weighted_accuracy
 
-DPI = 200
+DPI = 120
 # name -> (width, height) in inches: the fixed size of each figure.
 FIGURES: dict[str, tuple[float, float]] = {
     "fig2_local_key_regions": (8.0, 3.8),

@@ -8,7 +8,9 @@ Layout (``<scale>`` is the scale the runs were trained at, ``<config>`` a name o
                                  the CPU scale fine-tuned from FER2013) or "demo" (demo set)
         fer2013/<config>/        one run (seed 0) on the official splits
           config.json  metrics.json  history.json  predictions.npz
-          embeddings.npz         256-d test embeddings of the run's fixed subsample (float16)
+          embeddings.npz         256-d test embeddings of the run's fixed subsample (float16):
+                                 only where a GPU run exported them for a later UMAP; the
+                                 experiments leave them in the run folder
           umap.npz               their 2-D UMAP (seeded, float16) + silhouette scores
           gradcam.npz            Grad-CAM of 16 fixed test faces (float16) + those faces' pixels
         ckplus/<config>/
@@ -35,8 +37,9 @@ splits goes under ``fer2013/``, CK+-like data evaluated by subject folds under `
 
 Rules: only small files are copied (never ``checkpoint.pt`` / ``best.pt``); CK+ face pixels are
 never stored (CK+'s licence forbids publishing its faces), so ``gradcam.npz`` exists for the
-FER2013 role only. A FER2013 run takes under 1 MiB (mostly its 1000 x 256 float16
-embeddings), a CK+ fold a few KiB.
+FER2013 role only. ``history.json`` is written compactly (floats to 6 significant digits). A
+FER2013 run takes about 150 KiB (with ``embeddings.npz`` about 0.6 MiB), a CK+ fold about
+10 KiB: the repository's files must leave room for the datasets on a GPU call.
 """
 
 from __future__ import annotations
@@ -112,9 +115,29 @@ def export_run(run: str | Path, dest: str | Path, *, embeddings: bool = True) ->
         raise RunError(f"{run}: no finished run (metrics.json missing)")
     dest.mkdir(parents=True, exist_ok=True)
     for name in SMALL_FILES + (("embeddings.npz",) if embeddings else ()):
-        if (run / name).exists():
+        if name == "history.json" and (run / name).exists():
+            write_compact_json(dest / name, json.loads((run / name).read_text()))
+        elif (run / name).exists():
             shutil.copyfile(run / name, dest / name)
     return dest
+
+
+def write_compact_json(path: str | Path, obj: Any, digits: int = 6) -> None:
+    """Write ``obj`` as JSON without indentation, floats rounded to ``digits`` significant
+    digits (a per-epoch history takes about half the bytes; figures need far fewer digits)."""
+    from lkr.atomic import atomic_write
+
+    def rounded(o: Any) -> Any:
+        if isinstance(o, float):
+            return float(f"{o:.{digits}g}")
+        if isinstance(o, dict):
+            return {k: rounded(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [rounded(v) for v in o]
+        return o
+
+    text = json.dumps(rounded(obj), separators=(",", ":"))
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
 def separation_score(embedding: np.ndarray, labels: np.ndarray, *, normalize: bool = True) -> float | None:
@@ -143,9 +166,14 @@ def separation_score(embedding: np.ndarray, labels: np.ndarray, *, normalize: bo
     return float(silhouette_score(e, labels, metric="euclidean"))
 
 
-def export_umap(dest: str | Path, *, seed: int = UMAP_SEED, n_neighbors: int = 15, min_dist: float = 0.1) -> Path:
-    """Write ``dest/umap.npz`` from ``dest/embeddings.npz`` (UMAP with ``n_neighbors``,
+def export_umap(dest: str | Path, *, source: str | Path | None = None, seed: int = UMAP_SEED, n_neighbors: int = 15,
+                min_dist: float = 0.1) -> Path:
+    """Write ``dest/umap.npz`` from ``<source>/embeddings.npz`` (UMAP with ``n_neighbors``,
     ``min_dist``, ``random_state=seed``).
+
+    ``source``: the folder holding ``embeddings.npz``: the run folder (the CPU experiments keep
+    the 256-d embeddings there, out of ``results/``), or None for ``dest`` itself (results
+    exported with ``embeddings=True``, e.g. from a GPU machine without umap-learn).
 
     Contents: ``coords`` (N, 2) float16 UMAP of the L2-normalised embeddings (seeded,
     single-threaded, so reproducible), ``label`` (N,) int8, ``index`` (N,) int64,
@@ -155,7 +183,7 @@ def export_umap(dest: str | Path, *, seed: int = UMAP_SEED, n_neighbors: int = 1
     import umap  # imported here only: redrawing figures never needs it
 
     dest = Path(dest)
-    z = np.load(dest / "embeddings.npz")
+    z = np.load(Path(source if source is not None else dest) / "embeddings.npz")
     emb, lab = z["embedding"].astype(np.float32), z["label"].astype(np.int64)
     e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     nn = int(min(n_neighbors, max(2, len(e) - 1)))

@@ -120,8 +120,10 @@ def test_results_layout_of_the_run(executed):
 
     for cfg in CONFIGS:
         fer = res / "fer2013" / cfg
-        assert {"metrics.json", "history.json", "config.json", "predictions.npz", "embeddings.npz", "umap.npz",
+        assert {"metrics.json", "history.json", "config.json", "predictions.npz", "umap.npz",
                 "gradcam.npz"} <= {p.name for p in fer.iterdir()}
+        assert not (fer / "embeddings.npz").exists()  # 256-d embeddings stay in the run folder
+        assert (executed / "runs" / "demo" / "fer2013" / cfg / "embeddings.npz").exists()
         z = np.load(fer / "umap.npz")
         assert z["coords"].dtype == np.float16 and z["coords"].shape[1] == 2 and np.isfinite(float(z["silhouette"]))
         if cfg == "lkrnet-cover":  # FER2013 only
