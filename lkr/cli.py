@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
-from lkr.config import SCALES
+from lkr.config import FINE_TUNE, SCALES
 from lkr.errors import LkrError
 
 
@@ -138,9 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--results", default="results", help="small artifacts (default: results)")
     rp.add_argument("--figures", default="figures", help="tables and figures (default: figures)")
     rp.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    rp.add_argument("--scale", choices=list(SCALES), default="full",
+    rp.add_argument("--scale", choices=[n for n in SCALES if n not in FINE_TUNE], default="full",
                     help="full: the paper's values (default; for a GPU); cpu: the reduced scale that trains on a "
-                         "CPU (lkr/config.py SCALES). Results go to <results>/<scale>/, figures are named with it")
+                         "CPU (lkr/config.py SCALES). Results go to <results>/<scale>/, figures are named with it. "
+                         "CK+ fine-tuned from the FER2013 cpu runs (cpu-ft): scripts/cpu_results.py --scale cpu-ft")
     rp.add_argument("--epochs", type=int, default=None, help="default: the scale's (the paper's 60 at full)")
     rp.add_argument("--quick", action="store_true", help="2 CK+ folds instead of 10")
     rp.add_argument("--workers", type=int, default=1,
@@ -171,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, help="dataset path or 'demo' / 'demo-ckplus'")
     tr.add_argument("--variant", default="lkrnet", choices=["vgg19", "baseline1", "baseline2", "lkrnet"])
     tr.add_argument("--scale", choices=list(SCALES), default="full",
-                    help="the preset the config starts from: full (the paper's values; default) or cpu (a "
-                         "reduced scale for a CPU); flags and --set change it. The demo set always gets its own")
+                    help="the preset the config starts from: full (the paper's values; default), cpu (a "
+                         "reduced scale for a CPU) or cpu-ft (cpu, fine-tuned from a run given by --set "
+                         "init_from=<run folder>); flags and --set change it. The demo set always gets its own")
     tr.add_argument("--lambda", dest="lam", type=float, default=None, help="triplet loss weight")
     tr.add_argument("--epochs", type=int, default=None)
     tr.add_argument("--batch-size", type=int, default=None)

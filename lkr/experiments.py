@@ -188,7 +188,7 @@ def run_experiments(
     if epochs is not None:
         kw["epochs"] = epochs
     run_scale = res.scale_for(ds, scale)  # the folder: "demo" for the demo set
-    cfgs = {n: config_of(ds, n, scale=scale, **kw, **_fine_tune_source(out_root, run_scale, key, n, seed))
+    cfgs = {n: config_of(ds, n, scale=scale, **{**kw, **_fine_tune_source(out_root, run_scale, key, n, seed)})
             for n in names}
     scale = run_scale
 
@@ -255,7 +255,7 @@ def _fine_tune_source(out_root: Path, scale: str, key: str, name: str, seed: int
         raise ConfigError(f"scale {scale}: {name} starts from its {src_key} run at scale {src_scale}, and {src} "
                           f"holds no finished run; train it first (lkr reproduce / scripts/cpu_results.py on "
                           f"{src_key} with the same --seed and runs folder)")
-    return {"init_from": str(src)}
+    return {"init_from": str(src.expanduser().resolve())}
 
 
 def _with_landmarks(ds: FaceDataset, progress: bool) -> FaceDataset:

@@ -164,8 +164,8 @@ def init_weights_from(model: torch.nn.Module, source: str | Path) -> str:
     """
     src = Path(source).expanduser()
     run = src.parent if src.name == "best.pt" else src
-    if not (run / "best.pt").is_file():
-        raise RunError(f"init_from {source}: not a trained run folder (no best.pt)")
+    if not (run / "best.pt").is_file() or not (run / "metrics.json").is_file():
+        raise RunError(f"init_from {source}: not a finished run folder (no best.pt or no metrics.json)")
     ck = load_checkpoint(run / "best.pt", torch.device("cpu"))
     own = model.state_dict()
     keep = {k: v for k, v in ck["model"].items() if not any(c in k for c in CLASS_LAYERS)}
@@ -180,5 +180,8 @@ def init_weights_from(model: torch.nn.Module, source: str | Path) -> str:
                           "configuration (variant, width, vgg_cfg, fc_dims)")
     model.load_state_dict(keep, strict=False)
     src_cfg = ck.get("config", {})
-    return (f"weights from {run} ({src_cfg.get('variant', '?')} trained on "
-            f"{ck.get('info', {}).get('dataset', '?')}), all but the class layers")
+    m = json.loads((run / "metrics.json").read_text())
+    return (f"weights from {run} ({src_cfg.get('variant', '?')}, lambda {src_cfg.get('triplet_lambda', '?')}, "
+            f"seed {src_cfg.get('seed', '?')}, trained on {m.get('dataset', '?')}: epoch {m.get('best_epoch', '?')} "
+            f"selected at {100 * float(m.get('select_accuracy') or 0):.2f}% on {m.get('select_split', '?')}), "
+            "all but the class layers")

@@ -258,7 +258,8 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
             "kit_version": lkr.__version__, "world_size": group.world_size, "threads": threads}
     _announce(ds, cfg, dev, group.world_size, progress)
     prepared = _data_on_device(ds, cfg, dev, fold=fold, folds=folds, progress=progress)
-    model, opt, notes, use_cl = _build(cfg, dev, group.world_size, prepared.notes, progress)
+    resuming = resume and (out / "checkpoint.pt").exists()  # its weights replace any init_from copy
+    model, opt, notes, use_cl = _build(cfg, dev, group.world_size, prepared.notes, progress, copy_init=not resuming)
     state = _resume(cfg, out, dev, model, opt, info, group.is_main, progress) if resume else _State()
     if not state.precision or state.precision.get("device", dev.type) != dev.type:
         state.precision = _precision(cfg, dev, threads, progress)  # new run, or resumed on another device
@@ -331,9 +332,10 @@ def _data_on_device(ds: FaceDataset, cfg: Config, dev: torch.device, *, fold: in
     return prepare_data(ds, cfg, fold=fold, folds=folds, device=dev, progress=progress)
 
 
-def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], progress: bool
-           ) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[str], bool]:
-    """The network (seeded with ``cfg.seed``) on ``dev`` and its SGD optimizer (Table 1).
+def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], progress: bool, *,
+           copy_init: bool = True) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[str], bool]:
+    """The network (seeded with ``cfg.seed``; with ``cfg.init_from`` and ``copy_init`` the source
+    run's weights but the class layers) on ``dev`` and its SGD optimizer (Table 1).
 
     Returns:
         (model, optimizer, notes: ``data_notes`` and this step's, channels_last in use).
@@ -341,7 +343,7 @@ def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], pr
     notes = list(data_notes)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
-    if cfg.init_from:  # fine-tuning: a trained run's weights, fresh class layers
+    if cfg.init_from and copy_init:  # fine-tuning: a trained run's weights, fresh class layers
         notes.append(init_weights_from(model, cfg.init_from))
     model = model.to(dev)
     if world > 1 and dev.type == "cuda" and cfg.batch_norm:

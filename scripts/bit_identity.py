@@ -63,8 +63,12 @@ def run_kit(root: Path, epochs: int, shape: str) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, str(epochs), shape], cwd=root, env=env, capture_output=True,
                          text=True)
     if out.returncode:
-        raise SystemExit(f"bit_identity: the run with {root} failed: {out.stderr.strip().splitlines()[-1]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        last = (out.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"bit_identity: the run with {root} failed: {last}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if not Path(r["kit"]).resolve().is_relative_to(root.resolve()):  # the kit of this side, not another
+        raise SystemExit(f"bit_identity: the run meant for {root} imported {r['kit']}")
+    return r
 
 
 def main() -> int:
@@ -76,8 +80,10 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         wt = Path(tmp) / "old"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(wt), args.ref], check=True,
-                       capture_output=True)
+        made = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(wt), args.ref],
+                              capture_output=True, text=True)
+        if made.returncode:
+            raise SystemExit(f"bit_identity: --ref {args.ref}: {made.stderr.strip().splitlines()[-1]}")
         try:
             old = {s: run_kit(wt, args.epochs, s) for s in args.shapes}
         finally:
@@ -85,7 +91,7 @@ def main() -> int:
     new = {s: run_kit(REPO, args.epochs, s) for s in args.shapes}
     same = all(old[s]["sha256"] == new[s]["sha256"] for s in args.shapes)
     for name, r, s in [(n, r[s], s) for s in args.shapes for n, r in ((args.ref, old), ("this checkout", new))]:
-        print(f"{s:>7} {name:>14}: weights sha256 {r['sha256'][:16]}  losses {[round(x, 6) for x in r['loss']]}  "
+        print(f"{s:>7} {name:>14} ({Path(r['kit']).parent.parent}): weights sha256 {r['sha256'][:16]}  losses {[round(x, 6) for x in r['loss']]}  "
               f"accuracy {r['accuracy']:.3f}  threads {r['threads']}")
     print("bit-identical weights" if same else "the weights DIFFER")
     return 0 if same else 1

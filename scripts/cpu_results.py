@@ -26,10 +26,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lkr.experiments import CONFIGS, run_experiments  # noqa: E402
+from lkr.errors import LkrError  # noqa: E402
 from lkr.readers import load_dataset  # noqa: E402
 
 FER_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2", "lkrnet-cover", "lkrnet-l0.4"]
 CK_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2"]
+
+
+def _one_line(fn, *args, **kw):
+    """``fn(*args, **kw)``; a kit error (missing source run, bad data) exits with its one line."""
+    try:
+        return fn(*args, **kw)
+    except LkrError as e:
+        raise SystemExit(f"cpu_results: error: {e}") from None
 
 
 def main() -> int:
@@ -46,14 +55,14 @@ def main() -> int:
                     help="train in this many processes, threads shared among them: CK+ folds, or FER2013 "
                          "configurations this many at a time (each group exported when it ends)")
     args = ap.parse_args()
-    ds = load_dataset(args.data)
+    ds = _one_line(load_dataset, args.data)
     names = args.names or (CK_ORDER if ds.evaluation == "folds" else [n for n in FER_ORDER if n in CONFIGS])
     # FER2013: `workers` configurations at a time, exported as soon as they finish; CK+: one
     # configuration at a time, its folds in `workers` processes
     step = args.workers if ds.evaluation != "folds" else 1
     for i in range(0, len(names), step):
         group = names[i:i + step]
-        run_experiments(ds, args.runs, group, data_ref=args.data, scale=args.scale, results_dir=args.results, device="cpu",
+        _one_line(run_experiments,ds, args.runs, group, data_ref=args.data, scale=args.scale, results_dir=args.results, device="cpu",
                         progress=True, seed=args.seed, workers=args.workers if len(group) > 1 or step == 1 else 1)
     return 0
 

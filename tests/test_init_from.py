@@ -101,7 +101,7 @@ def test_the_fine_tuning_scale_needs_its_source(tmp_path):
     src = run_dir_for(tmp_path / "runs", "cpu", "fer2013", "lkrnet", seed=1)
     src.mkdir(parents=True)
     (src / "metrics.json").write_text("{}")
-    assert _fine_tune_source(tmp_path, "cpu-ft", "ckplus", "lkrnet", 1) == {"init_from": str(src)}
+    assert _fine_tune_source(tmp_path, "cpu-ft", "ckplus", "lkrnet", 1) == {"init_from": str(src.resolve())}
     assert _fine_tune_source(tmp_path, "cpu", "ckplus", "lkrnet", 1) == {}
 
 
@@ -120,7 +120,52 @@ def test_lkr_train_at_the_fine_tuning_scale_without_a_source_fails_in_one_line(t
 
 
 def test_lkr_reproduce_at_the_fine_tuning_scale_says_how_in_one_line(tmp_path, capsys):
-    code = main(["reproduce", "--fer", str(tmp_path / "f.csv"), "--ck", str(tmp_path / "ck"), "--scale", "cpu-ft",
-                 "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "reproduce --scale cpu first" in err and "cpu_results.py" in err and "\n" not in err
+    from lkr.errors import LkrError
+    from lkr.pipeline import run_reproduce
+
+    with pytest.raises(LkrError, match="reproduce --scale cpu first") as e:
+        run_reproduce(tmp_path / "f.csv", tmp_path / "ck", scale="cpu-ft", out=tmp_path / "out")
+    assert "cpu_results.py" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(SystemExit):  # the CLI does not offer it
+        main(["reproduce", "--fer", "f.csv", "--ck", "ck", "--scale", "cpu-ft"])
+    assert "invalid choice: 'cpu-ft'" in capsys.readouterr().err
+
+
+def test_a_fine_tuned_run_cut_short_resumes_to_the_same_weights(source, tmp_path):
+    """The copy happens once, at the start: a resumed run takes its checkpoint's weights."""
+    run, _ = source
+    ds = make_demo("ckplus", n=240)
+    cfg = config_for(ds, "lkrnet", epochs=2, init_from=str(run))
+    kw = dict(device="cpu", fold=0, folds=5, progress=False, threads=1)
+    train(ds, cfg, tmp_path / "whole", **kw)
+    assert train(ds, cfg, tmp_path / "cut", stop_after=1, **kw) == {"stopped_at": 1}
+    m = train(ds, cfg, tmp_path / "cut", **kw)
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+            for d in ("whole", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not any(str(run) in n for n in m["notes"])  # the resumed call copied nothing
+
+
+def test_run_experiments_at_cpu_ft_starts_each_configuration_from_its_source(tmp_path):
+    """The wiring of the fine-tuning scale on non-demo data (the demo set keeps its own preset):
+    the source is the same configuration's run at the cpu scale under the same runs folder."""
+    import dataclasses
+
+    from lkr.experiments import run_experiments
+    from lkr.results import run_dir_for
+
+    ck = dataclasses.replace(make_demo("ckplus", n=240), name="ckplus", kind="ckplus-folder")
+    fer = dataclasses.replace(make_demo("fer2013", n=300), name="fer2013", kind="fer2013-csv")
+    src = run_dir_for(tmp_path / "runs", "cpu", "fer2013", "vgg19")
+    small = dict(width=1 / 32, fc_dims=(64, 32), batch_size=32)
+    train(fer, config_for(fer, "vgg19", scale="cpu", epochs=1, **small), src, device="cpu", progress=False,
+          threads=1)
+    with pytest.raises(ConfigError, match="holds no finished run"):
+        run_experiments(ck, tmp_path, ["baseline2"], scale="cpu-ft", epochs=1, folds=[0], k_folds=5,
+                        device="cpu", progress=False, overrides=small)
+    out = run_experiments(ck, tmp_path, ["vgg19"], scale="cpu-ft", epochs=1, folds=[0], k_folds=5, device="cpu",
+                          progress=False, overrides=small)
+    assert out["vgg19"]["scale"] == "cpu-ft"
+    cfg = json.loads((run_dir_for(tmp_path / "runs", "cpu-ft", "ckplus", "vgg19", 0) / "config.json").read_text())
+    assert cfg["init_from"] == str(src.resolve()) and cfg["scale"] == "cpu-ft"
+    assert (tmp_path / "results" / "cpu-ft" / "ckplus" / "vgg19" / "fold0" / "metrics.json").exists()
