@@ -83,12 +83,46 @@ def fold_differences(results: dict) -> list[str]:
     return lines
 
 
+def between_scales(res_a: dict, res_b: dict, scale_a: str, scale_b: str) -> list[str]:
+    """Each configuration at ``scale_a`` against itself at ``scale_b`` (e.g. CK+ fine-tuned from
+    FER2013 against from scratch), paired on the same test images over the seeds both have
+    (:func:`lkr.stats.compare`; CK+: by subject), Holm over the configurations."""
+    from lkr.stats import compare, holm
+
+    comps = []
+    for cfg in res_a:
+        if cfg not in res_b:
+            continue
+        pa = {s: x.predictions for s, x in res_a[cfg].by_seed().items() if x.predictions is not None}
+        pb = {s: x.predictions for s, x in res_b[cfg].by_seed().items() if x.predictions is not None}
+        if set(pa) & set(pb):
+            comps.append(compare(f"{cfg}", f"{cfg}", pa, pb))
+    holm(comps)
+    lines = [f"| configuration: {scale_a} − {scale_b} | seeds | difference (points) | bootstrap 95% interval | "
+             "p (Holm) | test | verdict |", "|---|---|---:|---:|---:|---|---|"]
+    for c in comps:
+        v = c.verdict().replace(f"{c.a} better", f"{scale_a} better", 1) if c.a == c.b else c.verdict()
+        if c.a == c.b and c.diff < 0 and "better" in v:
+            v = v.replace(f"{scale_a} better", f"{scale_b} better", 1)
+        lines.append(f"| {F.LABELS.get(c.a, c.a)} | {','.join(map(str, c.seeds))} | {_pts(c.diff)} | "
+                     f"{_pts(c.ci_low)} to {_pts(c.ci_high)} | {c.p:.2g} ({c.p_holm:.2g}) | {c.test} | {v} |")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=str(REPO / "results"))
     ap.add_argument("--scale", default="cpu")
+    ap.add_argument("--versus", default=None, help="another scale: each configuration against itself there")
     args = ap.parse_args()
     res = load_results(Path(args.results) / args.scale)
+    if args.versus:
+        other = load_results(Path(args.results) / args.versus)
+        for key in ("fer2013", "ckplus"):
+            if key in res and key in other:
+                print(f"## {key}: {args.scale} against {args.versus}\n")
+                print("\n".join(between_scales(res[key], other[key], args.scale, args.versus)) + "\n")
+        return 0
     for key in ("fer2013", "ckplus"):
         if key not in res:
             continue

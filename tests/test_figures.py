@@ -554,3 +554,27 @@ def test_readme_tables_script_prints_seeds_and_differences(tmp_path):
     diffs = mod.differences_table(res["fer2013"])
     lv = next(r for r in diffs if r.startswith("| LKRNet (λ=0.2) − VGG19 | 0,1 |"))
     assert lv.count("/") >= 2 and "to" in lv
+
+
+def test_readme_tables_compares_each_configuration_across_two_scales(tmp_path):
+    """scripts/readme_tables.py --versus: a configuration at one scale against itself at another,
+    paired on the same test images (a better copy of the same predictions must come out ahead)."""
+    import importlib.util
+
+    a = make_fake_results(tmp_path / "results", scale="cpu-ft")
+    b = make_fake_results(tmp_path / "results", scale="cpu")
+    pred = a / "fer2013" / "vgg19" / "predictions.npz"
+    z = dict(np.load(pred))
+    z["pred"] = z["label"].astype(z["pred"].dtype)  # every image right at cpu-ft
+    save_npz(pred, **z)
+    spec = importlib.util.spec_from_file_location("readme_tables", Path(__file__).parents[1] / "scripts/readme_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.between_scales(load_results(a)["fer2013"], load_results(b)["fer2013"], "cpu-ft", "cpu")
+    assert rows[0].startswith("| configuration: cpu-ft − cpu |")
+    vgg = next(r for r in rows if r.startswith("| VGG19 |"))
+    wrong = int((np.load(b / "fer2013" / "vgg19" / "predictions.npz")["pred"]
+                 != np.load(b / "fer2013" / "vgg19" / "predictions.npz")["label"]).sum())
+    assert wrong > 0 and "+" in vgg.split("|")[3] and "cpu-ft better (one seed)" in vgg
+    same = next(r for r in rows if r.startswith("| Baseline 1 |"))
+    assert "+0.0" in same or " 0.0 " in same  # identical predictions: no difference
