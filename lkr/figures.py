@@ -806,12 +806,12 @@ def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkr
     for i in range(k):
         r0, col = 3 * (i // per_row), i % per_row
         face = a["image"][i, off:off + crop, off:off + crop]
-        axes[r0, col].imshow(face, cmap="gray", vmin=0, vmax=255)
+        axes[r0, col].imshow(face, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         axes[r0, col].set_title(short(class_names[int(a["label"][i])]), fontsize=7)
         for dr, z in ((1, a), (2, b)):
             ax = axes[r0 + dr, col]
-            ax.imshow(face, cmap="gray", vmin=0, vmax=255)
-            ax.imshow(z["cam"][i].astype(np.float32), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.imshow(face, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.imshow(z["cam"][i].astype(np.float32), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="nearest")
             if int(z["pred"][i]) != int(z["label"][i]):
                 ax.set_title(f"→ {short(class_names[int(z['pred'][i])])}", fontsize=6, color="#b00020")
     for blk in range(blocks):

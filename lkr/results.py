@@ -39,7 +39,7 @@ Rules: only small files are copied (never ``checkpoint.pt`` / ``best.pt``); CK+ 
 never stored (CK+'s licence forbids publishing its faces), so ``gradcam.npz`` exists for the
 FER2013 role only. ``history.json`` is written compactly (floats to 6 significant digits). A
 FER2013 run takes about 150 KiB (with ``embeddings.npz`` about 0.6 MiB), a CK+ fold about
-10 KiB: the repository's files must leave room for the datasets on a GPU call.
+20 KiB: the repository's files must leave room for the datasets on a GPU call.
 """
 
 from __future__ import annotations

@@ -345,6 +345,9 @@ def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], pr
     model = build_model(cfg)
     if cfg.init_from and copy_init:  # fine-tuning: a trained run's weights, fresh class layers
         notes.append(init_weights_from(model, cfg.init_from))
+    elif cfg.init_from:
+        notes.append(f"resumed from its checkpoint; its weights were first copied from {cfg.init_from}, "
+                     "all but the class layers")
     model = model.to(dev)
     if world > 1 and dev.type == "cuda" and cfg.batch_norm:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state_dict keys

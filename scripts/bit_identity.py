@@ -83,7 +83,7 @@ def main() -> int:
         made = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(wt), args.ref],
                               capture_output=True, text=True)
         if made.returncode:
-            raise SystemExit(f"bit_identity: --ref {args.ref}: {made.stderr.strip().splitlines()[-1]}")
+            raise SystemExit(f"bit_identity: --ref {args.ref}: {(made.stderr.strip().splitlines() or ['failed'])[-1]}")
         try:
             old = {s: run_kit(wt, args.epochs, s) for s in args.shapes}
         finally:

@@ -62,8 +62,9 @@ def main() -> int:
     step = args.workers if ds.evaluation != "folds" else 1
     for i in range(0, len(names), step):
         group = names[i:i + step]
-        _one_line(run_experiments,ds, args.runs, group, data_ref=args.data, scale=args.scale, results_dir=args.results, device="cpu",
-                        progress=True, seed=args.seed, workers=args.workers if len(group) > 1 or step == 1 else 1)
+        _one_line(run_experiments, ds, args.runs, group, data_ref=args.data, scale=args.scale,
+                  results_dir=args.results, device="cpu", progress=True, seed=args.seed,
+                  workers=args.workers if len(group) > 1 or step == 1 else 1)
     return 0
 
 

@@ -578,3 +578,5 @@ def test_readme_tables_compares_each_configuration_across_two_scales(tmp_path):
     assert wrong > 0 and "+" in vgg.split("|")[3] and "cpu-ft better (one seed)" in vgg
     same = next(r for r in rows if r.startswith("| Baseline 1 |"))
     assert "+0.0" in same or " 0.0 " in same  # identical predictions: no difference
+    back = mod.between_scales(load_results(b)["fer2013"], load_results(a)["fer2013"], "cpu", "cpu-ft")
+    assert "cpu-ft better (one seed)" in next(r for r in back if r.startswith("| VGG19 |"))  # the other way round

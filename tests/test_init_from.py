@@ -143,7 +143,8 @@ def test_a_fine_tuned_run_cut_short_resumes_to_the_same_weights(source, tmp_path
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
             for d in ("whole", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not any(str(run) in n for n in m["notes"])  # the resumed call copied nothing
+    assert not any("weights from" in n for n in m["notes"])  # the resumed call copied nothing
+    assert any(n.startswith("resumed from its checkpoint") and str(run) in n for n in m["notes"])
 
 
 def test_run_experiments_at_cpu_ft_starts_each_configuration_from_its_source(tmp_path):
