@@ -26,6 +26,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Mapping
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -262,8 +263,12 @@ class Config:
     def trains_like(self, other: "Config") -> bool:
         """Whether two configs train the same run: every field equal but ``scale``, which only
         names the preset a config came from (a run made with the same values by flags resumes
-        under ``--scale``)."""
-        return {**self.to_dict(), "scale": None} == {**other.to_dict(), "scale": None}
+        under ``--scale``); ``init_from`` compares as the folder it names (relative or absolute)."""
+        def key(c: "Config") -> dict[str, Any]:  # init_from: the same folder however it is spelled
+            src = str(Path(c.init_from).expanduser().resolve()) if c.init_from else ""
+            return {**c.to_dict(), "scale": None, "init_from": src}
+
+        return key(self) == key(other)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":

@@ -188,7 +188,10 @@ def run_experiments(
     if epochs is not None:
         kw["epochs"] = epochs
     run_scale = res.scale_for(ds, scale)  # the folder: "demo" for the demo set
-    cfgs = {n: config_of(ds, n, scale=scale, **{**kw, **_fine_tune_source(out_root, run_scale, key, n, seed)})
+    if run_scale in FINE_TUNE and kw.get("init_from"):
+        raise ConfigError(f"scale {run_scale} finds each configuration's source run itself; drop init_from from "
+                          "the overrides (or train at scale cpu with init_from for one run)")
+    cfgs = {n: config_of(ds, n, scale=scale, **kw, **_fine_tune_source(out_root, run_scale, key, n, seed))
             for n in names}
     scale = run_scale
 

@@ -170,3 +170,26 @@ def test_run_experiments_at_cpu_ft_starts_each_configuration_from_its_source(tmp
     cfg = json.loads((run_dir_for(tmp_path / "runs", "cpu-ft", "ckplus", "vgg19", 0) / "config.json").read_text())
     assert cfg["init_from"] == str(src.resolve()) and cfg["scale"] == "cpu-ft"
     assert (tmp_path / "results" / "cpu-ft" / "ckplus" / "vgg19" / "fold0" / "metrics.json").exists()
+
+
+def test_init_from_compares_as_the_folder_it_names(tmp_path, monkeypatch):
+    from lkr.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    rel, absolute = Config(init_from="src"), Config(init_from=str(tmp_path / "src"))
+    assert rel.trains_like(absolute) and absolute.trains_like(rel)
+    assert not rel.trains_like(Config(init_from=str(tmp_path / "other")))
+    assert not Config().trains_like(rel)
+
+
+def test_cpu_ft_refuses_an_init_from_of_its_own_in_one_line(tmp_path):
+    import dataclasses
+
+    from lkr.experiments import run_experiments
+
+    ck = dataclasses.replace(make_demo("ckplus", n=120), name="ckplus", kind="ckplus-folder")
+    with pytest.raises(ConfigError, match="drop init_from") as e:
+        run_experiments(ck, tmp_path, ["vgg19"], scale="cpu-ft", folds=[0], k_folds=5, progress=False,
+                        overrides={"init_from": str(tmp_path)})
+    assert "\n" not in str(e.value)
