@@ -574,8 +574,7 @@ def comparisons(results: dict[str, Any], **kw: Any) -> list[Any]:
 
     from lkr.stats import compare_all
 
-    preds = {c: {s: x.predictions for s, x in r.by_seed().items() if x.predictions is not None}
-             for c, r in results.items()}
+    preds = {c: r.seed_predictions() for c, r in results.items()}
     skipped: list[str] = []
     comps = compare_all({c: p for c, p in preds.items() if p}, skipped=skipped, **kw)
     for why in skipped:

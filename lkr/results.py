@@ -57,6 +57,8 @@ from lkr.dataset import FaceDataset
 from lkr.errors import RunError
 
 SMALL_FILES = ("config.json", "metrics.json", "history.json", "predictions.npz")
+HISTORY_DIGITS = 6
+"""Significant digits of the floats of an exported ``history.json`` (written on one line)."""
 GRADCAM_FACES = 16
 UMAP_SEED = 0
 KEYS = ("fer2013", "ckplus")
@@ -110,34 +112,18 @@ def export_run(run: str | Path, dest: str | Path, *, embeddings: bool = True) ->
     Raises:
         RunError: if ``run`` holds no finished run.
     """
+    from lkr.runfolder import write_json
+
     run, dest = Path(run), Path(dest)
     if not (run / "metrics.json").exists():
         raise RunError(f"{run}: no finished run (metrics.json missing)")
     dest.mkdir(parents=True, exist_ok=True)
     for name in SMALL_FILES + (("embeddings.npz",) if embeddings else ()):
         if name == "history.json" and (run / name).exists():
-            write_compact_json(dest / name, json.loads((run / name).read_text()))
+            write_json(dest / name, json.loads((run / name).read_text()), digits=HISTORY_DIGITS)
         elif (run / name).exists():
             shutil.copyfile(run / name, dest / name)
     return dest
-
-
-def write_compact_json(path: str | Path, obj: Any, digits: int = 6) -> None:
-    """Write ``obj`` as JSON without indentation, floats rounded to ``digits`` significant
-    digits (a per-epoch history takes about half the bytes; figures need far fewer digits)."""
-    from lkr.atomic import atomic_write
-
-    def rounded(o: Any) -> Any:
-        if isinstance(o, float):
-            return float(f"{o:.{digits}g}")
-        if isinstance(o, dict):
-            return {k: rounded(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [rounded(v) for v in o]
-        return o
-
-    text = json.dumps(rounded(obj), separators=(",", ":"))
-    atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
 def separation_score(embedding: np.ndarray, labels: np.ndarray, *, normalize: bool = True) -> float | None:
@@ -358,6 +344,11 @@ class ConfigResult:
     def by_seed(self) -> dict[int, "ConfigResult"]:
         """Every seed's result, this one's included, in seed order."""
         return dict(sorted({self.seed: self, **self.other_seeds}.items()))
+
+    def seed_predictions(self) -> dict[int, dict[str, np.ndarray]]:
+        """{seed: test predictions} of the seeds that stored them (the input of
+        :func:`lkr.stats.compare`)."""
+        return {s: r.predictions for s, r in self.by_seed().items() if r.predictions is not None}
 
 
 def _npz(path: Path) -> dict[str, np.ndarray] | None:

@@ -83,9 +83,27 @@ def remove_stale_temps(out: str | Path) -> list[Path]:
 
 
 # --- writing: every file a later run trusts is written atomically ----------------------------
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (numpy scalars and arrays become numbers and lists)."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_json_default).encode()))
+def write_json(path: Path, obj: Any, *, digits: int | None = None) -> None:
+    """Write ``obj`` as JSON atomically (numpy scalars and arrays become numbers and lists).
+
+    ``digits``: None = indented, full precision; else on one line with floats rounded to that
+    many significant digits (exported histories: about half the bytes; figures need far fewer).
+    """
+    if digits is None:
+        text = json.dumps(obj, indent=2, default=_json_default)
+    else:
+        text = json.dumps(_rounded(obj, digits), separators=(",", ":"), default=_json_default)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _rounded(o: Any, digits: int) -> Any:
+    if isinstance(o, float):
+        return float(f"{o:.{digits}g}")
+    if isinstance(o, dict):
+        return {k: _rounded(v, digits) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_rounded(v, digits) for v in o]
+    return o
 
 
 def _json_default(o):

@@ -94,10 +94,8 @@ def between_scales(res_a: dict, res_b: dict, scale_a: str, scale_b: str) -> list
     for cfg in res_a:
         if cfg not in res_b:
             continue
-        pa = {s: x.predictions for s, x in res_a[cfg].by_seed().items() if x.predictions is not None}
-        pb = {s: x.predictions for s, x in res_b[cfg].by_seed().items() if x.predictions is not None}
         try:
-            rows.append((cfg, compare(scale_a, scale_b, pa, pb)))
+            rows.append((cfg, compare(scale_a, scale_b, res_a[cfg].seed_predictions(), res_b[cfg].seed_predictions())))
         except ValueError as e:
             print(f"[readme_tables] {cfg}: not compared ({e})", file=sys.stderr)
     holm([c for _, c in rows])
