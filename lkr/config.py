@@ -317,6 +317,9 @@ SCALES: dict[str, dict[str, Any]] = {
 # "cpu" scale (same seed): FINE_TUNE names the source. Chosen in docs/cpu-runs.md on the
 # validation subjects of CK+ folds 0-2, against training from scratch at 1/8 and 1/4 width.
 SCALES["cpu-ft"] = dict(SCALES["cpu"])
+# "cpu-quarter": the "cpu" preset at 1/4 width (four times 1/8's conv FLOPs, everything else
+# equal), to see whether LKRNet's gain over VGG19 grows with the network (docs/cpu-runs.md).
+SCALES["cpu-quarter"] = {**SCALES["cpu"], "width": 0.25}
 FINE_TUNE: dict[str, tuple[str, str]] = {"cpu-ft": ("cpu", "fer2013")}
 """Scales whose runs start from another run (``Config.init_from``): scale -> (the source's
 scale, the source's dataset key); the source is the same configuration and seed."""
@@ -396,7 +399,8 @@ def scale_label(info: "Config | Mapping[str, Any]") -> str:
         parts.append(" / ".join(names))
     paper = width == 1.0 and vgg == VGG19_CFG and d.get("epochs") in (None, Config.epochs)
     name = {"full": "full scale (the paper's)" if paper else "full scale", "cpu": "CPU scale",
-            "cpu-ft": "CPU scale, fine-tuned from FER2013"}.get(scale, f"{scale} scale")
+            "cpu-ft": "CPU scale, fine-tuned from FER2013",
+            "cpu-quarter": "CPU scale at 1/4 width"}.get(scale, f"{scale} scale")
     return f"{name}: {', '.join(parts)}"
 
 

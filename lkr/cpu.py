@@ -8,10 +8,13 @@ cell) cannot leave a later run on another count. CPU results depend on the threa
 
 Precision: bf16 autocast on a CPU is a gamble: on a Xeon without AMX it measured 15-35% slower
 than fp32, on an AMD EPYC with AVX-512 BF16 about twice as fast (docs/performance.md).
-``Config.cpu_precision="auto"`` therefore times a few training steps of the run's own model in
-both precisions on this machine (:func:`calibrate_precision`), keeps the faster, caches the
-answer per machine, model and thread count, and the run records what it used; "fp32" and "bf16"
-force one. A resumed run keeps the precision it started with.
+``Config.cpu_precision="auto"`` therefore times training steps of the run's own model in both
+precisions on this machine (:func:`calibrate_precision`: the median of at least 5 steps each) and
+takes bf16 only when it is at least :data:`BF16_MARGIN` times faster; the answer is cached per
+machine, model and thread count, an experiment set decides it once for all its runs
+(:func:`lkr.experiments.run_experiments`), and every run records what it used (``precision`` in
+metrics.json, with the CPU model and threads); "fp32" and "bf16" force one. A resumed run keeps the
+precision it started with.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,11 @@ from typing import Any
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+BF16_MARGIN = 1.15
+"""``auto`` takes bf16 only when a bf16 step is at least this many times faster than fp32: a
+smaller gain is within timing noise and not worth bf16's rounding."""
+CALIBRATION_STEPS = 5
+"""Timed steps per precision (the median is kept)."""
 
 
 def available_cores() -> int:
@@ -94,7 +103,8 @@ def _cache_file() -> Path:
 
 def _time_steps(model: torch.nn.Module, x: torch.Tensor, m: torch.Tensor | None, y: torch.Tensor,
                 bf16: bool, steps: int) -> float:
-    """Seconds per training step (forward, cross-entropy, backward, SGD) after one warm-up step."""
+    """Median seconds of one training step (forward, cross-entropy, backward, SGD) over ``steps``
+    timed steps, after one warm-up step."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9, foreach=True)
 
     def step() -> None:
@@ -106,15 +116,18 @@ def _time_steps(model: torch.nn.Module, x: torch.Tensor, m: torch.Tensor | None,
         opt.step()
 
     step()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(steps):
+        t0 = time.perf_counter()
         step()
-    return (time.perf_counter() - t0) / steps
+        times.append(time.perf_counter() - t0)
+    return float(statistics.median(times))
 
 
-def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int = 3,
+def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int = CALIBRATION_STEPS,
                         use_cache: bool = True) -> dict[str, Any]:
-    """Time training steps of ``cfg``'s model in fp32 and bf16 on this CPU; the faster wins.
+    """Time training steps of ``cfg``'s model in fp32 and bf16 on this CPU; bf16 wins only when its
+    median step is at least :data:`BF16_MARGIN` times faster than fp32's.
 
     Only called for ``cfg.cpu_precision == "auto"`` on a CPU with native bf16
     (:func:`bf16_supported`); elsewhere fp32 is used without measuring. The model timed is the
@@ -126,7 +139,8 @@ def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int =
     Args:
         cfg: a :class:`lkr.config.Config`.
         threads: the run's torch threads (already in force).
-        batch: images per timed step; steps: timed steps per precision.
+        batch: images per timed step; steps: timed steps per precision (at least 5: the median
+            of them is compared).
         use_cache: read and write the cache.
 
     Returns:
@@ -135,7 +149,9 @@ def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int =
     """
     from lkr.model import build_model
 
-    key = json.dumps([cpu_name(), torch.__version__, threads, list(cfg.vgg_cfg), cfg.width, cfg.crop, batch])
+    steps = max(int(steps), CALIBRATION_STEPS)
+    key = json.dumps([cpu_name(), torch.__version__, threads, list(cfg.vgg_cfg), cfg.width, cfg.crop, batch,
+                      f"median of {steps}", BF16_MARGIN])
     path = _cache_file()
     cache: dict[str, Any] = {}
     if use_cache and path.exists():
@@ -157,7 +173,8 @@ def calibrate_precision(cfg: Any, threads: int, *, batch: int = 64, steps: int =
         t16 = _time_steps(model, x, m, y, True, steps)
     finally:
         torch.set_rng_state(rng)  # the run's own random stream is untouched
-    ans = {"precision": "bf16" if t16 < t32 else "fp32", "fp32_s": t32, "bf16_s": t16, "batch": batch}
+    ans = {"precision": "bf16" if t32 >= BF16_MARGIN * t16 else "fp32", "fp32_s": t32, "bf16_s": t16,
+           "batch": batch, "steps": steps}
     if use_cache:
         cache[key] = ans
         try:
@@ -187,5 +204,13 @@ def resolve_precision(cfg: Any, device: torch.device, threads: int) -> dict[str,
     if not bf16_supported():
         return {"precision": "fp32", "decided_by": "no native bf16 on this CPU", **d}
     c = calibrate_precision(cfg, threads)
-    return {"precision": c["precision"], "decided_by": f"measured: a {c['batch']}-image step took {c['fp32_s']:.3f} s "
-            f"in fp32, {c['bf16_s']:.3f} s in bf16", **d}
+    return {"precision": c["precision"], "decided_by": describe_calibration(c, threads), **d}
+
+
+def describe_calibration(c: dict[str, Any], threads: int) -> str:
+    """One line saying what :func:`calibrate_precision` measured and why it chose what it did."""
+    ratio = c["fp32_s"] / c["bf16_s"] if c["bf16_s"] > 0 else float("inf")
+    why = "at least" if c["precision"] == "bf16" else "under"
+    return (f"measured on {cpu_name()} at {threads} thread{'' if threads == 1 else 's'}: a {c['batch']}-image step "
+            f"took {c['fp32_s']:.3f} s in fp32, {c['bf16_s']:.3f} s in bf16 (median of {c.get('steps', 3)}; "
+            f"bf16 {ratio:.2f}x, {why} the {BF16_MARGIN:g}x margin)")

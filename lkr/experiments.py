@@ -72,18 +72,20 @@ def _finished(run: Path, cfg: Config) -> bool:
 
 
 def _train_job(ds: FaceDataset, cfg: Config, run: Path, fold: int | None, folds: int, data_ref: str,
-               device: str) -> float:
+               device: str, precision: dict[str, Any] | None = None) -> float:
     """One run in a worker process (module level: pickled by name); returns its seconds."""
     from lkr.train import train
 
     t0 = time.perf_counter()
-    train(ds, cfg, run, device=device, fold=fold, folds=folds, progress=False, data_ref=data_ref)
+    train(ds, cfg, run, device=device, fold=fold, folds=folds, progress=False, data_ref=data_ref,
+          precision=precision)
     return time.perf_counter() - t0
 
 
 def _train_parallel(ds: FaceDataset, jobs: list[tuple[str, int | None]], runs_root: Path, key: str,
                     cfgs: dict[str, Config], *, workers: int, device: str | None, k_folds: int,
-                    data_ref: str, seed: int = 0) -> dict[tuple[str, int | None], str]:
+                    data_ref: str, seed: int = 0,
+                    precisions: dict[str, dict[str, Any]] | None = None) -> dict[tuple[str, int | None], str]:
     """Train the unfinished runs of ``jobs`` in ``workers`` processes; {(name, fold): state}."""
     from lkr import results as res
     from lkr.distributed import run_jobs
@@ -93,7 +95,8 @@ def _train_parallel(ds: FaceDataset, jobs: list[tuple[str, int | None]], runs_ro
         cfg = cfgs[name]
         run = res.run_dir_for(runs_root, cfg.scale, key, name, fold, seed)
         if not _finished(run, cfg):
-            todo.append(((name, fold), {"cfg": cfg, "run": run, "fold": fold}))
+            todo.append(((name, fold), {"cfg": cfg, "run": run, "fold": fold,
+                                        "precision": (precisions or {}).get(name)}))
     secs = run_jobs(_train_job, [job for _, job in todo], workers=workers, device=device,
                     common={"ds": ds, "folds": k_folds, "data_ref": data_ref})
     return {k: f"{s:.0f} s in a worker" for (k, _), s in zip(todo, secs)}
@@ -201,8 +204,10 @@ def run_experiments(
     jobs = [(n, f) for n in names for f in fold_list]
     summary: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
+    precisions = decide_precision(cfgs, device, workers, progress)  # once, before any worker starts
     trained = (_train_parallel(ds, jobs, out_root / "runs", key, cfgs, workers=workers, device=device,
-                               k_folds=k_folds, data_ref=data_ref, seed=seed) if workers > 1 else {})
+                               k_folds=k_folds, data_ref=data_ref, seed=seed, precisions=precisions)
+               if workers > 1 else {})
     for j, (name, fold) in enumerate(jobs, 1):
         cfg = cfgs[name]
         run = res.run_dir_for(out_root / "runs", cfg.scale, key, name, fold, seed)
@@ -212,7 +217,8 @@ def run_experiments(
             m = json.loads((run / "metrics.json").read_text())
             state = trained.get((name, fold), "done before")
         else:
-            m = train(ds, cfg, run, device=device, fold=fold, folds=k_folds, progress=progress, data_ref=data_ref)
+            m = train(ds, cfg, run, device=device, fold=fold, folds=k_folds, progress=progress, data_ref=data_ref,
+                      precision=precisions.get(name))
             state = f"{time.perf_counter() - t0:.0f} s"
         dest = res.run_dir_for(results_dir, cfg.scale, key, name, fold, seed)
         res.export_run(run, dest, embeddings=False)  # the 256-d embeddings stay in the run folder
@@ -235,6 +241,46 @@ def run_experiments(
         print(f"[lkr] {len(jobs)} runs on {ds.name} at {scale} scale in {time.perf_counter() - t_all:.0f} s; "
               f"results in {results_dir / scale / key}", flush=True)
     return summary
+
+
+def decide_precision(cfgs: dict[str, Config], device: str | None, workers: int = 1,
+                     progress: bool = False) -> dict[str, dict[str, Any]]:
+    """The precision of every run of an experiment set, decided once, before any worker starts.
+
+    On a CPU, ``cpu_precision="auto"`` is measured here (:func:`lkr.cpu.resolve_precision`) at the
+    thread count each run will have (this process's threads, shared among ``workers``), once per
+    model shape, and the answer is handed to every configuration: no set is trained in two
+    precisions, and no two workers race to write the cache. Elsewhere (CUDA) each run decides as
+    it always does.
+
+    Returns:
+        {config name: precision record} on a CPU, else {}.
+    """
+    import torch
+
+    from lkr import cpu
+    from lkr.device import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type != "cpu" or not cfgs:
+        return {}
+    threads = max(1, cpu.process_threads() // workers) if workers > 1 else cpu.process_threads()
+    before = torch.get_num_threads()
+    cpu.use_threads(threads)
+    memo: dict[tuple, dict[str, Any]] = {}
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for name, cfg in cfgs.items():
+            k = (cfg.cpu_precision, tuple(cfg.vgg_cfg), cfg.width, cfg.crop)
+            if k not in memo:
+                p = cpu.resolve_precision(cfg, dev, threads)
+                memo[k] = {**p, "decided_by": f"for the experiment set: {p['decided_by']}"}
+                if progress and cfg.cpu_precision == "auto":
+                    print(f"[lkr] precision {p['precision']} for every run of the set ({p['decided_by']})", flush=True)
+            out[name] = memo[k]
+    finally:
+        torch.set_num_threads(before)
+    return out
 
 
 def _fine_tune_source(out_root: Path, scale: str, key: str, name: str, seed: int) -> dict[str, str]:

@@ -25,6 +25,7 @@ never through the trainer.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -130,17 +131,26 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     """A ``checkpoint.pt`` or ``best.pt`` as the trainer saved it, its tensors on ``device``.
 
+    Read with ``weights_only=True``: tensors, numbers, strings and containers only, so a run
+    folder from elsewhere cannot run code on this machine (a pickle that would is refused).
+
     Raises:
-        RunError: when the file cannot be read (one line: delete it to start over).
+        RunError: when the file cannot be read (one line: delete it to start over), or holds
+            objects other than weights and plain data (one line: it is not loaded).
     """
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise RunError(f"{path}: holds objects other than weights and plain data (a pickle that could run "
+                       "code); refused, not loaded") from None
     except Exception as e:
         raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to start over") from None
 
 
 def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Config, dict]:
-    """The selected weights of a trained run folder, in eval mode.
+    """The selected weights of a trained run folder, in eval mode, in the memory format the
+    trainer used (channels-last when ``cfg.channels_last``), so that re-evaluating a run gives
+    its metrics again bit for bit on the same machine.
 
     Returns:
         (the network on ``device``, its Config, the run's info: data, dataset, kind, fold,
@@ -157,6 +167,8 @@ def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple
     cfg = Config.from_dict(ck["config"])
     model = build_model(cfg).to(device)
     model.load_state_dict(ck["model"])
+    if cfg.channels_last and torch.device(device).type in ("cuda", "cpu"):
+        model = model.to(memory_format=torch.channels_last)  # as lkr.train._build
     model.eval()
     return model, cfg, ck.get("info", {})
 

@@ -177,6 +177,7 @@ def train(
     data_ref: str | None = None,
     stop_after: int | None = None,
     threads: int | None = None,
+    precision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one configuration and write its run folder.
 
@@ -196,6 +197,10 @@ def train(
         stop_after: stop (as if killed) after this many epochs of this call; for tests.
         threads: CPU only: torch threads for this run (None: the process's, see
             :func:`lkr.cpu.use_threads`); set at the start, recorded in metrics.json.
+        precision: how this run's precision was decided for it, as
+            :func:`lkr.cpu.resolve_precision` returns it (an experiment set decides once for all
+            its runs, :func:`lkr.experiments.run_experiments`); None: the run decides itself. A
+            resumed run keeps the precision it started with either way.
 
     Returns:
         The metrics dict written to ``out/metrics.json`` (or {"stopped_at": epoch} when
@@ -213,7 +218,8 @@ def train(
     n_threads = cpu.use_threads(threads) if dev.type == "cpu" else torch.get_num_threads()
     with deterministic_mode(cfg.deterministic, dev):
         return _train(ds, cfg, Path(out), dev, group, fold=fold, folds=folds, progress=progress and group.is_main,
-                      resume=resume, data_ref=data_ref, stop_after=stop_after, threads=n_threads)
+                      resume=resume, data_ref=data_ref, stop_after=stop_after, threads=n_threads,
+                      precision=precision)
 
 
 @dataclass
@@ -250,19 +256,21 @@ class _State:
 
 def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: distributed.DistInfo, *,
            fold: int | None, folds: int, progress: bool, resume: bool, data_ref: str | None,
-           stop_after: int | None, threads: int) -> dict[str, Any]:
+           stop_after: int | None, threads: int, precision: dict[str, Any] | None = None) -> dict[str, Any]:
     """The training procedure (Sec. 4.2) step by step; every process of a group runs it."""
     _check_batch_split(cfg, group.world_size)
     _open_run_folder(out, group)
     info = {"data": data_ref or ds.source, "dataset": ds.name, "kind": ds.kind, "fold": fold, "folds": folds,
-            "kit_version": lkr.__version__, "world_size": group.world_size, "threads": threads}
+            "kit_version": lkr.__version__, "world_size": group.world_size, "threads": threads,
+            "cpu_model": cpu.cpu_name()}
     _announce(ds, cfg, dev, group.world_size, progress)
     prepared = _data_on_device(ds, cfg, dev, fold=fold, folds=folds, progress=progress)
     resuming = resume and (out / "checkpoint.pt").exists()  # its weights replace any init_from copy
     model, opt, notes, use_cl = _build(cfg, dev, group.world_size, prepared.notes, progress, copy_init=not resuming)
     state = _resume(cfg, out, dev, model, opt, info, group.is_main, progress) if resume else _State()
     if not state.precision or state.precision.get("device", dev.type) != dev.type:
-        state.precision = _precision(cfg, dev, threads, progress)  # new run, or resumed on another device
+        given = precision if precision and precision.get("device") == dev.type else None
+        state.precision = _precision(cfg, dev, threads, progress, given)  # new run, or resumed on another device
     info["precision"] = state.precision
     if group.is_main:
         write_json(out / "config.json", cfg.to_dict())
@@ -366,10 +374,13 @@ def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], pr
     return model, opt, notes, use_cl
 
 
-def _precision(cfg: Config, dev: torch.device, threads: int, progress: bool) -> dict[str, Any]:
-    """fp32 or bf16 for a new run (:func:`lkr.cpu.resolve_precision`); said when measured."""
-    p = distributed.broadcast_object(cpu.resolve_precision(cfg, dev, threads) if distributed.current().is_main
-                                     else None)  # rank 0 decides for every process
+def _precision(cfg: Config, dev: torch.device, threads: int, progress: bool,
+               given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """fp32 or bf16 for a new run: ``given`` (decided by the experiment set), else
+    :func:`lkr.cpu.resolve_precision`; said when measured."""
+    if given is None and distributed.current().is_main:
+        given = cpu.resolve_precision(cfg, dev, threads)
+    p = distributed.broadcast_object(given if distributed.current().is_main else None)  # rank 0 decides for all
     if progress:
         print(f"[lkr] precision: {p['precision']} ({p['decided_by']})")
     return p

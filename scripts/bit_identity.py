@@ -48,7 +48,7 @@ if shape == "ckplus":
 with tempfile.TemporaryDirectory() as d:
     m = train(ds, cfg, d, device="cpu", progress=False, **extra)
     hist = json.load(open(f"{d}/history.json"))
-    sd = torch.load(f"{d}/checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    sd = torch.load(f"{d}/checkpoint.pt", map_location="cpu", weights_only=True)["model"]
 h = hashlib.sha256()
 for k in sorted(sd):
     h.update(k.encode())

@@ -7,6 +7,7 @@ Grad-CAM for FER2013), so they can be committed as soon as each run ends.
 
     python scripts/cpu_results.py ../shared/data/fer2013.zip                 # the six FER2013 configs
     python scripts/cpu_results.py ../shared/data/fer2013.zip --names vgg19 lkrnet --seed 1   # another seed
+    python scripts/cpu_results.py ../shared/data/fer2013.zip --names vgg19 lkrnet --scale cpu-quarter  # 1/4 width
     python scripts/cpu_results.py ../shared/data/fer2013.zip --names baseline1 baseline2 --seed 1 --workers 2
     python scripts/cpu_results.py ../shared/data/CK+48.zip --workers 2     # CK+: 10 folds x 4 configs
     python scripts/cpu_results.py ../shared/data/CK+48.zip --workers 2 --scale cpu-ft   # the same, each
@@ -25,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lkr.config import SCALES  # noqa: E402
 from lkr.experiments import CONFIGS, run_experiments  # noqa: E402
 from lkr.errors import LkrError  # noqa: E402
 from lkr.readers import load_dataset  # noqa: E402
@@ -48,9 +50,9 @@ def main() -> int:
     ap.add_argument("--runs", default=os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")))
     ap.add_argument("--results", default=str(REPO / "results"))
     ap.add_argument("--seed", type=int, default=0, help="the runs' seed (default 0)")
-    ap.add_argument("--scale", default="cpu", choices=["cpu", "cpu-ft"],
-                    help="cpu (default), or cpu-ft: CK+ with each configuration fine-tuned from its FER2013 "
-                         "run at the cpu scale (train those first)")
+    ap.add_argument("--scale", default="cpu", choices=[s for s in SCALES if s != "full"],
+                    help="cpu (default); cpu-quarter: the same at 1/4 width; cpu-ft: CK+ with each "
+                         "configuration fine-tuned from its FER2013 run at the cpu scale (train those first)")
     ap.add_argument("--workers", type=int, default=1,
                     help="train in this many processes, threads shared among them: CK+ folds, or FER2013 "
                          "configurations this many at a time (each group exported when it ends)")

@@ -66,3 +66,66 @@ def test_auto_without_native_bf16_is_fp32(monkeypatch):
     monkeypatch.setattr(cpu, "bf16_supported", lambda: False)
     r = cpu.resolve_precision(Config(), torch.device("cpu"), 1)
     assert r["precision"] == "fp32" and "no native bf16" in r["decided_by"]
+
+
+def test_bf16_needs_the_margin_and_steps_are_a_median(tmp_path, monkeypatch):
+    """bf16 1.10x faster stays fp32 (under the 1.15x margin); 1.2x takes bf16; at least 5 steps."""
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
+    seen = []
+
+    def timing(ratio):
+        def fake(model, x, m, y, bf16, steps):
+            seen.append(steps)
+            return 1.0 / ratio if bf16 else 1.0
+        return fake
+
+    monkeypatch.setattr(cpu, "_time_steps", timing(1.10))
+    a = cpu.calibrate_precision(Config(**TINY), 1, batch=8, steps=1, use_cache=False)
+    assert a["precision"] == "fp32" and min(seen) >= 5
+    monkeypatch.setattr(cpu, "_time_steps", timing(1.20))
+    b = cpu.calibrate_precision(Config(**TINY), 1, batch=8, use_cache=False)
+    assert b["precision"] == "bf16"
+    line = cpu.describe_calibration(b, 1)
+    assert "median of 5" in line and "1.20x" in line and "1.15x margin" in line and "\n" not in line
+
+
+def test_time_steps_is_the_median(monkeypatch):
+    """One slow step (a hiccup of the machine) does not move the measured step time."""
+    ticks = iter([0.0, 1.0, 1.0, 2.0, 2.0, 30.0, 30.0, 31.0, 31.0, 32.0])  # perf_counter pairs: 1, 1, 28, 1, 1
+    monkeypatch.setattr(cpu.time, "perf_counter", lambda: next(ticks))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, x, m):
+            return {"logits": self.m(x)}
+
+    t = cpu._time_steps(Wrap(), torch.randn(2, 1, 2, 2), None, torch.tensor([0, 1]), False, 5)
+    assert t == 1.0
+
+
+def test_an_experiment_set_decides_its_precision_once(tmp_path, monkeypatch):
+    """run_experiments measures once, before any worker, and every configuration gets the answer."""
+    from lkr import experiments
+
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu, "bf16_supported", lambda: True)
+    calls = []
+
+    def fake(model, x, m, y, bf16, steps):
+        calls.append(bf16)
+        return 0.5 if bf16 else 1.0
+
+    monkeypatch.setattr(cpu, "_time_steps", fake)
+    cfgs = {"vgg19": Config(**TINY, local_branch=False, triplet_lambda=0.0), "lkrnet": Config(**TINY)}
+    old = torch.get_num_threads()
+    got = experiments.decide_precision(cfgs, "cpu", workers=1)
+    assert torch.get_num_threads() == old  # the caller's threads are left as they were
+    assert calls == [False, True]  # one measurement for the whole set
+    assert got["vgg19"] == got["lkrnet"] and got["lkrnet"]["precision"] == "bf16"
+    assert got["lkrnet"]["decided_by"].startswith("for the experiment set: measured")
+    forced = experiments.decide_precision({"a": Config(**TINY, cpu_precision="fp32")}, "cpu")
+    assert forced["a"]["precision"] == "fp32" and len(calls) == 2

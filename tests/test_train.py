@@ -306,3 +306,29 @@ def test_a_resumed_run_keeps_the_precision_it_started_with(demo, tmp_path, monke
     assert m["precision"]["precision"] == "bf16"
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["threads"] for h in hist] == [1, 1]
+
+
+def test_a_run_records_the_precision_it_was_given_and_its_cpu(demo, tmp_path, monkeypatch):
+    """An experiment set hands its decided precision to each run: the run uses it (no measuring of
+    its own) and records it, with the CPU model and threads, in metrics.json."""
+    from lkr import cpu
+
+    def no_measuring(*a, **k):
+        raise AssertionError("the run measured its own precision")
+
+    monkeypatch.setattr(cpu, "resolve_precision", no_measuring)
+    given = {"precision": "bf16", "decided_by": "for the experiment set: test", "device": "cpu"}
+    cfg = config_for(demo, "vgg19", epochs=1, cpu_precision="auto")
+    m = train(demo, cfg, tmp_path / "run", device="cpu", progress=False, precision=given)
+    assert m["precision"] == given and m["threads"] == 1 and m["cpu_model"] == cpu.cpu_name()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["precision"]["precision"] == "bf16"
+
+
+def test_scale_cpu_quarter_is_cpu_at_quarter_width():
+    from lkr.config import SCALES, scale_label
+
+    assert SCALES["cpu-quarter"] == {**SCALES["cpu"], "width": 0.25}
+    cfg = config_for(make_demo("fer2013", n=70), "lkrnet")  # (demo data: the demo preset)
+    assert cfg.scale == "demo"
+    assert scale_label({"scale": "cpu-quarter", "width": 0.25, "epochs": 50}).startswith(
+        "CPU scale at 1/4 width: VGG19 at 1/4 width, 50 epochs")
