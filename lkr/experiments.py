@@ -66,9 +66,21 @@ def config_of(ds: FaceDataset, name: str, *, scale: str = "full", **overrides: A
 
 
 def _finished(run: Path, cfg: Config) -> bool:
+    """Whether ``run`` holds a finished run of ``cfg``; a fine-tuned run only while its source
+    still holds the weights it started from (the sha256 in its metrics.json)."""
     if not (run / "metrics.json").exists() or not (run / "config.json").exists():
         return False
-    return Config.from_dict(json.loads((run / "config.json").read_text())).trains_like(cfg)
+    if not Config.from_dict(json.loads((run / "config.json").read_text())).trains_like(cfg):
+        return False
+    if cfg.init_from:
+        from lkr.runfolder import weights_sha256
+
+        was = json.loads((run / "metrics.json").read_text()).get("init_sha256")
+        src = Path(cfg.init_from).expanduser()
+        src = src.parent if src.name == "best.pt" else src
+        if was and (not (src / "best.pt").is_file() or weights_sha256(src) != was):
+            return False  # trained again: its checkpoint then refuses to resume, in one line
+    return True
 
 
 def _train_job(ds: FaceDataset, cfg: Config, run: Path, fold: int | None, folds: int, data_ref: str,

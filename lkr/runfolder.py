@@ -173,6 +173,48 @@ def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple
     return model, cfg, ck.get("info", {})
 
 
+def weights_sha256(run: str | Path) -> str:
+    """The sha256 (hex) of a run folder's selected weights (``best.pt``): what identifies the
+    source of a fine-tuned run beside its path."""
+    import hashlib
+
+    with open(Path(run) / "best.pt", "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def init_source(source: str | Path, target_dataset: str) -> tuple[Path, str]:
+    """Check a fine-tuning source (``Config.init_from``) for a run on ``target_dataset``.
+
+    A source trained on the target's own dataset is refused, whatever the path that reaches it:
+    a CK+ run of another fold has trained on this fold's test subjects, and a FER2013 run
+    started from another FER2013 run is not the set's protocol.
+
+    Args:
+        source: a trained run folder (or its ``best.pt``).
+        target_dataset: the name of the dataset the new run trains on (``FaceDataset.name``).
+
+    Returns:
+        (the source's run folder, the sha256 of its ``best.pt``).
+
+    Raises:
+        RunError: ``source`` is not a finished run folder.
+        ConfigError: it was trained on ``target_dataset`` (one line naming both).
+    """
+    src = Path(source).expanduser()
+    run = src.parent if src.name == "best.pt" else src
+    if not (run / "best.pt").is_file() or not (run / "metrics.json").is_file():
+        raise RunError(f"init_from {source}: not a finished run folder (no best.pt or no metrics.json)")
+    try:
+        trained_on = json.loads((run / "metrics.json").read_text()).get("dataset")
+    except (OSError, ValueError):
+        raise RunError(f"init_from {run}: its metrics.json cannot be read") from None
+    if trained_on == target_dataset:
+        raise ConfigError(f"init_from {run}: it was trained on {trained_on}, the dataset this run trains on "
+                          f"({target_dataset}); a source must come from another dataset (a run of another fold "
+                          "has seen this fold's test subjects)")
+    return run, weights_sha256(run)
+
+
 CLASS_LAYERS = (".fc3.",)
 """State-dict key parts of the class layers, which :func:`init_weights_from` leaves fresh."""
 
@@ -197,6 +239,7 @@ def init_weights_from(model: torch.nn.Module, source: str | Path) -> str:
     if not (run / "best.pt").is_file() or not (run / "metrics.json").is_file():
         raise RunError(f"init_from {source}: not a finished run folder (no best.pt or no metrics.json)")
     ck = load_checkpoint(run / "best.pt", torch.device("cpu"))
+    sha = weights_sha256(run)
     own = model.state_dict()
     keep = {k: v for k, v in ck["model"].items() if not any(c in k for c in CLASS_LAYERS)}
     for k, v in keep.items():
@@ -213,5 +256,5 @@ def init_weights_from(model: torch.nn.Module, source: str | Path) -> str:
     m = json.loads((run / "metrics.json").read_text())
     return (f"weights from {run} ({src_cfg.get('variant', '?')}, lambda {src_cfg.get('triplet_lambda', '?')}, "
             f"seed {src_cfg.get('seed', '?')}, trained on {m.get('dataset', '?')}: epoch {m.get('best_epoch', '?')} "
-            f"selected at {100 * float(m.get('select_accuracy') or 0):.2f}% on {m.get('select_split', '?')}), "
-            "all but the class layers")
+            f"selected at {100 * float(m.get('select_accuracy') or 0):.2f}% on {m.get('select_split', '?')}; "
+            f"best.pt sha256 {sha[:16]}), all but the class layers")

@@ -64,7 +64,8 @@ from lkr import cpu
 from lkr.losses import class_balanced_batch, lkr_loss, sample_triplets
 from lkr.model import build_model
 from lkr.prepare import Prepared, prepare_data, split_indices
-from lkr.runfolder import init_weights_from, load_checkpoint, open_run_folder, save_npz, save_torch, write_json
+from lkr.runfolder import (init_source, init_weights_from, load_checkpoint, open_run_folder, save_npz, save_torch,
+                           write_json)
 
 
 # --- schedule -------------------------------------------------------------------------------
@@ -264,6 +265,8 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
             "kit_version": lkr.__version__, "world_size": group.world_size, "threads": threads,
             "cpu_model": cpu.cpu_name()}
     _announce(ds, cfg, dev, group.world_size, progress)
+    if cfg.init_from:  # refused when trained on this dataset; its weights' hash joins the record
+        info["init_sha256"] = init_source(cfg.init_from, ds.name)[1]
     prepared = _data_on_device(ds, cfg, dev, fold=fold, folds=folds, progress=progress)
     resuming = resume and (out / "checkpoint.pt").exists()  # its weights replace any init_from copy
     model, opt, notes, use_cl = _build(cfg, dev, group.world_size, prepared.notes, progress, copy_init=not resuming)
@@ -417,6 +420,9 @@ def _check_same_run(ck: dict[str, Any], cfg: Config, info: dict[str, Any], out: 
         if k in old and old[k] != info[k]:
             raise RunError(f"{out}: holds a run with {k}={old[k]!r}, not {info[k]!r}; "
                            "choose a new --out or delete it")
+    if old.get("init_sha256") and old["init_sha256"] != info.get("init_sha256"):
+        raise RunError(f"{out}: was started from weights (sha256 {old['init_sha256'][:16]}) that its source "
+                       f"{cfg.init_from} no longer holds; choose a new --out or delete it")
     ck_version = ck.get("info", {}).get("kit_version", lkr.__version__)
     if ck_version != lkr.__version__:
         raise RunError(f"{out}: its checkpoint was written by lkr {ck_version}, this is lkr {lkr.__version__}; "

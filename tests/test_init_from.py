@@ -193,3 +193,69 @@ def test_cpu_ft_refuses_an_init_from_of_its_own_in_one_line(tmp_path):
         run_experiments(ck, tmp_path, ["vgg19"], scale="cpu-ft", folds=[0], k_folds=5, progress=False,
                         overrides={"init_from": str(tmp_path)})
     assert "\n" not in str(e.value)
+
+
+def test_a_source_trained_on_the_same_dataset_is_refused_in_one_line(tmp_path, capsys):
+    """A CK+ run of one fold has trained on another fold's test subjects: whatever the path
+    (the API, --set init_from), a source of the target's own dataset is refused."""
+    ds = make_demo("ckplus", n=240)
+    fold3 = tmp_path / "fold3"
+    train(ds, config_for(ds, "vgg19", epochs=1), fold3, device="cpu", fold=3, folds=5, progress=False, threads=1)
+    with pytest.raises(ConfigError, match="trained on demo-ckplus") as e:
+        train(ds, config_for(ds, "vgg19", epochs=1, init_from=str(fold3)), tmp_path / "f0", device="cpu", fold=0,
+              folds=5, progress=False, threads=1)
+    assert "\n" not in str(e.value) and str(fold3) in str(e.value)
+    assert not (tmp_path / "f0" / "checkpoint.pt").exists()
+    code = main(["train", "--data", "demo-ckplus", "--variant", "vgg19", "--fold", "0", "--out", str(tmp_path / "c"),
+                 "--set", f"init_from={fold3}", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "a source must come from another dataset" in err and "\n" not in err
+
+
+def test_a_changed_source_is_neither_resumed_nor_counted_as_finished(tmp_path):
+    """The source's best.pt is fingerprinted (sha256) in the fine-tuned run's record."""
+    from lkr.experiments import _finished
+    from lkr.runfolder import weights_sha256
+
+    fer = make_demo("fer2013", n=300)
+    src = tmp_path / "src"
+    train(fer, config_for(fer, "vgg19", epochs=1), src, device="cpu", progress=False, threads=1)
+    ck = make_demo("ckplus", n=240)
+    cfg = config_for(ck, "vgg19", epochs=2, init_from=str(src))
+    kw = dict(device="cpu", fold=0, folds=5, progress=False, threads=1)
+    m = train(ck, cfg, tmp_path / "done", **kw)
+    assert m["init_sha256"] == weights_sha256(src) and any(weights_sha256(src)[:16] in n for n in m["notes"])
+    assert _finished(tmp_path / "done", cfg)
+    train(ck, cfg, tmp_path / "cut", stop_after=1, **kw)
+    # the source is trained again (another seed) into the same folder
+    train(fer, config_for(fer, "vgg19", epochs=1, seed=9), tmp_path / "src2", device="cpu", progress=False, threads=1)
+    (src / "best.pt").write_bytes((tmp_path / "src2" / "best.pt").read_bytes())
+    assert not _finished(tmp_path / "done", cfg)
+    with pytest.raises(RunError, match="no longer holds") as e:
+        train(ck, cfg, tmp_path / "cut", **kw)
+    assert "\n" not in str(e.value)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    """Run folders from elsewhere are read with weights_only=True: a pickle with code in it is
+    refused in one line, and the code never runs."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    run = tmp_path / "evil"
+    run.mkdir()
+    torch.save({"config": {}, "model": {}, "x": Evil()}, run / "best.pt", pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    (run / "metrics.json").write_text('{"dataset": "fer2013"}')
+    for args in (["evaluate", str(run)], ["predict", str(tmp_path / "none.jpg"), "--run", str(run)]):
+        code = main(args)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "refused, not loaded" in err and "\n" not in err, (args, err)
+    ds = make_demo("ckplus", n=120)
+    with pytest.raises(RunError, match="refused, not loaded"):
+        init_weights_from(build_model(config_for(ds, "lkrnet", epochs=1)), run)
+    assert not marker.exists()
