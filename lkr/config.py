@@ -92,11 +92,16 @@ class Config:
             FaceNet's (Schroff et al. 2015, cited by the paper): every (anchor, positive) pair of
             the batch with the nearest negative that is still farther than the positive (the
             farthest negative when none is). With in-batch mining a step holds B images, as the
-            lambda = 0 configurations do.
-        batch_classes: with in-batch mining, 0 = an ordinary shuffled batch (the same batches as
-            the lambda = 0 configurations; anchors whose class has no other image in the batch
-            get no triplet); P > 0 = each batch holds P classes drawn at random, batch_size // P
-            images of each (so that every anchor has positives; changes the class mix).
+            lambda = 0 configurations do. The default, at every scale, is "semi_hard": every
+            configuration then sees the same B images and BatchNorm batch a step, so that a
+            comparison with VGG19 is not a comparison of 3B against B images (docs/method.md);
+            "random" stays an option.
+        batch_classes: 0 = an ordinary shuffled batch (anchors whose class has no other image in
+            the batch get no triplet); P > 0 = each batch holds P classes drawn at random,
+            batch_size // P images of each (so that every anchor has positives). It changes the
+            class mix the cross-entropy sees, so it applies to every configuration that sets it,
+            lambda = 0 ones included (an experiment set's overrides give all of them the same
+            batches); refused only with random triplets, which draw their own positives.
     Training (Sec. 4.2, Table 1):
         epochs, batch_size (anchors per step; a triplet step holds 3x as many images),
         lr, momentum, weight_decay, warmup_epochs, warmup_lr,
@@ -150,7 +155,7 @@ class Config:
 
     triplet_margin: float = 0.2
     normalize_embeddings: bool = True
-    triplet_mining: str = "random"
+    triplet_mining: str = "semi_hard"
     batch_classes: int = 0
 
     epochs: int = 60
@@ -199,16 +204,12 @@ class Config:
             (len(self.fc_dims) == 2, "fc_dims must hold two widths (hidden, embedding)"),
             (1 <= self.mask_stage <= pools, f"mask_stage must be in 1..{pools}"),
             (self.schedule in ("paper", "cosine"), "schedule must be paper or cosine"),
-            (self.leaves_warmup,
-             f"epochs ({self.epochs}) against warmup_epochs ({self.warmup_epochs}): this run never leaves the "
-             f"warm-up (lr {self.warmup_lr:g}) and would stay near chance; pass fewer --warmup-epochs (e.g. 1) "
-             "or more --epochs"),
             (self.select_crops in ("ten", "center"), "select_crops must be ten or center"),
             (self.cpu_precision in ("auto", "fp32", "bf16"), "cpu_precision must be auto, fp32 or bf16"),
             (self.mask_pool in MASK_POOLS, f"mask_pool must be one of {', '.join(MASK_POOLS)}"),
             (self.triplet_mining in TRIPLET_MININGS, f"triplet_mining must be one of {', '.join(TRIPLET_MININGS)}"),
-            (self.batch_classes >= 0 and (self.batch_classes == 0 or self.triplet_mining != "random"),
-             "batch_classes must be >= 0, and > 0 only with in-batch triplet_mining"),
+            (self.batch_classes >= 0 and (self.batch_classes == 0 or self.images_per_anchor == 1),
+             "batch_classes must be >= 0, and > 0 only with in-batch triplet_mining (or lambda = 0)"),
             (self.batch_classes <= self.num_classes, "batch_classes must be at most num_classes"),
             (self.batch_classes == 0 or self.batch_size % self.batch_classes == 0,
              "batch_size must be a multiple of batch_classes"),
@@ -238,6 +239,22 @@ class Config:
         kw = {"variant": variant, **VARIANTS[variant], **overrides}
         return cls(**kw)
 
+    def check_trainable(self) -> None:
+        """Refuse, in one line, a config that would train to nothing: a run that never leaves its
+        warm-up. Checked when training starts (:func:`lkr.train.train`), not when a record is
+        read, so that an older short run can still be evaluated, exported and used to predict.
+
+        Raises:
+            ConfigError: naming the fields and what to change.
+        """
+        from lkr.errors import ConfigError
+
+        if not self.leaves_warmup:
+            raise ConfigError(
+                f"config: epochs ({self.epochs}) against warmup_epochs ({self.warmup_epochs}): this run never leaves "
+                f"the warm-up (lr {self.warmup_lr:g}) and would stay near chance; pass fewer --warmup-epochs (e.g. 1) "
+                "or more --epochs")
+
     @property
     def leaves_warmup(self) -> bool:
         """False for a run that never gets past its warm-up: under the "paper" schedule
@@ -254,8 +271,11 @@ class Config:
     @property
     def images_per_anchor(self) -> int:
         """Images a step feeds per anchor: 3 with random triplets ([anchors; positives;
-        negatives]), else 1 (lambda = 0, or triplets mined inside the batch)."""
-        return 3 if self.uses_triplet and self.triplet_mining == "random" else 1
+        negatives]), else 1 (lambda = 0, or triplets mined inside the batch); from
+        :data:`lkr.losses.TRIPLET_MODES`."""
+        from lkr.losses import TRIPLET_MODES
+
+        return TRIPLET_MODES[self.triplet_mining].images_per_anchor if self.uses_triplet else 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

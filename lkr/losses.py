@@ -14,6 +14,9 @@ Without the triplet term (lambda = 0) a step is just B plain images.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -134,8 +137,47 @@ def semi_hard_triplet_loss(emb: Tensor, labels: Tensor, margin: float, normalize
     return per_anchor.sum() / n, ((per > 0) & valid).sum() / valid.sum().clamp_min(1)
 
 
-MINED = {"batch_hard": batch_hard_triplet_loss, "semi_hard": semi_hard_triplet_loss}
-"""In-batch mining strategies by ``Config.triplet_mining`` name."""
+def _random_triplet_term(emb: Tensor, labels: Tensor, cfg: Config) -> tuple[Tensor, Tensor]:
+    """Eq. 9 on a [anchors; positives; negatives] batch of 3B embeddings; its active share."""
+    if emb.shape[0] % 3:
+        raise ValueError(f"a triplet batch holds 3B images, got {emb.shape[0]}")
+    a, p, n = emb.chunk(3, dim=0)  # (B, D) each
+    trip = triplet_loss(a, p, n, cfg.triplet_margin, cfg.normalize_embeddings)
+    with torch.no_grad():
+        active = _active_share(a, p, n, cfg)
+    return trip, active
+
+
+def _mined(fn):
+    """An in-batch mining loss as a triplet term: distances in float32, never bf16."""
+    def term(emb: Tensor, labels: Tensor, cfg: Config) -> tuple[Tensor, Tensor]:
+        with torch.autocast(emb.device.type, enabled=False):
+            return fn(emb.float(), labels, cfg.triplet_margin, cfg.normalize_embeddings)
+    term.__doc__ = f"In-batch mining by :func:`{fn.__name__}`."
+    return term
+
+
+@dataclass(frozen=True)
+class TripletMode:
+    """How one ``Config.triplet_mining`` mode forms its triplets.
+
+    Attributes:
+        images_per_anchor: images a step feeds per anchor (3: [anchors; positives; negatives];
+            1: an ordinary batch, triplets mined inside it).
+        term: (embeddings, labels, cfg) -> (L_triplet, share of active triplets).
+    """
+
+    images_per_anchor: int
+    term: Callable[[Tensor, Tensor, Config], tuple[Tensor, Tensor]]
+
+
+TRIPLET_MODES: dict[str, TripletMode] = {
+    "random": TripletMode(3, _random_triplet_term),
+    "batch_hard": TripletMode(1, _mined(batch_hard_triplet_loss)),
+    "semi_hard": TripletMode(1, _mined(semi_hard_triplet_loss)),
+}
+"""Every triplet mode, by ``Config.triplet_mining`` name: the one place that says what a mode
+feeds and how its loss is computed (:attr:`Config.images_per_anchor` and :func:`lkr_loss` read it)."""
 
 
 def _cross_entropy(out: dict[str, Tensor], labels: Tensor) -> Tensor:
@@ -169,23 +211,11 @@ def lkr_loss(out: dict[str, Tensor], labels: Tensor, cfg: Config) -> tuple[Tenso
     if labels.dim() != 1 or labels.shape[0] != logits.shape[0]:
         raise ValueError(f"labels must be (M,) with M={logits.shape[0]}, got {tuple(labels.shape)}")
     ce = _cross_entropy(out, labels)
-    zero = torch.zeros((), device=ce.device)
-    if cfg.triplet_lambda > 0 and cfg.triplet_mining == "random":
-        emb = out["embedding"]
-        if emb.shape[0] % 3:
-            raise ValueError(f"a triplet batch holds 3B images, got {emb.shape[0]}")
-        a, p, n = emb.chunk(3, dim=0)  # (B, D) each
-        trip = triplet_loss(a, p, n, cfg.triplet_margin, cfg.normalize_embeddings)
-        with torch.no_grad():
-            active = _active_share(a, p, n, cfg)
-        total = ce + cfg.triplet_lambda * trip
-    elif cfg.triplet_lambda > 0:
-        emb = out["embedding"]
-        with torch.autocast(emb.device.type, enabled=False):  # distances in float32, never bf16
-            trip, active = MINED[cfg.triplet_mining](emb.float(), labels, cfg.triplet_margin,
-                                                     cfg.normalize_embeddings)
+    if cfg.triplet_lambda > 0:
+        trip, active = TRIPLET_MODES[cfg.triplet_mining].term(out["embedding"], labels, cfg)
         total = ce + cfg.triplet_lambda * trip
     else:
+        zero = torch.zeros((), device=ce.device)
         trip, active, total = zero, zero, ce
     return total, {"ce": ce.detach(), "triplet": trip.detach(), "active": active.detach().float(),
                    "total": total.detach()}

@@ -120,7 +120,7 @@ def epoch_batches(prepared: Prepared, cfg: Config, generator: torch.Generator, b
     perm = torch.randperm(n_train, device=train_idx.device, generator=generator)
     for s in range(steps):
         a = perm[s * batch_size:(s + 1) * batch_size]
-        if cfg.uses_triplet and cfg.batch_classes:
+        if cfg.batch_classes:  # every configuration that sets it: the same class mix for the cross-entropy
             a = class_balanced_batch(train_labels, batch_size, cfg.batch_classes, generator, cfg.num_classes)
         if cfg.images_per_anchor == 3:
             p, n = sample_triplets(train_labels, a, generator, cfg.num_classes)
@@ -212,6 +212,7 @@ def train(
             that the processes cannot share evenly.
         RunError: when ``out`` holds a run of another config or of another kit version.
     """
+    cfg.check_trainable()
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     group = distributed.current()
     if group.world_size > 1 and dev.type == "cuda" and dev.index is None:

@@ -77,7 +77,7 @@ def test_deterministic_mode_sets_and_restores():
 
 
 def test_epoch_batches_follow_the_seed(demo):
-    cfg = config_for(demo, "lkrnet")
+    cfg = config_for(demo, "lkrnet", triplet_mining="random")
     prepared = prepare_data(demo, cfg, device="cpu")
 
     def first(epoch: int):

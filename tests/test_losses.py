@@ -49,7 +49,7 @@ def _out(m: int, dual: bool, seed: int = 0) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("dual", [False, True])
 def test_lkr_loss_with_triplets(dual):
-    cfg = Config(triplet_lambda=0.4, triplet_margin=0.3, local_branch=dual)
+    cfg = Config(triplet_lambda=0.4, triplet_margin=0.3, local_branch=dual, triplet_mining="random")
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 3, 4, 5])  # anchors; positives; negatives (B = 3)
     out = _out(9, dual)
     total, parts = lkr_loss(out, labels, cfg)
@@ -96,7 +96,7 @@ def test_triplet_part_changes_gradients_only_when_lambda_positive():
 
 
 def test_lkr_loss_bad_shapes():
-    cfg = Config()
+    cfg = Config(triplet_mining="random")
     with pytest.raises(ValueError, match="3B"):
         lkr_loss(_out(4, True), torch.zeros(4, dtype=torch.long), cfg)
     with pytest.raises(ValueError, match="labels"):
@@ -184,14 +184,15 @@ def test_mined_loss_in_lkr_loss_covers_every_image(mining):
     y = torch.randint(0, 3, (12,))
     total, parts = lkr_loss({"logits": logits, "embedding": emb}, y, cfg)
     ce = F.cross_entropy(logits, y)  # every image of the batch, not a third of it
-    from lkr.losses import MINED
+    from lkr.losses import batch_hard_triplet_loss, semi_hard_triplet_loss
 
-    trip, _ = MINED[mining](emb, y, 0.2, True)
+    mined = {"batch_hard": batch_hard_triplet_loss, "semi_hard": semi_hard_triplet_loss}[mining]
+    trip, _ = mined(emb, y, 0.2, True)
     assert parts["ce"].item() == pytest.approx(ce.item())
     assert total.item() == pytest.approx(ce.item() + 0.2 * trip.item())
     total.backward()
     assert emb.grad.abs().sum() > 0  # the triplet term reaches the embeddings
-    assert cfg.images_per_anchor == 1 and Config(triplet_lambda=0.2).images_per_anchor == 3
+    assert cfg.images_per_anchor == 1 and Config(triplet_lambda=0.2, triplet_mining="random").images_per_anchor == 3
 
 
 def test_mined_loss_without_any_triplet_is_zero():
@@ -251,14 +252,15 @@ def _brute_force(emb, lab, margin, mining):
 
 @pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
 def test_mined_losses_equal_plain_loops(mining):
-    from lkr.losses import MINED
+    from lkr.losses import batch_hard_triplet_loss, semi_hard_triplet_loss
 
+    mined = {"batch_hard": batch_hard_triplet_loss, "semi_hard": semi_hard_triplet_loss}[mining]
     g = torch.Generator().manual_seed(3)
     for _ in range(5):
         emb = torch.randn(14, 3, generator=g, dtype=torch.float64)
         lab = torch.randint(0, 4, (14,), generator=g)
         want = _brute_force(emb, lab.tolist(), 1.0, mining)
-        got, _ = MINED[mining](emb, lab, 1.0, normalize=False)
+        got, _ = mined(emb, lab, 1.0, normalize=False)
         assert got.item() == pytest.approx(float(want), rel=1e-5, abs=1e-6)
 
 
@@ -272,3 +274,23 @@ def test_mined_distances_stay_float32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _, auto = lkr_loss(out, y, cfg)
     assert auto["triplet"].item() == pytest.approx(plain["triplet"].item(), rel=1e-6)
+
+
+def test_one_table_of_triplet_modes():
+    """Every mode the config accepts has one entry that says what a step feeds and what the loss
+    is; a mode added to the table is what the config, the batches and the loss all see."""
+    from lkr.config import TRIPLET_MININGS
+    from lkr.losses import TRIPLET_MODES
+
+    assert tuple(TRIPLET_MODES) == TRIPLET_MININGS
+    for mode, spec in TRIPLET_MODES.items():
+        cfg = Config(triplet_lambda=0.2, triplet_mining=mode, local_branch=False)
+        assert cfg.images_per_anchor == spec.images_per_anchor
+        assert Config(triplet_lambda=0.0, triplet_mining=mode).images_per_anchor == 1
+        torch.manual_seed(0)
+        emb = torch.randn(3 * 8, 16, requires_grad=True)
+        y = torch.arange(3 * 8) % 4
+        total, parts = lkr_loss({"logits": torch.randn(3 * 8, 7), "embedding": emb}, y, cfg)
+        trip, active = spec.term(emb, y, cfg)
+        assert parts["triplet"].item() == pytest.approx(trip.item()) and 0 <= active.item() <= 1
+    assert (TRIPLET_MODES["random"].images_per_anchor, TRIPLET_MODES["semi_hard"].images_per_anchor) == (3, 1)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lkr.config import VARIANTS, Config
+from lkr.demo import make_demo
 from lkr.losses import lkr_loss
 from lkr.model import LKRNet, MaskedModel, build_model, count_parameters
 
@@ -219,19 +220,27 @@ def test_every_region_reaches_the_features_under_cover(mask_stage):
 def test_bad_mask_pool_and_mining_are_config_errors():
     from lkr.errors import ConfigError
 
-    for kw in ({"mask_pool": "nearest"}, {"triplet_mining": "hardest"}, {"batch_classes": 3},
+    for kw in ({"mask_pool": "nearest"}, {"triplet_mining": "hardest"}, {"triplet_mining": "random", "batch_classes": 3},
                {"triplet_mining": "batch_hard", "batch_classes": 9}):
         with pytest.raises(ConfigError):
             Config(**kw)
 
 
-def test_a_run_that_never_leaves_warm_up_is_refused():
+def test_a_run_that_never_leaves_warm_up_is_refused_when_training_starts(tmp_path):
+    """The guard is checked when training starts: a record of such a run (an older short run)
+    still loads for evaluation, export and prediction."""
     from lkr.errors import ConfigError
+    from lkr.train import train
 
     with pytest.raises(ConfigError, match="never leaves the warm-up"):
-        Config(epochs=20)  # the paper's 20 warm-up epochs at 1e-4
+        Config(epochs=20).check_trainable()  # the paper's 20 warm-up epochs at 1e-4
     with pytest.raises(ConfigError, match="never leaves the warm-up"):
-        Config(epochs=3, schedule="cosine")  # the ramp gets to 3/20 of lr
-    Config(epochs=21)
-    Config(epochs=3, warmup_epochs=1)
-    Config(epochs=1, warmup_epochs=1, schedule="cosine")  # the ramp reaches lr at the end
+        Config(epochs=3, schedule="cosine").check_trainable()  # the ramp gets to 3/20 of lr
+    for ok in (Config(epochs=21), Config(epochs=3, warmup_epochs=1),
+               Config(epochs=1, warmup_epochs=1, schedule="cosine")):  # the ramp reaches lr at the end
+        ok.check_trainable()
+    short = Config(epochs=20)
+    assert Config.from_dict(short.to_dict()) == short  # reading the record is not refused
+    with pytest.raises(ConfigError, match="never leaves the warm-up"):
+        train(make_demo("fer2013", n=70), short, tmp_path / "r", device="cpu", progress=False)
+    assert not (tmp_path / "r").exists()

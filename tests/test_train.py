@@ -240,6 +240,12 @@ def test_class_balanced_batches_hold_p_classes(demo):
     for x, m, y in batches:
         assert len(y) == 32 and len(torch.unique(y)) == 4
         assert torch.bincount(y).max() == 8 and x.shape == (32, 1, 44, 44)
+    # a lambda = 0 configuration that records batch_classes gets the same batches: the
+    # cross-entropy of every configuration of a set sees the same class mix
+    vgg = config_for(demo, "vgg19", batch_classes=4, batch_size=32)
+    g = torch.Generator().manual_seed(0)
+    same = list(epoch_batches(prepare_data(demo, vgg, device="cpu"), vgg, torch.Generator().manual_seed(0), 32))
+    assert all(torch.equal(a[2], b[2]) for a, b in zip(batches, same)) and len(same) == len(batches)
 
 
 # --- scales ----------------------------------------------------------------------------------
