@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lkr.config import Config  # noqa: E402
-from lkr.evaluate import predict_ten_crop  # noqa: E402
+from lkr.evaluate import predict  # noqa: E402
 from lkr.model import build_model  # noqa: E402
 from lkr.device import resolve_device  # noqa: E402
 
@@ -48,14 +48,14 @@ def main() -> int:
         if dev.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         m = masks if cfg.local_branch else None
-        predict_ten_crop(model, images[:256], None if m is None else m[:256], amp=cfg.amp,
-                         channels_last=not cpu, batch_size=args.batch)  # warm-up
+        predict(model, images[:256], None if m is None else m[:256], amp=cfg.amp,
+                channels_last=not cpu, max_crops=10 * args.batch)  # warm-up
         times = []
         for _ in range(repeats):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            predict_ten_crop(model, images, m, amp=cfg.amp, channels_last=not cpu, batch_size=args.batch)
+            predict(model, images, m, amp=cfg.amp, channels_last=not cpu, max_crops=10 * args.batch)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)

@@ -81,7 +81,11 @@ g = torch.Generator().manual_seed(0)
 images = torch.randint(0, 256, (3589, 48, 48), dtype=torch.uint8, generator=g)
 masks = torch.rand(3589, 48, 48, generator=g) if cfg.local_branch else None
 model = build_model(cfg)
-if hasattr(ev, "predict_center"):  # the CPU path: channels_last, measured precision, cheap selection
+if hasattr(ev, "predict"):  # one prediction function (crops="ten" | "center")
+    model = model.to(memory_format=torch.channels_last)
+    fn = ev.predict
+    kw = dict(amp=precision == "bf16", channels_last=True, crops=cfg.select_crops)
+elif hasattr(ev, "predict_center"):  # the CPU path: channels_last, measured precision, cheap selection
     model = model.to(memory_format=torch.channels_last)
     fn = ev.predict_center if cfg.select_crops == "center" else ev.predict_ten_crop
     kw = dict(amp=precision == "bf16", channels_last=True)

@@ -21,20 +21,28 @@ from lkr.prepare import prepare_data
 from lkr.runfolder import load_run_model
 
 
+CROPS = ("ten", "center")
+"""How an image is predicted: "ten" = ten-crop (four corners and centre, each also flipped,
+softmax averaged; the reported split always), "center" = the centre crop alone (a tenth of the
+cost; epoch selection with ``Config.select_crops="center"``)."""
+
+
 @torch.no_grad()
-def predict_ten_crop(
+def predict(
     model: torch.nn.Module,
     images: torch.Tensor,
     masks: torch.Tensor | None,
     *,
+    crops: str = "ten",
     crop: int = 44,
-    batch_size: int = 1024,
-    amp: bool = True,
+    amp: bool = False,
     channels_last: bool = False,
     with_embeddings: bool = False,
     max_crops: int = 1280,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Class probabilities averaged over the ten crops of each image.
+    """Class probabilities of each image: ten-crop (softmax averaged over the crops) or the
+    centre crop. The one inference loop of the kit (evaluation, selection, prediction, export
+    checks).
 
     Memory is bounded: a forward pass holds at most ``max_crops`` crops (at full width the first
     conv's output of 1280 crops of 44x44 is 0.6 GB), whatever the number of images.
@@ -43,75 +51,46 @@ def predict_ten_crop(
         model: an :class:`lkr.model.LKRNet` (any mode; it is put in eval mode and restored).
         images: (N, 48, 48) uint8 on the model's device.
         masks: (N, 48, 48) float in [0, 1] on the same device, or None for single-branch models.
+        crops: "ten" or "center" (:data:`CROPS`).
         crop: crop side.
-        batch_size: at most this many images per forward pass (each gives 10 crops).
-        amp: bf16 autocast (see :func:`lkr.device.autocast_for`).
+        amp: bf16 autocast (see :func:`lkr.device.autocast_for`); pass what the run trained with
+            (:func:`lkr.device.run_bf16`).
         channels_last: NHWC input (for a channels_last model).
-        with_embeddings: also return the 256-d embedding averaged over the crops.
-        max_crops: at most this many crops per forward pass (>= 10).
+        with_embeddings: also return the 256-d embedding (averaged over the crops).
+        max_crops: at most this many crops per forward pass (>= 10 for ten-crop).
 
     Returns:
         probs (N, K) float32 and, if asked, embeddings (N, D) float32 (else None).
     """
+    if crops not in CROPS:
+        raise ValueError(f"crops must be one of {', '.join(CROPS)}, got {crops!r}")
+    n_crops = 10 if crops == "ten" else 1
+    cut = ten_crop if crops == "ten" else (lambda i, m, crop: tuple(None if t is None else t.unsqueeze(0)
+                                                                     for t in center_crop(i, m, crop=crop)))
     was_training = model.training
     model.eval()
     device = images.device
     probs, embs = [], []
-    chunk = max(1, min(batch_size, max_crops // 10))  # images per forward pass
+    chunk = max(1, max_crops // n_crops)  # images per forward pass
     for s in range(0, len(images), chunk):
         img = images[s:s + chunk]
         msk = None if masks is None else masks[s:s + chunk]
-        x, m = ten_crop(img, msk, crop=crop)  # (10, B, 1, c, c)
+        x, m = cut(img, msk, crop=crop)  # (n_crops, B, 1, c, c)
         b = x.shape[1]
-        x = x.reshape(10 * b, *x.shape[2:])
+        x = x.reshape(n_crops * b, *x.shape[2:])
         if m is not None:
-            m = m.reshape(10 * b, *m.shape[2:])
+            m = m.reshape(n_crops * b, *m.shape[2:])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_for(device, amp):
             out = model(x, m)
-        p = F.softmax(out["logits"].float(), dim=1).view(10, b, -1).mean(0)
-        probs.append(p)
+        probs.append(F.softmax(out["logits"].float(), dim=1).view(n_crops, b, -1).mean(0))
         if with_embeddings:
-            embs.append(out["embedding"].float().view(10, b, -1).mean(0))
+            embs.append(out["embedding"].float().view(n_crops, b, -1).mean(0))
     model.train(was_training)
     p = torch.cat(probs) if probs else torch.zeros(0, 0, device=device)
     e = torch.cat(embs) if with_embeddings and embs else None
     return p, e
-
-
-@torch.no_grad()
-def predict_center(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    masks: torch.Tensor | None,
-    *,
-    crop: int = 44,
-    amp: bool = False,
-    channels_last: bool = False,
-    max_crops: int = 1280,
-) -> tuple[torch.Tensor, None]:
-    """Class probabilities from the centre crop alone: a tenth of :func:`predict_ten_crop`'s
-    cost, for cheap epoch selection (``Config.select_crops="center"``).
-
-    Args: as :func:`predict_ten_crop` (``max_crops`` images per forward pass).
-
-    Returns:
-        (probs (N, K) float32, None).
-    """
-    was_training = model.training
-    model.eval()
-    probs = []
-    for s in range(0, len(images), max_crops):
-        msk = None if masks is None else masks[s:s + max_crops]
-        x, m = center_crop(images[s:s + max_crops], msk, crop=crop)  # (B, 1, c, c)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_for(images.device, amp):
-            out = model(x, m)
-        probs.append(F.softmax(out["logits"].float(), dim=1))
-    model.train(was_training)
-    return (torch.cat(probs) if probs else torch.zeros(0, 0, device=images.device)), None
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
@@ -140,8 +119,14 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, class_names: t
     }
 
 
-def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None = None) -> dict[str, Any]:
-    """Re-evaluate a trained run folder's selected weights on its test split with ten-crop.
+def run_test_probabilities(run: str | Path, *, data: str | None = None, device: str | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """A trained run folder's selected weights on its test split, ten-crop, as the trainer
+    evaluated them (same thread count, precision and memory format: on the same machine the
+    probabilities are the run's own, bit for bit).
+
+    Returns:
+        (probs (N, K) float32, labels (N,) int, class names).
 
     Raises:
         RunError: if the folder is not a trained run.
@@ -160,11 +145,19 @@ def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None
     prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device=dev)
     test = prepared.index["test"]
     masks = None if prepared.masks is None else prepared.masks[test]
-    probs, _ = predict_ten_crop(model, prepared.images[test], masks, crop=cfg.crop, amp=run_bf16(cfg, info, dev),
-                                channels_last=cfg.channels_last)
-    labels = prepared.labels[test].cpu().numpy()
-    preds = probs.argmax(1).cpu().numpy()
-    return classification_metrics(labels, preds, tuple(ds.class_names))
+    probs, _ = predict(model, prepared.images[test], masks, crops="ten", crop=cfg.crop,
+                       amp=run_bf16(cfg, info, dev), channels_last=cfg.channels_last)
+    return probs.float().cpu().numpy(), prepared.labels[test].cpu().numpy(), tuple(ds.class_names)
+
+
+def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a trained run folder's selected weights on its test split with ten-crop.
+
+    Raises:
+        RunError: if the folder is not a trained run.
+    """
+    probs, labels, names = run_test_probabilities(run, data=data, device=device)
+    return classification_metrics(labels, probs.argmax(1), names)
 
 
 def evaluate_cli(args: argparse.Namespace) -> int:

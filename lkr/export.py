@@ -8,7 +8,7 @@ The exported graph is the network of one crop, the selected weights of the run i
     ->  logits (B, K) float32     the fused prediction (mean of the two branches' logits)
 
 B is a dynamic axis. Ten-crop (:func:`lkr.augment.ten_crop`) and the softmax average stay
-with the caller, as in :func:`lkr.evaluate.predict_ten_crop`. The model's metadata
+with the caller, as in :func:`lkr.evaluate.predict`. The model's metadata
 (``metadata_props``) names the classes, the crop, the input normalisation and the run.
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript). The older

@@ -15,13 +15,14 @@ Without the triplet term (lambda = 0) a step is just B plain images.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lkr.config import Config
+if TYPE_CHECKING:  # annotations only: lkr.config reads TRIPLET_MODES from here
+    from lkr.config import Config
 
 
 def triplet_loss(a: Tensor, p: Tensor, n: Tensor, margin: float, normalize: bool) -> Tensor:

@@ -19,7 +19,7 @@ prepared for training.
    detection got in training, and ``landmarks_detected`` is False. The local key region mask is
    :func:`lkr.regions.region_masks` with the run's ``alpha`` and ``mask_merge``.
 4. **Prediction.** All faces of all photos go through one ten-crop pass
-   (:func:`lkr.evaluate.predict_ten_crop`, up to :data:`BATCH` faces per forward pass): the
+   (:func:`lkr.evaluate.predict`, ten-crop): the
    class probabilities are the softmax averaged over the ten crops.
 5. **Evidence** (``save``): Grad-CAM of the predicted class (:func:`lkr.gradcam.cam_arrays`, on
    the 44x44 centre crop) is laid over the part of the photo that crop came from, and each face
@@ -59,8 +59,6 @@ MIN_PROB = 0.9
 """Smallest MTCNN face probability kept (MTCNN's own last threshold is 0.7)."""
 MAX_SIDE = 1600
 """Photos with a longer side are searched for faces at this size (faces >= 20 px there)."""
-BATCH = 256
-"""Faces per forward pass of the ten-crop prediction (each gives 10 crops)."""
 
 
 @dataclass
@@ -294,15 +292,16 @@ class Predictor:
     def probabilities(self, faces: Sequence[Face], masks: np.ndarray | None = None) -> np.ndarray:
         """(N, K) float32 ten-crop class probabilities of the faces, in one batched pass."""
         from lkr.device import run_bf16
-        from lkr.evaluate import predict_ten_crop
+        from lkr.evaluate import predict as predict_crops
 
         if not faces:
             return np.zeros((0, len(self.class_names)), np.float32)
         masks = self.masks(faces) if masks is None else masks
         images = torch.from_numpy(np.stack([f.image for f in faces])).to(self.device)
         m = torch.from_numpy(masks).to(self.device) if self.cfg.local_branch else None
-        probs, _ = predict_ten_crop(self.model, images, m, crop=self.cfg.crop, batch_size=BATCH,
-                                    amp=run_bf16(self.cfg, self.info, images.device))  # as the run trained
+        probs, _ = predict_crops(self.model, images, m, crops="ten", crop=self.cfg.crop,
+                                 channels_last=self.cfg.channels_last,
+                                 amp=run_bf16(self.cfg, self.info, images.device))  # as the run trained
         return probs.float().cpu().numpy()
 
     def predict(self, photos: Sequence[str | Path], *, save: str | Path | None = None,

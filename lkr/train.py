@@ -59,7 +59,7 @@ from lkr.config import FINE_TUNE, Config, scale_preset
 from lkr.dataset import FaceDataset
 from lkr.device import autocast_for, device_name, resolve_device
 from lkr.errors import ConfigError, RunError, TrainingError
-from lkr.evaluate import classification_metrics, predict_center, predict_ten_crop
+from lkr.evaluate import classification_metrics, predict
 from lkr import cpu
 from lkr.losses import class_balanced_batch, lkr_loss, sample_triplets
 from lkr.model import build_model
@@ -511,11 +511,10 @@ def _select(run: _Run, state: _State, rec: dict[str, Any], epoch: int) -> None:
     acc = None
     if run.group.is_main:
         sel = run.prepared.index["select"]
-        predict = predict_center if run.cfg.select_crops == "center" else predict_ten_crop
         t0 = time.perf_counter()
         probs, _ = predict(run.model, run.prepared.images[sel],
                            None if run.prepared.masks is None else run.prepared.masks[sel],
-                           crop=run.cfg.crop, amp=run.bf16, channels_last=run.use_cl)
+                           crops=run.cfg.select_crops, crop=run.cfg.crop, amp=run.bf16, channels_last=run.use_cl)
         acc = float((probs.argmax(1) == run.prepared.labels[sel]).float().mean())
         rec["select_seconds"] = time.perf_counter() - t0
     acc = distributed.broadcast_object(acc)  # rank 0's number decides on every process
@@ -549,9 +548,8 @@ def _finish(ds: FaceDataset, run: _Run, state: _State, progress: bool) -> dict[s
                                      "select_accuracy": best["select_accuracy"], "info": run.info})
     test = prepared.index["test"]
     t0 = time.perf_counter()
-    probs, emb = predict_ten_crop(model, prepared.images[test],
-                                  None if prepared.masks is None else prepared.masks[test],
-                                  crop=cfg.crop, amp=run.bf16, channels_last=run.use_cl, with_embeddings=True)
+    probs, emb = predict(model, prepared.images[test], None if prepared.masks is None else prepared.masks[test],
+                         crops="ten", crop=cfg.crop, amp=run.bf16, channels_last=run.use_cl, with_embeddings=True)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t_eval = time.perf_counter() - t0

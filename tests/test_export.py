@@ -56,9 +56,9 @@ def test_onnx_agrees_with_pytorch_on_random_inputs(exported, demo_run):
 
 
 def test_onnx_ten_crop_gives_lkr_predict_probabilities(exported, demo_run):
-    """Ten-crop and softmax averaging outside the graph reproduce predict_ten_crop."""
+    """Ten-crop and softmax averaging outside the graph reproduce lkr.evaluate.predict."""
     from lkr.demo import make_demo
-    from lkr.evaluate import predict_ten_crop
+    from lkr.evaluate import predict
     from lkr.regions import region_masks
     from lkr.runfolder import load_run_model
 
@@ -67,7 +67,7 @@ def test_onnx_ten_crop_gives_lkr_predict_probabilities(exported, demo_run):
     images = torch.from_numpy(ds.images)
     masks = torch.from_numpy(region_masks(ds.boxes, ds.points))
     net, _, _ = load_run_model(demo_run)
-    want, _ = predict_ten_crop(net, images, masks, amp=False)
+    want, _ = predict(net, images, masks, amp=False)
     x, m = ten_crop(images, masks)  # (10, B, 1, 44, 44)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     logits = sess.run(None, {"image": x.reshape(-1, 1, 44, 44).numpy(), "mask": m.reshape(-1, 1, 44, 44).numpy()})[0]

@@ -15,11 +15,18 @@ MODULES = sorted(p.stem for p in LKR.glob("*.py") if p.stem not in ("__init__", 
 
 
 def import_graph() -> dict[str, set[str]]:
-    """{module: the lkr modules it imports}, top-level and function-level imports alike."""
+    """{module: the lkr modules it imports}, top-level and function-level imports alike (not
+    those under ``if TYPE_CHECKING:``, which never run)."""
     graph: dict[str, set[str]] = {}
     for path in LKR.glob("*.py"):
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                       for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 if node.module == "lkr":  # from lkr import distributed
                     deps |= {a.name for a in node.names if (LKR / f"{a.name}.py").exists()}

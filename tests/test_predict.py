@@ -96,13 +96,13 @@ def test_all_faces_of_all_photos_in_one_batched_pass(demo_run, photos, monkeypat
     import lkr.evaluate
 
     calls = []
-    real = lkr.evaluate.predict_ten_crop
+    real = lkr.evaluate.predict
 
     def counting(model, images, masks, **kw):
         calls.append((tuple(images.shape), None if masks is None else tuple(masks.shape)))
         return real(model, images, masks, **kw)
 
-    monkeypatch.setattr(lkr.evaluate, "predict_ten_crop", counting)
+    monkeypatch.setattr(lkr.evaluate, "predict", counting)
     p = Predictor(demo_run, device="cpu")
     results = p.predict([photos["two"], photos["one"]])
     assert calls == [((3, 48, 48), (3, 48, 48))]

@@ -12,7 +12,7 @@ from torch import nn
 from lkr.cli import main
 from lkr.demo import make_demo
 from lkr.errors import TrainingError
-from lkr.evaluate import predict_ten_crop
+from lkr.evaluate import predict
 from lkr.runfolder import load_run_model
 from lkr.train import config_for, lr_at, train
 
@@ -37,7 +37,7 @@ def test_ten_crop_equals_hand_count():
     imgs[0, 0, 0] = 255          # only the top-left crop sees it at its top-left: 1 of 10 crops
     imgs[1] = 255                # every crop: 10 of 10
     imgs[2, 0, 47] = 255         # top-right corner: the flipped top-right crop has it at (0, 0): 1 of 10
-    probs, emb = predict_ten_crop(CornerModel(), imgs, None, crop=44, with_embeddings=True)
+    probs, emb = predict(CornerModel(), imgs, None, crop=44, with_embeddings=True)
     assert probs.shape == (3, 3)
     np.testing.assert_allclose(probs[:, 1].numpy(), [0.1, 1.0, 0.1], atol=1e-6)
     np.testing.assert_allclose(probs[:, 0].numpy(), [0.45, 0.0, 0.45], atol=1e-6)
@@ -54,10 +54,10 @@ def test_ten_crop_memory_is_bounded_and_chunking_changes_nothing():
 
     g = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (301, 48, 48), dtype=torch.uint8, generator=g)
-    whole, _ = predict_ten_crop(Recording(), imgs, None, max_crops=10_000)
+    whole, _ = predict(Recording(), imgs, None, max_crops=10_000)
     assert seen == [3010]
     seen.clear()
-    parts, _ = predict_ten_crop(Recording(), imgs, None, max_crops=640)
+    parts, _ = predict(Recording(), imgs, None, max_crops=640)
     assert max(seen) <= 640 and sum(seen) == 3010 and len(seen) == 5  # 64 images a pass
     assert torch.equal(whole, parts)
 
@@ -338,3 +338,80 @@ def test_scale_cpu_quarter_is_cpu_at_quarter_width():
     assert cfg.scale == "demo"
     assert scale_label({"scale": "cpu-quarter", "width": 0.25, "epochs": 50}).startswith(
         "CPU scale at 1/4 width: VGG19 at 1/4 width, 50 epochs")
+
+
+def test_re_evaluating_a_run_gives_its_metrics_bit_for_bit(tmp_path):
+    """lkr evaluate loads the model in the training memory format (channels-last) at the run's
+    threads and precision: the probabilities equal the run's own exactly, not approximately."""
+    from lkr.evaluate import evaluate_run, run_test_probabilities
+
+    ds = make_demo("fer2013")  # what data_ref "demo" loads again
+    cfg = config_for(ds, "lkrnet", epochs=2, cpu_precision="bf16")  # the real CPU path's precision
+    assert cfg.channels_last
+    m = train(ds, cfg, tmp_path / "run", device="cpu", progress=False, data_ref="demo")
+    probs, labels, _ = run_test_probabilities(tmp_path / "run")
+    with np.load(tmp_path / "run" / "predictions.npz") as z:
+        assert np.array_equal(probs.astype(np.float16), z["probs"]) and np.array_equal(labels, z["label"])
+    again = evaluate_run(tmp_path / "run")
+    assert again["accuracy"] == m["accuracy"] and again["confusion"] == m["confusion"]
+
+
+def _cpu_path(ds, **kw):
+    """The real CPU path the CPU-scale results were trained on (bf16 autocast, in-batch
+    semi-hard mining, centre-crop selection, cosine schedule, channels-last), on a thin demo net."""
+    return config_for(ds, "lkrnet", **{"cpu_precision": "bf16", "triplet_mining": "semi_hard",
+                                       "select_crops": "center", "schedule": "cosine", "warmup_epochs": 1,
+                                       "channels_last": True, "epochs": 3, "eval_every": 1, **kw})
+
+
+def test_resume_and_determinism_on_the_real_cpu_path(demo, tmp_path):
+    """A run of the CPU path cut after one epoch and resumed ends bit for bit where the whole run
+    does, and a second whole run repeats the first: bf16 and mining included."""
+    cfg = _cpu_path(demo)
+    whole = train(demo, cfg, tmp_path / "whole", device="cpu", progress=False)
+    assert whole["precision"]["precision"] == "bf16"
+    assert json.loads((tmp_path / "whole" / "history.json").read_text())[0]["triplet"] > 0
+    again = train(demo, cfg, tmp_path / "again", device="cpu", progress=False)
+    assert train(demo, cfg, tmp_path / "cut", device="cpu", progress=False, stop_after=1) == {"stopped_at": 1}
+    resumed = train(demo, cfg, tmp_path / "cut", device="cpu", progress=False)
+    w = {d: torch.load(tmp_path / d / "best.pt", weights_only=True)["model"] for d in ("whole", "again", "cut")}
+    for k in w["whole"]:
+        assert torch.equal(w["whole"][k], w["again"][k]) and torch.equal(w["whole"][k], w["cut"][k]), k
+    for m in (again, resumed):
+        for k in ("accuracy", "best_epoch", "select_accuracy", "confusion"):
+            assert m[k] == whole[k], k
+
+
+def test_centre_crop_selection_selects_on_the_centre_crop(demo, tmp_path):
+    """select_crops="center": each epoch's selection accuracy is the centre-crop accuracy on the
+    selection split (never the reported split), and the kept weights are the best epoch's."""
+    from lkr.evaluate import predict
+    from lkr.prepare import prepare_data
+
+    cfg = _cpu_path(demo, cpu_precision="fp32")
+    m = train(demo, cfg, tmp_path / "run", device="cpu", progress=False)
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert m["best_epoch"] == 1 + int(np.argmax([h["select_accuracy"] for h in hist]))
+    model, cfg2, _ = load_run_model(tmp_path / "run")
+    prepared = prepare_data(demo, cfg2, device="cpu")
+    sel = prepared.index["select"]
+    kw = dict(crop=cfg.crop, channels_last=True)
+    center, _ = predict(model, prepared.images[sel], prepared.masks[sel], crops="center", **kw)
+    ten, _ = predict(model, prepared.images[sel], prepared.masks[sel], crops="ten", **kw)
+    acc = lambda p: float((p.argmax(1) == prepared.labels[sel]).float().mean())  # noqa: E731
+    assert acc(center) == m["select_accuracy"]
+    assert not torch.allclose(center, ten)  # the centre crop alone is not ten-crop
+
+
+def test_predict_centre_crop_is_the_middle_44x44():
+    """crops="center" feeds the middle 44x44 of each face once (CornerModel looks at its top-left
+    pixel, which is pixel (2, 2) of the 48x48 face)."""
+    from lkr.evaluate import predict
+
+    imgs = torch.zeros(4, 48, 48, dtype=torch.uint8)
+    imgs[0, 2, 2] = 255  # seen by the centre crop
+    imgs[1, 0, 0] = 255  # seen only by a corner crop
+    probs, _ = predict(CornerModel(), imgs, None, crops="center")
+    assert probs.argmax(1).tolist() == [1, 0, 0, 0]
+    with pytest.raises(ValueError, match="crops must be"):
+        predict(CornerModel(), imgs, None, crops="five")
