@@ -269,6 +269,7 @@ def _spread(values: Sequence[float]) -> float | None:
 
 
 FOLD_COLUMN = "per-fold accuracy"
+UNTOUCHED_COLUMN = "untouched subjects"
 SEED_COLUMN = "seeds"
 
 
@@ -302,10 +303,13 @@ def results_table(key: str, results: dict[str, Any]) -> list[dict[str, Any]]:
     counts = _test_counts(results)
     seeded = any(len(r.by_seed()) > 1 for r in results.values() if hasattr(r, "by_seed"))
     folds = key == "ckplus"
+    untouched = any(getattr(r, "choice_subjects", None) for r in results.values())
 
-    def extra(row: dict[str, Any], fold: Any = None, seeds: Any = None) -> dict[str, Any]:
+    def extra(row: dict[str, Any], fold: Any = None, seeds: Any = None, clean: Any = None) -> dict[str, Any]:
         if folds:
             row[FOLD_COLUMN] = fold
+        if untouched:
+            row[UNTOUCHED_COLUMN] = clean
         if seeded:
             row[SEED_COLUMN] = seeds
         return row
@@ -331,7 +335,13 @@ def results_table(key: str, results: dict[str, Any]) -> list[dict[str, Any]]:
             fold = _round(MeanSD(100 * np.mean(accs), 100 * np.std(accs, ddof=1)))
         elif "fold_accuracy_mean" in m:
             fold = _round(MeanSD(100 * m["fold_accuracy_mean"], 100 * m.get("fold_accuracy_std", 0.0)))
-        return extra(row, fold, len(runs))
+        clean = None
+        if untouched:
+            from lkr.results import untouched_accuracy
+
+            vals = [untouched_accuracy(r) for r in runs]
+            clean = None if None in vals else _round(_spread([100 * v for v in vals]))
+        return extra(row, fold, len(runs), clean)
 
     rows: list[dict[str, Any]] = []
     for cfg, paper_name in OURS_TO_PAPER.items():
@@ -347,6 +357,28 @@ def _test_counts(results: dict[str, Any]) -> dict[str, int] | None:
     """Our test set's class counts (the same for every configuration of a real run; LKRNet's first)."""
     order = sorted(results, key=lambda c: c != "lkrnet")
     return next((results[c].metrics["class_counts"] for c in order if results[c].metrics.get("class_counts")), None)
+
+
+def choice_note(results: dict[str, Any], short: bool = False) -> str:
+    """The footnote of a scale whose design was chosen on some test subjects (e.g. ``cpu-ft``):
+    which, how many images, and what the "untouched subjects" column is; "" when none did.
+    ``short``: one sentence, for figures."""
+    from lkr.results import untouched_accuracy
+
+    for r in results.values():
+        rec = getattr(r, "choice_subjects", None)
+        if rec and r.predictions is not None and "subject" in r.predictions:
+            subj = np.asarray(r.predictions["subject"]).astype(str)
+            touched = np.isin(subj, list(rec["subjects"]))
+            if short and untouched_accuracy(r) is not None:
+                return (f"{int(touched.sum())} of the {len(subj)} test images ({len(rec['subjects'])} subjects) fed "
+                        "the choice of this scale (docs/cpu-runs.md); the tables also give the accuracy on the "
+                        f"other {int((~touched).sum())}.")
+            return (f"Untouched subjects: accuracy on the {int((~touched).sum())} test images of the "
+                    f"{len(np.unique(subj[~touched]))} subjects that fed no design choice of this scale; the other "
+                    f"{int(touched.sum())} images ({len(rec['subjects'])} subjects) did: {rec['why']}"
+                    if untouched_accuracy(r) is not None else "")
+    return ""
 
 
 def table_note(results: dict[str, Any]) -> str:
@@ -385,7 +417,7 @@ def _marked(r: dict[str, Any], c: str, note: str) -> str:
 
 
 def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "figures",
-               title: str = "", note: str = "", scale: str | None = None) -> list[Path]:
+               title: str = "", note: str = "", scale: str | None = None, footnote: str = "") -> list[Path]:
     """Write a table as ``<name>_<scale>.md``, ``.csv``, and (drawn) ``.png`` / ``.pdf``.
 
     Args:
@@ -399,6 +431,8 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
             the .csv keeps the numbers and gets an ``overall_basis`` column
             (:data:`PAPER_OVERALL_BASIS` for paper rows, "measured" for ours).
         scale: the scale of the runs (:func:`figure_file`).
+        footnote: a further footnote (e.g. :func:`choice_note`), under the table in the .md and
+            the drawing.
 
     Returns:
         [md, csv, png, pdf] paths.
@@ -415,6 +449,8 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
     ] + ["| " + " | ".join(_marked(r, c, note) for c in cols) + " |" for r in rows]
     if note:
         lines += ["", f"\\* {note}"]
+    if footnote:
+        lines += ["", footnote]
     md.write_text("\n".join(lines) + "\n")
     path_csv = out / f"{stem}.csv"
     # a column with means over seeds or folds (MeanSD) is followed by its "<column> sd"
@@ -433,11 +469,13 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
                 if c in spread:
                     vals.append(v.sd if isinstance(v, MeanSD) else "")
             w.writerow(vals + basis)
-    return [md, path_csv] + save_figure(table_figure(rows, name, title, note), name, out, scale)
+    return [md, path_csv] + save_figure(table_figure(rows, name, title, note, footnote), name, out, scale)
 
 
-def table_figure(rows: list[dict[str, Any]], name: str, title: str = "", note: str = "") -> Figure:
-    """The drawn table of :func:`save_table` (our rows shaded; ``note`` under the table)."""
+def table_figure(rows: list[dict[str, Any]], name: str, title: str = "", note: str = "",
+                 footnote: str = "") -> Figure:
+    """The drawn table of :func:`save_table` (our rows shaded; ``note`` and ``footnote`` under
+    the table; every column as wide as its longest cell)."""
     cols = list(rows[0].keys()) if rows else ["model"]
     heads = [short(c) if c in _CLASS_NAMES else c for c in cols]
     fig = _new(name)
@@ -447,17 +485,20 @@ def table_figure(rows: list[dict[str, Any]], name: str, title: str = "", note: s
     t = ax.table(cellText=cells or [[""] * len(cols)], colLabels=heads, loc="center", cellLoc="center")
     t.auto_set_font_size(False)
     t.set_fontsize(8)
+    t.auto_set_column_width(list(range(len(cols))))  # no label is cut
     t.scale(1, 1.3)
     for (row, _), cell in t.get_celld().items():
         if row > 0 and rows[row - 1]["source"] != "paper":
             cell.set_facecolor("#e8f1fb")
     if title:
         ax.set_title(title, fontsize=10)
-    if note:
+    text = "\n".join(x for x in (f"* {note}" if note else "", footnote) if x)
+    if text:
         import textwrap
 
         # supxlabel: constrained layout makes room for it
-        fig.supxlabel(textwrap.fill(f"* {note}", 160, break_on_hyphens=False), fontsize=7)
+        fig.supxlabel("\n".join(textwrap.fill(x, 160, break_on_hyphens=False) for x in text.splitlines()),
+                      fontsize=7)
     return fig
 
 
@@ -597,15 +638,16 @@ def _verdict(c: Any) -> str:
 
 
 def _p(v: float | None) -> str:
-    return "–" if v is None else ("<0.0001" if v < 1e-4 else f"{v:.4f}" if v < 0.01 else f"{v:.3f}")
+    return "–" if v is None else ("<0.0001" if v < 1e-4 else f"{v:.4f}" if v < 0.1 else f"{v:.3f}")
 
 
 def differences_rows(comps: Sequence[Any]) -> list[dict[str, Any]]:
     """One row per comparison (:class:`lkr.stats.Comparison`), accuracies and differences in
     points: A, B, seeds, their accuracies, the difference and its bootstrap interval, each
     seed's difference and the t interval over seeds, the images only A / only B got right and
-    McNemar's p (per seed, "/"-separated), the pair's test over all its seeds, its p and Holm's
-    p, the verdict ("(uncorrected)" outside the Holm family)."""
+    McNemar's p (per seed, "/"-separated), the pair's test over all its seeds with its p and
+    Holm's p (test-image noise), the paired t-test over seeds with its p and Holm's p (seed
+    noise), the verdict ("(uncorrected)" outside the Holm family)."""
     rows = []
     for c in comps:
         rows.append({
@@ -618,7 +660,8 @@ def differences_rows(comps: Sequence[Any]) -> list[dict[str, Any]]:
                              else f"{100 * c.seed_ci_low:+.2f} to {100 * c.seed_ci_high:+.2f}"),
             "only A right": "/".join(map(str, c.a_only)), "only B right": "/".join(map(str, c.b_only)),
             "p per seed": "/".join(_p(p) for p in c.p_values),
-            "test": c.test, "p": _p(c.p), "Holm p": _p(c.p_holm),
+            "test": c.test, "p, test images": _p(c.p), "Holm p, test images": _p(c.p_holm),
+            "p, seeds (paired t)": _p(c.p_seeds), "Holm p, seeds": _p(c.p_seeds_holm),
             "verdict": _verdict(c) + ("" if c.p_holm is not None else " (uncorrected)"),
         })
     return rows
@@ -629,19 +672,23 @@ DIFFERENCES_NOTE = ("A − B in points of accuracy on the same test images, aver
                     "covers which test images were drawn, not seed-to-seed noise, which the per-seed differences "
                     "and the t interval over seeds show (wide with few seeds). p per seed: McNemar's exact test "
                     "(statsmodels); CK+: its clustered form, a sign-flip permutation test over subjects (scipy), "
-                    "since a subject's frames are not independent. p: one test per pair over all its seeds "
-                    "(one seed: that seed's test; several: a sign-flip permutation test of each image's, CK+: "
-                    "subject's, seed-averaged difference). Holm: over the paper's five comparisons; our ablations "
-                    "(mask pooling, λ = 0.4) are outside that family and uncorrected. Verdict: better when the "
-                    "(Holm) p is below 0.05, the bootstrap interval excludes 0, every seed's gap points the same "
-                    "way and, with several seeds, the t interval over seeds excludes 0; \"(one seed)\": seed "
-                    "noise not covered.")
+                    "since a subject's frames are not independent. Two p-values per pair, one for each noise. "
+                    "p, test images: one test per pair over all its seeds (one seed: that seed's test; several: "
+                    "a sign-flip permutation test of each image's, CK+: subject's, seed-averaged difference); it "
+                    "covers which test images were drawn, not how the networks came out. p, seeds: a paired "
+                    "t-test over the seeds (one-sample t of the per-seed differences, scipy); it covers "
+                    "seed-to-seed noise, not the test sample, and needs two seeds or more. Holm: each column "
+                    "over the paper's five comparisons; our ablations (mask pooling, λ = 0.4) are outside that "
+                    "family and uncorrected. Verdict: better when both (Holm) p-values are below 0.05, the "
+                    "bootstrap interval excludes 0 and every seed's gap points the same way; \"(one seed)\": "
+                    "seed noise not covered.")
 
 
 def save_differences(comps: Sequence[Any], name: str, out_dir: str | Path = "figures", title: str = "",
-                     scale: str | None = None) -> list[Path]:
+                     scale: str | None = None, footnote: str = "") -> list[Path]:
     """Write the comparisons as ``<name>_<scale>.md`` and ``.csv`` and draw them
-    (:func:`fig_differences`) as ``.png`` / ``.pdf``. Returns the four paths."""
+    (:func:`fig_differences`) as ``.png`` / ``.pdf``; ``footnote`` (e.g. :func:`choice_note`)
+    goes under the .md's note and the drawing. Returns the four paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = differences_rows(comps)
@@ -651,14 +698,19 @@ def save_differences(comps: Sequence[Any], name: str, out_dir: str | Path = "fig
     lines = [x for ln in title.splitlines() for x in (f"**{ln}**", "")]
     lines += ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    lines += ["", DIFFERENCES_NOTE]
+    lines += ["", DIFFERENCES_NOTE] + (["", footnote] if footnote else [])
     md.write_text("\n".join(lines) + "\n")
     path_csv = out / f"{stem}.csv"
     with open(path_csv, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
         w.writerows([[r[c] for c in cols] for r in rows])
-    return [md, path_csv] + save_figure(fig_differences(comps, name, title), name, out, scale)
+    fig = fig_differences(comps, name, title)
+    if footnote:
+        import textwrap
+
+        fig.supxlabel(textwrap.fill(footnote, 150, break_on_hyphens=False), fontsize=6, color="0.3")
+    return [md, path_csv] + save_figure(fig, name, out, scale)
 
 
 def fig_differences(comps: Sequence[Any], name: str = "differences_fer2013", title: str = "") -> Figure:
@@ -676,9 +728,9 @@ def fig_differences(comps: Sequence[Any], name: str = "differences_fer2013", tit
             ax.plot([100 * d for d in c.diff_per_seed], [y - 0.18] * len(c.diff_per_seed), ".", color=color,
                     alpha=0.6, ms=4)
         holm_p = c.p_holm is not None
-        ps = _p(c.p_holm if holm_p else c.p) + ("" if len(c.seeds) > 1 else " (1 seed)")
-        ax.annotate(("Holm p=" if holm_p else "p=") + ps, (1.01, y), xycoords=("axes fraction", "data"),
-                    va="center", fontsize=7)
+        ps = (("Holm p " if holm_p else "p ") + "images " + _p(c.p_holm if holm_p else c.p)
+              + (f", seeds {_p(c.p_seeds_holm if holm_p else c.p_seeds)}" if len(c.seeds) > 1 else " (1 seed)"))
+        ax.annotate(ps, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=7)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(ys, [f"{LABELS.get(c.a, c.a)} − {LABELS.get(c.b, c.b)}" for c in comps], fontsize=8)
     ax.set_xlabel("difference in accuracy (points), 95% bootstrap interval")
@@ -880,13 +932,13 @@ def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "f
 
         rows = results_table(key, res)
         title = _with_scale(f"{_TITLES[key]} — {_dataset_label(next(iter(res.values())).metrics)}", res, scale)
-        save_table(rows, name, out_dir, title=title, note=table_note(res), scale=scale)
+        save_table(rows, name, out_dir, title=title, note=table_note(res), scale=scale, footnote=choice_note(res))
         return pd.DataFrame(rows).set_index("model")
     if name.startswith("differences"):
         comps = comparisons(res)
         label = _dataset_label(next(iter(res.values())).metrics)
         title = _with_scale(f"Paired differences on {label}: is the gap real?", res, scale, width=95)
-        save_differences(comps, name, out_dir, title=title, scale=scale)
+        save_differences(comps, name, out_dir, title=title, scale=scale, footnote=choice_note(res))
         import pandas as pd
 
         return pd.DataFrame(differences_rows(comps))
@@ -898,6 +950,11 @@ def draw(name: str, results: dict[str, dict[str, Any]], out_dir: str | Path = "f
         fig = fig6_embeddings(res, scale=scale)
     else:
         fig = fig8_gradcam(res, scale=scale)
+    if choice_note(res):  # the scale's design saw some test subjects: every figure says so
+        import textwrap
+
+        fig.supxlabel(textwrap.fill(choice_note(res, short=True), 110, break_on_hyphens=False), fontsize=6,
+                      color="0.3")  # constrained layout makes room for it
     save_figure(fig, name, out_dir, scale)
     return fig
 

@@ -62,6 +62,12 @@ HISTORY_DIGITS = 6
 GRADCAM_FACES = 16
 UMAP_SEED = 0
 KEYS = ("fer2013", "ckplus")
+SELECTION_SUBJECTS = "selection_subjects.json"
+"""``results/<scale>/<key>/selection_subjects.json``: test subjects whose images fed a design
+choice of this scale (e.g. the probe that chose ``cpu-ft`` on the validation subjects of CK+
+folds 0-2, which are test subjects of other folds): {"subjects": [ids], "why": text}. Tables
+then also give the accuracy on the other subjects' images (:attr:`ConfigResult.choice_subjects`);
+``scripts/selection_subjects.py`` writes it from the dataset."""
 DEMO_REFS = ("demo", "demo-ckplus")
 """The data references that name the built-in demo set (:func:`lkr.readers.load_dataset`)."""
 
@@ -329,6 +335,8 @@ class ConfigResult:
         seed: the runs' seed (config.json's; 0 when unknown).
         other_seeds: the same configuration's runs at other seeds ({seed: ConfigResult},
             from ``seed<s>/`` subfolders; empty when there are none).
+        choice_subjects: the dataset role's :data:`SELECTION_SUBJECTS` record ({"subjects",
+            "why"}), or None: test subjects that fed a design choice of this scale.
     """
 
     name: str
@@ -340,6 +348,7 @@ class ConfigResult:
     config: dict[str, Any] | None = None
     seed: int = 0
     other_seeds: dict[int, "ConfigResult"] = field(default_factory=dict, repr=False)
+    choice_subjects: dict[str, Any] | None = None
 
     def by_seed(self) -> dict[int, "ConfigResult"]:
         """Every seed's result, this one's included, in seed order."""
@@ -419,13 +428,26 @@ def load_results(results_dir: str | Path = "results/full") -> dict[str, dict[str
         if not d.is_dir():
             continue
         found = {}
+        choice = _json(d / SELECTION_SUBJECTS)
         for c in sorted(p for p in d.iterdir() if p.is_dir()):
             r = load_config_result(c)
             if r is not None:
+                for x in r.by_seed().values():
+                    x.choice_subjects = choice
                 found[c.name] = r
         if found:
             out[key] = found
     return out
+
+
+def untouched_accuracy(r: ConfigResult) -> float | None:
+    """Accuracy on the test images of the subjects that fed no design choice (all but
+    ``r.choice_subjects``); None without such a record or without subject ids."""
+    p = r.predictions
+    if not r.choice_subjects or p is None or "subject" not in p:
+        return None
+    keep = ~np.isin(np.asarray(p["subject"]).astype(str), list(r.choice_subjects["subjects"]))
+    return float((p["label"][keep] == p["pred"][keep]).mean()) if keep.any() else None
 
 
 def load_scales(results_dir: str | Path = "results") -> dict[str, dict[str, dict[str, ConfigResult]]]:

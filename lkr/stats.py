@@ -84,7 +84,13 @@ class Comparison:
             :func:`mcnemar_clustered`).
         test: what ``p`` comes from: "McNemar exact" (one seed, images), else "sign-flip over
             images" or "sign-flip over subjects" of the seed-averaged differences
-            (:func:`sign_flip_test`).
+            (:func:`sign_flip_test`). It covers test-sample noise (which images were drawn), not
+            seed noise.
+        p_seeds: the seed-level test: a paired t-test over the seeds (one-sample t of
+            ``diff_per_seed`` against 0, :func:`seed_test`): it covers seed-to-seed noise (how
+            the gap moves when the networks are trained again), not test-sample noise. None
+            with fewer than two seeds or no spread.
+        p_seeds_holm: ``p_seeds`` Holm-adjusted over the same family as ``p_holm``.
     """
 
     a: str
@@ -108,21 +114,24 @@ class Comparison:
     seed_ci_high: float | None = None
     seed_test: str = "McNemar exact"
     test: str = "McNemar exact"
+    p_seeds: float | None = None
+    p_seeds_holm: float | None = None
 
     def verdict(self, alpha: float = 0.05) -> str:
-        """In words: "a better" when the pair's (Holm-adjusted where available) p is below
-        ``alpha``, the bootstrap interval lies above 0, on every seed ``a`` got more images right
-        that ``b`` missed than the reverse, and with two or more seeds the t interval over seeds
-        lies above 0; "b better" the other way round; else "not told apart". A verdict from one
-        seed reads "a better (one seed)"."""
+        """In words: "a better" when both noises are covered: the image-level p (Holm-adjusted
+        where available) is below ``alpha`` and the bootstrap interval lies above 0, on every
+        seed ``a`` got more images right that ``b`` missed than the reverse, and with two or more
+        seeds the seed-level p (Holm-adjusted where available) is below ``alpha`` too; "b
+        better" the other way round; else "not told apart". A verdict from one seed reads "a
+        better (one seed)" (seed noise not covered)."""
         sig = (self.p_holm if self.p_holm is not None else self.p) < alpha
         several = len(self.seeds) > 1
+        p_seeds = self.p_seeds_holm if self.p_holm is not None else self.p_seeds
+        seeds_sig = p_seeds is not None and p_seeds < alpha
         for sign, name in ((1, self.a), (-1, self.b)):
             low, high = sorted((sign * self.ci_low, sign * self.ci_high))
             seeds_agree = all(sign * (x - y) > 0 for x, y in zip(self.a_only, self.b_only))
-            seed_ci = (self.seed_ci_low is not None and self.seed_ci_high is not None
-                       and min(sign * self.seed_ci_low, sign * self.seed_ci_high) > 0)
-            if sig and low > 0 and seeds_agree and (seed_ci or not several):
+            if sig and low > 0 and seeds_agree and (seeds_sig or not several):
                 return f"{name} better" + ("" if several else " (one seed)")
         return "not told apart"
 
@@ -222,6 +231,19 @@ def seed_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> tup
         return None, None
     low, high = t.interval(confidence, len(v) - 1, loc=v.mean(), scale=sd / np.sqrt(len(v)))
     return float(low), float(high)
+
+
+def seed_test(diffs: Sequence[float]) -> float | None:
+    """The seed-level test: two-sided p of a paired t-test over seeds (scipy's one-sample t-test
+    of the per-seed differences against 0). The seeds are the sample: it covers how the gap
+    moves when the networks are trained again, not which test images were drawn. None for one
+    seed, or when every seed gives the same difference (no spread to test with)."""
+    from scipy.stats import ttest_1samp
+
+    v = np.asarray(diffs, float)
+    if len(v) < 2 or float(v.std(ddof=1)) == 0:
+        return None
+    return float(ttest_1samp(v, 0.0).pvalue)
 
 
 def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, groups: np.ndarray | None = None,
@@ -356,18 +378,25 @@ def compare(a: str, b: str, preds_a: Mapping[int, Mapping[str, np.ndarray]],
                       ci_low=low, ci_high=high, resampled="subjects" if groups is not None else "images",
                       a_only=a_only, b_only=b_only, p_values=ps, p=p, diff_per_seed=diffs, confidence=confidence,
                       seed_ci_low=s_low, seed_ci_high=s_high,
-                      seed_test="clustered sign-flip" if groups is not None else "McNemar exact", test=test)
+                      seed_test="clustered sign-flip" if groups is not None else "McNemar exact", test=test,
+                      p_seeds=seed_test(diffs))
 
 
 def holm(comparisons: Sequence[Comparison]) -> None:
-    """Holm's step-down correction (statsmodels) of the pairs' p-values (each over all of its
-    seeds, :attr:`Comparison.p`) over a family of comparisons; fills ``p_holm`` in place."""
+    """Holm's step-down correction (statsmodels) over a family of comparisons, of each noise's
+    p-values apart: the image-level ones (:attr:`Comparison.p`, into ``p_holm``) and the
+    seed-level ones (:attr:`Comparison.p_seeds`, into ``p_seeds_holm``, over the pairs that have
+    one); in place."""
     from statsmodels.stats.multitest import multipletests
 
     if not comparisons:
         return
     for c, q in zip(comparisons, multipletests([c.p for c in comparisons], method="holm")[1]):
         c.p_holm = float(q)
+    with_seeds = [c for c in comparisons if c.p_seeds is not None]
+    if with_seeds:
+        for c, q in zip(with_seeds, multipletests([c.p_seeds for c in with_seeds], method="holm")[1]):
+            c.p_seeds_holm = float(q)
 
 
 def compare_all(predictions: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], *,

@@ -53,15 +53,20 @@ def seeds_table(results: dict) -> list[str]:
 
 
 def differences_table(results: dict) -> list[str]:
-    lines = ["| A − B | seeds | difference (points) | bootstrap 95% interval | per seed | t 95% interval over seeds "
-             "| p per seed (McNemar; CK+: by subject) | p (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    """The paired differences: for each, the test-image noise (bootstrap interval; McNemar per
+    seed; the pair's p over its seeds, Holm) and the seed noise (per-seed differences, the t
+    interval over seeds, the paired t-test over seeds, Holm)."""
+    lines = ["| A − B | seeds | difference (points) | bootstrap 95% interval (test images) | per seed "
+             "| t 95% interval (seeds) | p per seed (McNemar; CK+: by subject) | p, test images (Holm) "
+             "| p, seeds: paired t (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in F.comparisons(results):
         p = F._p(c.p) + ("" if c.p_holm is None else f" ({F._p(c.p_holm)})")
+        ps = F._p(c.p_seeds) + ("" if c.p_seeds_holm is None else f" ({F._p(c.p_seeds_holm)})")
         seed_ci = "–" if c.seed_ci_low is None else f"{_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
         lines.append(
             f"| {F.LABELS.get(c.a, c.a)} − {F.LABELS.get(c.b, c.b)} | {','.join(map(str, c.seeds))} | {_pts(c.diff)} "
             f"| {_pts(c.ci_low)} to {_pts(c.ci_high)} | {'/'.join(_pts(d) for d in c.diff_per_seed)} | {seed_ci} "
-            f"| {'/'.join(F._p(x) for x in c.p_values)} | {p} "
+            f"| {'/'.join(F._p(x) for x in c.p_values)} | {p} | {ps} "
             f"| {F._verdict(c)}{'' if c.p_holm is not None else ' (uncorrected)'} |")
     return lines
 

@@ -504,7 +504,9 @@ def test_differences_drawn_with_intervals(tmp_path):
     assert set(df["test"]) == {"McNemar exact"}
     extra = df[df["B"] == "LKRNet (λ=0.2)"]  # our ablations against LKRNet: outside Holm's family
     assert "LKRNet (λ=0.4)" in set(extra["A"])
-    assert all(v.endswith("(uncorrected)") for v in extra["verdict"]) and set(extra["Holm p"]) == {"–"}
+    assert all(v.endswith("(uncorrected)") for v in extra["verdict"]) and set(extra["Holm p, test images"]) == {"–"}
+    assert set(extra["Holm p, seeds"]) == {"–"}
+    assert "p, seeds (paired t)" in md and "seed-to-seed noise" in md  # each column says which noise
     assert not any(v.endswith("(uncorrected)") for v in df[df["B"] != "LKRNet (λ=0.2)"]["verdict"])
     # fold predictions without subject ids: compared, with a warning that frames count as independent
     for cfg in (results / "ckplus").iterdir():
@@ -580,3 +582,45 @@ def test_readme_tables_compares_each_configuration_across_two_scales(tmp_path):
     assert "+0.0" in same or " 0.0 " in same  # identical predictions: no difference
     back = mod.between_scales(load_results(b)["fer2013"], load_results(a)["fer2013"], "cpu", "cpu-ft")
     assert "cpu-ft better (one seed)" in next(r for r in back if r.startswith("| VGG19 |"))  # the other way round
+
+
+def test_tables_give_the_accuracy_on_the_subjects_no_choice_touched(tmp_path):
+    """A scale chosen on some test subjects (selection_subjects.json): its tables add the
+    accuracy on the other subjects' images, and its tables and figures carry a footnote."""
+    from lkr.results import SELECTION_SUBJECTS, load_results, untouched_accuracy
+
+    results = make_fake_results(tmp_path / "results", scale="cpu-ft")
+    touched = [f"S{i:03d}" for i in range(5)]  # images 0-14
+    write_json(results / "ckplus" / SELECTION_SUBJECTS, {"subjects": touched, "why": "a probe (test)"})
+    res = load_results(results)
+    r = res["ckplus"]["lkrnet"]
+    p = r.predictions
+    keep = ~np.isin(p["subject"], touched)
+    assert keep.sum() == 45
+    assert untouched_accuracy(r) == pytest.approx(float((p["label"][keep] == p["pred"][keep]).mean()))
+    rows = F.results_table("ckplus", res["ckplus"])
+    ours = next(x for x in rows if x["model"] == F.LABELS["lkrnet"])
+    assert ours[F.UNTOUCHED_COLUMN] == pytest.approx(round(100 * untouched_accuracy(r), 1))
+    assert F.UNTOUCHED_COLUMN not in F.results_table("fer2013", res["fer2013"])[0]
+    F.draw("table2_ckplus", res, tmp_path / "fig", "cpu-ft")
+    F.draw("differences_ckplus", res, tmp_path / "fig", "cpu-ft")
+    for md in ("table2_ckplus_cpu-ft.md", "differences_ckplus_cpu-ft.md"):
+        text = (tmp_path / "fig" / md).read_text()
+        assert "45 test images" in text and "15 images (5 subjects)" in text and "a probe (test)" in text, md
+    plain = load_results(make_fake_results(tmp_path / "plain", scale="cpu"))
+    assert F.choice_note(plain["ckplus"]) == "" and untouched_accuracy(plain["ckplus"]["lkrnet"]) is None
+
+
+def test_the_committed_selection_subjects_are_the_probes(ckplus48_zip):
+    """results/cpu-ft/ckplus/selection_subjects.json holds the validation subjects of folds 0-2 at
+    seed 0 (the probe that chose cpu-ft): 29 subjects, 234 images."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import selection_subjects
+
+    from lkr.readers import load_dataset
+
+    ds = load_dataset(ckplus48_zip)
+    rec = selection_subjects.record("cpu-ft", ds.subjects, ds.labels)
+    path = Path(__file__).resolve().parents[1] / "results" / "cpu-ft" / "ckplus" / "selection_subjects.json"
+    assert json.loads(path.read_text()) == rec
+    assert len(rec["subjects"]) == 29 and np.isin(ds.subjects.astype(str), rec["subjects"]).sum() == 234

@@ -212,7 +212,8 @@ def test_run_experiments_puts_another_seed_beside_seed_0(tmp_path):
 def _comparison(**kw):
     base = dict(a="lkrnet", b="vgg19", seeds=[0, 1], n=100, acc_a=0.6, acc_b=0.5, diff=0.1, ci_low=0.02,
                 ci_high=0.18, resampled="images", a_only=[20, 20], b_only=[5, 5], p_values=[0.001, 0.001],
-                p=0.001, p_holm=None, diff_per_seed=[0.15, 0.05], seed_ci_low=0.01, seed_ci_high=0.19)
+                p=0.001, p_holm=None, diff_per_seed=[0.15, 0.05], seed_ci_low=0.01, seed_ci_high=0.19,
+                p_seeds=0.01, p_seeds_holm=None)
     return stats.Comparison(**(base | kw))
 
 
@@ -223,10 +224,13 @@ def test_verdict_needs_every_seed_to_point_the_same_way():
     assert _comparison(diff=-0.1, ci_low=-0.18, ci_high=-0.02, a_only=[2, 3], b_only=[30, 25],
                        seed_ci_low=-0.19, seed_ci_high=-0.01).verdict() == "vgg19 better"
     assert _comparison(p=0.2).verdict() == "not told apart"
-    assert _comparison(p_holm=0.06).verdict() == "not told apart"
-    # the seeds' own interval spans 0 (or cannot be estimated): seed noise may explain the gap
-    assert _comparison(seed_ci_low=-0.3).verdict() == "not told apart"
-    assert _comparison(seed_ci_low=None, seed_ci_high=None).verdict() == "not told apart"
+    assert _comparison(p_holm=0.06, p_seeds_holm=0.01).verdict() == "not told apart"
+    # the seed-level test does not reject (or cannot be made): seed noise may explain the gap
+    assert _comparison(p_seeds=0.2).verdict() == "not told apart"
+    assert _comparison(p_seeds=None).verdict() == "not told apart"
+    # in a Holm family, both columns are read corrected
+    assert _comparison(p_holm=0.004, p_seeds_holm=0.06).verdict() == "not told apart"
+    assert _comparison(p_holm=0.004, p_seeds_holm=0.049).verdict() == "lkrnet better"
     # one seed: said so
     one = _comparison(seeds=[0], a_only=[20], b_only=[5], p_values=[0.001], diff_per_seed=[0.1],
                       seed_ci_low=None, seed_ci_high=None)
@@ -337,3 +341,33 @@ def test_run_experiments_refuses_two_seeds(tmp_path):
     with pytest.raises(ConfigError, match="two seeds"):
         run_experiments(make_demo("ckplus", n=40), tmp_path, names=["vgg19"], epochs=1, folds=[0], progress=False,
                         seed=1, overrides={"seed": 2})
+
+
+def test_seed_level_test_is_a_paired_t_test_over_seeds():
+    """The audit's worked example (CK+ cpu-ft, Baseline 2 - VGG19): the three seeds' differences
+    -2.65, -3.36, -3.77 points give p 0.0099; Holm over five comparisons, 0.0496."""
+    from scipy.stats import t
+
+    d = [-0.0265, -0.0336, -0.0377]
+    p = stats.seed_test(d)
+    m, sd = np.mean(d), np.std(d, ddof=1)
+    assert p == pytest.approx(2 * t.sf(abs(m / (sd / np.sqrt(3))), 2))
+    assert round(p, 4) == 0.0099
+    assert stats.seed_test([0.01]) is None and stats.seed_test([0.01, 0.01]) is None
+    others = [_comparison(p_seeds=q) for q in (0.5, 0.3, 0.2, 0.4)]
+    fam = [_comparison(p_seeds=p)] + others
+    stats.holm(fam)
+    assert fam[0].p_seeds_holm == pytest.approx(5 * p) and round(fam[0].p_seeds_holm, 4) == 0.0496
+
+
+def test_compare_fills_the_seed_level_p(tmp_path):
+    rng = np.random.default_rng(0)
+    lab = rng.integers(0, 7, 400)
+    preds = {}
+    for name, hit in (("a", (0.70, 0.72, 0.69)), ("b", (0.60, 0.61, 0.63))):
+        preds[name] = {s: {"label": lab, "pred": np.where(rng.random(400) < h, lab, (lab + 1) % 7),
+                           "index": np.arange(400)} for s, h in enumerate(hit)}
+    c = stats.compare("a", "b", preds["a"], preds["b"], **FAST)
+    assert c.p_seeds == pytest.approx(stats.seed_test(c.diff_per_seed))
+    one = stats.compare("a", "b", {0: preds["a"][0]}, {0: preds["b"][0]}, **FAST)
+    assert one.p_seeds is None
