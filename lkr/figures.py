@@ -34,6 +34,7 @@ DPI = 120
 # name -> (width, height) in inches: the fixed size of each figure.
 FIGURES: dict[str, tuple[float, float]] = {
     "fig2_local_key_regions": (8.0, 3.8),
+    "fig2_key_regions_astronaut": (10.0, 2.9),
     "fig6_embeddings": (13.0, 4.6),
     "fig7_confusion_ckplus": (11.0, 4.6),
     "fig7_confusion_fer2013": (11.0, 4.6),
@@ -206,6 +207,75 @@ def fig2_local_key_regions(ds: Any, alpha: float = 0.3, seed: int = 0) -> Figure
     note = f"\nred: {TEMPLATE_NOTE} (no face detected; the dataset's mean face)" if template else ""
     fig.suptitle(f"Fig. 2  Local key regions (α = {alpha}) — {_dataset_label({'dataset': ds.name})}{note}",
                  fontsize=10)
+    return fig
+
+
+def astronaut_face() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The face of scikit-image's public-domain ``astronaut`` as training prepares a face: the
+    48x48 grayscale crop, the MTCNN box and the five points in crop coordinates. The MTCNN
+    numbers are read from ``lkr/data/astronaut_face.json`` (``scripts/astronaut_face.py``), so
+    no detector runs here.
+
+    Returns:
+        (image (48, 48) uint8, box48 (4,) float32, points48 (5, 2) float32).
+    """
+    import json
+    from importlib.resources import files
+
+    from PIL import Image
+    from skimage import data
+
+    from lkr.readers import square_crop
+
+    rec = json.loads(files("lkr").joinpath("data/astronaut_face.json").read_text())
+    gray = Image.fromarray(data.astronaut()).convert("L")
+    image, region = square_crop(gray, np.asarray(rec["box"], np.float32))
+    if list(region) != rec["region"]:  # the crop code changed since the record was written
+        raise ValueError(f"astronaut crop {region} differs from the record's {rec['region']}; "
+                         "run scripts/astronaut_face.py again")
+    return image, np.asarray(rec["box48"], np.float32), np.asarray(rec["points48"], np.float32).reshape(5, 2)
+
+
+def fig2_key_regions_on_face(image: np.ndarray, box48: np.ndarray, points48: np.ndarray, *, alpha: float = 0.3,
+                             crop: int = 44, pools: int = 4, title: str = "") -> Figure:
+    """Fig. 2 on one face, step by step (Eq. 1-4): the five landmarks and their rectangles of
+    ``alpha`` x the face box (Eq. 1-2), the mask M of Eq. 3 (max-merged), the masked face
+    p' = p x M, and M brought to the last 2x2 feature maps (Eq. 4's M↓) by both poolings the kit
+    offers ("grid", the default, and "cover"; :func:`lkr.model.pool_mask`), on the centre crop.
+    """
+    import torch
+    from matplotlib.patches import Rectangle
+
+    from lkr.model import pool_mask
+    from lkr.regions import region_masks
+
+    m = region_masks(box48[None], points48[None], alpha=alpha, size=image.shape[0])[0]
+    o = (image.shape[0] - crop) // 2
+    mc = torch.from_numpy(np.ascontiguousarray(m[o:o + crop, o:o + crop]))[None, None]
+    side = crop >> pools
+    pooled = {how: pool_mask(mc, (side, side), how=how, pools=pools)[0, 0].numpy() for how in ("grid", "cover")}
+    fig = _new("fig2_key_regions_astronaut")
+    axes = fig.subplots(1, 5)
+    w, h = (box48[2:] - box48[:2]) * alpha
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    for x, y in points48:
+        axes[0].add_patch(Rectangle((x - 0.5 - w / 2, y - 0.5 - h / 2), w, h, fill=False, edgecolor="#ffcc00", lw=1))
+    axes[0].scatter(points48[:, 0] - 0.5, points48[:, 1] - 0.5, s=8, c="#ff3b30")  # pixel centres at j + 0.5
+    axes[0].set_title(f"landmarks, regions\n(α = {alpha} of the face box)", fontsize=8)
+    axes[1].imshow(m, cmap="magma", vmin=0, vmax=1)
+    axes[1].set_title("mask M (Eq. 3)", fontsize=8)
+    axes[2].imshow(image * m, cmap="gray", vmin=0, vmax=255)
+    axes[2].set_title("face × M", fontsize=8)
+    for ax, how in zip(axes[3:], ("grid", "cover")):
+        ax.imshow(pooled[how], cmap="magma", vmin=0, vmax=1)
+        for (i, j), v in np.ndenumerate(pooled[how]):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="w" if v < 0.5 else "k")
+        ax.set_title(f"M↓ on the {side}×{side} maps,\n\"{how}\" pooling" + (" (default)" if how == "grid" else ""),
+                     fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title or "Fig. 2  Local key regions on a public-domain face (NASA's Eileen Collins, "
+                 "scikit-image's astronaut), 48×48 as in training", fontsize=9)
     return fig
 
 
@@ -767,7 +837,7 @@ def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = N
         class_names = list(r.metrics["per_class"])
         break
     palette = sns.color_palette("tab10", len(class_names) or 7)
-    best = _best_silhouette(results, panels)
+    seeds = sorted({results[c].seed for c in panels.values() if c in results and results[c].umap is not None})
     for ax, (lam, cfg) in zip(axes, panels.items()):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -780,9 +850,8 @@ def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = N
         for c, name in enumerate(class_names):
             sel = lab == c
             ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=palette[c], label=short(name), alpha=0.8, linewidths=0)
-        s = float(u["silhouette"])
-        mark = "  (best)" if cfg == best else ""
-        ax.set_title(f"λ = {lam:g}   silhouette (256-d) = {s:.3f}{mark}", fontsize=10)
+        s = float(u["silhouette"])  # one seed: no ranking of the lambdas is drawn from it
+        ax.set_title(f"λ = {lam:g}   silhouette (256-d) = {s:.3f}", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         for ax in axes:
@@ -792,15 +861,10 @@ def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = N
     if handles:
         fig.legend(handles, labels, loc="outside right center", markerscale=3, fontsize=8)
     label = _dataset_label(next(iter(results.values())).metrics) if results else "fer2013"
-    fig.suptitle(_with_scale(f"Fig. 6  UMAP of LKRNet's test embeddings on {label} (seeded)", results, scale),
-                 fontsize=10)
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+    fig.suptitle(_with_scale(f"Fig. 6  UMAP of LKRNet's test embeddings on {label} ({which} of each "
+                             "configuration; UMAP seeded)", results, scale), fontsize=10)
     return fig
-
-
-def _best_silhouette(results: dict[str, Any], panels: dict[float, str]) -> str | None:
-    scores = {cfg: float(results[cfg].umap["silhouette"]) for cfg in panels.values()
-              if cfg in results and results[cfg].umap is not None and np.isfinite(results[cfg].umap["silhouette"])}
-    return max(scores, key=scores.get) if scores else None
 
 
 def silhouette_by_lambda(results: dict[str, Any], panels: dict[float, str] | None = None) -> dict[float, float | None]:
@@ -965,7 +1029,9 @@ def redraw_all(results_dir: str | Path = "results", out_dir: str | Path = "figur
     for each scale there (``results_dir/<scale>/``, :func:`lkr.results.load_scales`), into files
     named with the scale (``table3_fer2013_cpu.md``, ``fig7_confusion_fer2013_full.png``, ...).
 
-    No dataset, GPU or UMAP is needed. Fig. 2 is drawn from data (notebook 01), not here.
+    No dataset, GPU or UMAP is needed. Fig. 2 is drawn here on the public-domain astronaut's face
+    (:func:`astronaut_face`, ``fig2_key_regions_astronaut``); notebook 01 draws it on dataset
+    faces too.
 
     Args:
         results_dir: a results folder (:mod:`lkr.results` layout).
@@ -987,7 +1053,7 @@ def redraw_all(results_dir: str | Path = "results", out_dir: str | Path = "figur
                   "`make reproduce` (see README); `make demo` draws every figure from the demo set.")
         return []
     out = Path(out_dir)
-    written: list[Path] = []
+    written: list[Path] = save_figure(fig2_key_regions_on_face(*astronaut_face()), "fig2_key_regions_astronaut", out)
     for scale, res in scales.items():
         n = len(written)
         for name, key in REDRAWN.items():

@@ -142,6 +142,7 @@ def test_redraw_all_writes_every_file(drawn):
     expected = {f"{n}_demo.{e}" for n in F.REDRAWN for e in ("png", "pdf")}
     expected |= {f"{t}_demo.{e}" for t in ("table2_ckplus", "table3_fer2013", "differences_ckplus",
                                            "differences_fer2013") for e in ("md", "csv")}
+    expected |= {"fig2_key_regions_astronaut.png", "fig2_key_regions_astronaut.pdf"}  # no scale: no run
     assert {p.name for p in out.iterdir()} == expected
     for p in out.iterdir():
         assert p.stat().st_size > 500, p
@@ -361,7 +362,8 @@ def test_redraw_all_draws_each_scale_into_files_and_titles_named_with_it(tmp_pat
     per_scale |= {f"{n}.{e}" for n in ("fig6_embeddings", "fig7_confusion_ckplus", "fig7_confusion_fer2013",
                                        "fig8_gradcam", "fig9_accuracy_ckplus", "fig9_accuracy_fer2013")
                    for e in ("png", "pdf")}
-    assert names == {n.replace(".", f"_{s}.") for n in per_scale for s in ("cpu", "demo")}
+    assert names == ({n.replace(".", f"_{s}.") for n in per_scale for s in ("cpu", "demo")}
+                     | {"fig2_key_regions_astronaut.png", "fig2_key_regions_astronaut.pdf"})
     res = load_results(cpu)
     assert F.results_scale_label(res["fer2013"]) == F.results_scale_label(res["ckplus"], "cpu") == CPU_LABEL
     # the tables' markdown heading, then every figure's title
@@ -424,6 +426,13 @@ def test_make_figures_draws_the_committed_results(tmp_path):
             assert (tmp_path / f"fig7_confusion_fer2013_{scale}.png").exists()
         if "ckplus" in res:
             assert (tmp_path / f"table2_ckplus_{scale}.md").exists()
+    # what a reader sees in figures/ is what results/ gives now: every table, of every scale
+    committed = Path(__file__).resolve().parents[1] / "figures"
+    tables = [p for p in written if p.suffix in (".md", ".csv")]
+    assert {p.name.rsplit("_", 1)[-1].rsplit(".", 1)[0] for p in tables} >= set(scales)
+    for p in tables:
+        assert (committed / p.name).exists(), f"figures/{p.name} is missing: run `make figures`"
+        assert p.read_text() == (committed / p.name).read_text(), f"figures/{p.name} differs from results/: run `make figures`"
 
 
 def _add_seed(results: Path, key: str, cfg: str, seed: int, hits: float, rng) -> None:
@@ -624,3 +633,24 @@ def test_the_committed_selection_subjects_are_the_probes(ckplus48_zip):
     path = Path(__file__).resolve().parents[1] / "results" / "cpu-ft" / "ckplus" / "selection_subjects.json"
     assert json.loads(path.read_text()) == rec
     assert len(rec["subjects"]) == 29 and np.isin(ds.subjects.astype(str), rec["subjects"]).sum() == 234
+
+
+def test_fig2_is_drawn_on_the_astronaut_and_its_record_is_mtcnn_s(tmp_path):
+    """make figures draws Fig. 2 on the public-domain astronaut from the committed MTCNN record
+    (no detector, no dataset); MTCNN on the photo still gives that record."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import astronaut_face
+
+    rec = json.loads((Path(F.__file__).parent / "data" / "astronaut_face.json").read_text())
+    fresh = astronaut_face.astronaut_record()
+    assert fresh["region"] == rec["region"] and fresh["landmarks_detected"]
+    for k in ("box", "points", "box48", "points48"):
+        np.testing.assert_allclose(fresh[k], rec[k], atol=0.05)
+    image, box48, pts48 = F.astronaut_face()
+    assert image.shape == (48, 48) and image.dtype == np.uint8 and pts48.shape == (5, 2)
+    fig = F.fig2_key_regions_on_face(image, box48, pts48)
+    texts = " ".join(_fig_texts(fig))
+    assert "astronaut" in texts and '"grid" pooling' in texts and '"cover" pooling' in texts
+    results = make_fake_results(tmp_path / "results", scale="cpu")
+    written = F.redraw_all(results.parent, tmp_path / "fig", verbose=False)
+    assert tmp_path / "fig" / "fig2_key_regions_astronaut.png" in written
