@@ -486,6 +486,16 @@ def _marked(r: dict[str, Any], c: str, note: str) -> str:
     return text + "*" if (note and c == "overall" and r.get("source") == "paper" and r.get(c) is not None) else text
 
 
+def table_markdown(rows: list[dict[str, Any]], note: str = "") -> list[str]:
+    """The Markdown lines of a table of :func:`results_table` (header, rule, rows; the paper
+    rows' overall marked "*" when there is a ``note``)."""
+    cols = list(rows[0].keys()) if rows else ["model"]
+    heads = [short(c) if c in _CLASS_NAMES else c for c in cols]
+    return ["| " + " | ".join(heads) + " |",
+            "|" + "|".join("---" if c in ("model", "source") else "---:" for c in cols) + "|",
+            ] + ["| " + " | ".join(_marked(r, c, note) for c in cols) + " |" for r in rows]
+
+
 def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "figures",
                title: str = "", note: str = "", scale: str | None = None, footnote: str = "") -> list[Path]:
     """Write a table as ``<name>_<scale>.md``, ``.csv``, and (drawn) ``.png`` / ``.pdf``.
@@ -510,13 +520,9 @@ def save_table(rows: list[dict[str, Any]], name: str, out_dir: str | Path = "fig
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cols = list(rows[0].keys()) if rows else ["model"]
-    heads = [short(c) if c in _CLASS_NAMES else c for c in cols]
     stem = figure_file(name, scale)
     md = out / f"{stem}.md"
-    lines = [x for ln in title.splitlines() for x in (f"**{ln}**", "")] + [
-        "| " + " | ".join(heads) + " |",
-        "|" + "|".join("---" if c in ("model", "source") else "---:" for c in cols) + "|",
-    ] + ["| " + " | ".join(_marked(r, c, note) for c in cols) + " |" for r in rows]
+    lines = [x for ln in title.splitlines() for x in (f"**{ln}**", "")] + table_markdown(rows, note)
     if note:
         lines += ["", f"\\* {note}"]
     if footnote:

@@ -1,0 +1,284 @@
+"""The result tables of the README and ``docs/results.md``, generated from ``results/``.
+
+Every result table in those two files sits between two markers::
+
+    <!-- lkr-table: seeds cpu fer2013 -->
+    | configuration | seed 0 | ... |
+    <!-- /lkr-table -->
+
+and :func:`render` rewrites what is between them from the committed results, so no number in a
+table is copied by hand. ``python scripts/readme_tables.py --write README.md docs/results.md``
+(also run by ``make figures``) rewrites them; ``tests/test_report.py`` fails when a file differs
+from what :func:`render` gives.
+
+Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus):
+
+================================== ==========================================================
+``summary``                        the paper's four rows beside ours at every scale present
+``seeds <scale> <key>``            accuracy per seed, mean ± sd, the paper's row (weighted)
+``perclass <scale> <key>``         Table 2 / 3 per class (:func:`lkr.figures.results_table`)
+``differences <scale> <key>``      paired differences, both noises (:mod:`lkr.stats`)
+``folds <scale> ckplus``           per-fold paired differences of seed 0
+``versus <scale> <other> <key>``   each configuration at one scale against itself at another
+``capacity``                       LKRNet − VGG19 on FER2013 at each width measured
+================================== ==========================================================
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lkr import figures as F
+from lkr.config import _fraction
+from lkr.results import load_results
+
+ORDER = ["vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-cover", "lkrnet-l0.4"]
+BLOCK = re.compile(r"(<!-- lkr-table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /lkr-table -->)", re.S)
+
+
+def _pts(x: float | None, sign: bool = True) -> str:
+    """A fraction as points of accuracy, one decimal, with a real minus sign."""
+    if x is None:
+        return "–"
+    v = round(100 * x, 1) + 0.0  # no "-0.0"
+    if v == 0 and round(100 * x, 2):  # keep the sign of a small nonzero value: "−0.05", not "0.0"
+        return f"{100 * x:+.2f}".replace("-", "−")
+    return (f"{v:+.1f}" if sign and v else f"{v:.1f}").replace("-", "−")
+
+
+def _ordered(results: dict) -> list[tuple[str, Any]]:
+    return sorted(results.items(), key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else 99)
+
+
+def _paper_overall(key: str, results: dict) -> dict[str, float | None]:
+    """The paper's rows weighted by our test set's class counts, by our configuration name."""
+    from lkr.paper import OURS_TO_PAPER, paper_overall
+
+    counts = F._test_counts(results)
+    paper = paper_overall(key, counts) if counts else {}
+    return {cfg: paper.get(name) for cfg, name in OURS_TO_PAPER.items()}
+
+
+def _mean_sd(values: list[float]) -> str:
+    v = np.asarray(values, float)
+    return f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1):.1f}" if len(v) > 1 else f"{100 * v[0]:.1f}"
+
+
+def seeds_table(results: dict, key: str | None = None) -> list[str]:
+    """config | seed 0 | seed 1 | ... | mean ± sd [| paper's row (weighted)] (accuracy, %; CK+:
+    pooled over the folds)."""
+    from lkr.results import untouched_accuracy
+
+    seeds = sorted({s for r in results.values() for s in r.by_seed()})
+    paper = _paper_overall(key, results) if key else {}
+    clean = any(untouched_accuracy(r) is not None for r in results.values())
+    extra = (" untouched subjects: mean ± sd |" if clean else "") + (" paper's row (weighted*) |" if key else "")
+    lines = ["| configuration | " + " | ".join(f"seed {s}" for s in seeds) + f" | mean ± sd |{extra}",
+             "|---|" + "---:|" * (len(seeds) + 1 + clean + bool(key))]
+    for cfg, r in _ordered(results):
+        runs = r.by_seed()
+        accs = {s: x.metrics["accuracy"] for s, x in runs.items()}
+        cells = [_pts(accs.get(s), sign=False) for s in seeds]
+        tail = ""
+        if clean:  # beside each pooled accuracy, the accuracy on the subjects no choice touched
+            u = {s: untouched_accuracy(x) for s, x in runs.items()}
+            cells = [c if u.get(s) is None else f"{c} ({_pts(u[s], sign=False)})" for c, s in zip(cells, seeds)]
+            tail += f" {_mean_sd([v for v in u.values() if v is not None])} |"
+        if key:
+            p = paper.get(cfg)
+            tail += f" {'–' if p is None else f'{p:.1f}'} |"
+        lines.append(f"| {F.LABELS.get(cfg, cfg)} | " + " | ".join(cells) + f" | **{_mean_sd(list(accs.values()))}** |{tail}")
+    return lines
+
+
+def perclass_table(key: str, results: dict) -> list[str]:
+    """Table 2 (ckplus) or 3 (fer2013): the paper's rows beside ours, per class."""
+    return F.table_markdown(F.results_table(key, results), F.table_note(results))
+
+
+def differences_table(results: dict) -> list[str]:
+    """The paired differences: for each, the test-image noise (bootstrap interval; McNemar per
+    seed; the pair's p over its seeds, Holm) and the seed noise (per-seed differences, the t
+    interval over seeds, the paired t-test over seeds, Holm)."""
+    lines = ["| A − B | seeds | difference (points) | bootstrap 95% interval (test images) | per seed "
+             "| t 95% interval (seeds) | p per seed (McNemar; CK+: by subject) | p, test images (Holm) "
+             "| p, seeds: paired t (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for c in F.comparisons(results):
+        p = F._p(c.p) + ("" if c.p_holm is None else f" ({F._p(c.p_holm)})")
+        ps = F._p(c.p_seeds) + ("" if c.p_seeds_holm is None else f" ({F._p(c.p_seeds_holm)})")
+        seed_ci = "–" if c.seed_ci_low is None else f"{_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
+        lines.append(
+            f"| {F.LABELS.get(c.a, c.a)} − {F.LABELS.get(c.b, c.b)} | {','.join(map(str, c.seeds))} | {_pts(c.diff)} "
+            f"| {_pts(c.ci_low)} to {_pts(c.ci_high)} | {'/'.join(_pts(d) for d in c.diff_per_seed)} | {seed_ci} "
+            f"| {'/'.join(F._p(x) for x in c.p_values)} | {p} | {ps} "
+            f"| {F._verdict(c)}{'' if c.p_holm is not None else ' (uncorrected)'} |")
+    return lines
+
+
+def fold_differences(results: dict) -> list[str]:
+    """CK+: the paired difference of the per-fold accuracies (seed 0), fold by fold."""
+    from lkr.stats import PAPER_PAIRS
+
+    lines = ["| A − B | per fold (points) | mean ± sd | A ahead / behind (folds) |", "|---|---|---:|---:|"]
+    for a, b in PAPER_PAIRS:
+        if a not in results or b not in results:
+            continue
+        fa, fb = (np.array(results[c].metrics.get("fold_accuracy", [])) for c in (a, b))
+        if not len(fa) or fa.shape != fb.shape:
+            continue
+        d = fa - fb
+        lines.append(f"| {F.LABELS.get(a, a)} − {F.LABELS.get(b, b)} | {' '.join(_pts(x) for x in d)} "
+                     f"| {_pts(d.mean())} ± {100 * d.std(ddof=1):.1f} | {(d > 0).sum()} / {(d < 0).sum()} |")
+    return lines
+
+
+def between_scales(res_a: dict, res_b: dict, scale_a: str, scale_b: str) -> list[str]:
+    """Each configuration at ``scale_a`` against itself at ``scale_b`` (e.g. CK+ fine-tuned from
+    FER2013 against from scratch), paired on the same test images over the seeds both have
+    (:func:`lkr.stats.compare`; CK+: by subject), Holm over the configurations. A configuration
+    whose two sets were tested on other images (e.g. other folds) is left out with a line."""
+    from lkr.stats import compare, holm
+
+    rows = []
+    for cfg, _ in _ordered(res_a):
+        if cfg not in res_b:
+            continue
+        try:
+            rows.append((cfg, compare(scale_a, scale_b, res_a[cfg].seed_predictions(), res_b[cfg].seed_predictions())))
+        except ValueError as e:
+            print(f"[lkr.report] {cfg}: not compared ({e})", file=sys.stderr)
+    holm([c for _, c in rows])
+    lines = [f"| configuration: {scale_a} − {scale_b} | seeds | difference (points) | bootstrap 95% interval | "
+             "per seed | p, test images (Holm) | test | verdict |", "|---|---|---:|---:|---:|---:|---|---|"]
+    for cfg, c in rows:
+        lines.append(f"| {F.LABELS.get(cfg, cfg)} | {','.join(map(str, c.seeds))} | {_pts(c.diff)} | "
+                     f"{_pts(c.ci_low)} to {_pts(c.ci_high)} | {'/'.join(_pts(d) for d in c.diff_per_seed)} | "
+                     f"{F._p(c.p)} ({F._p(c.p_holm)}) | {c.test} | {c.verdict()} |")
+    return lines
+
+
+SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("fer2013", "cpu", "FER2013, 1/8 width"),
+    ("fer2013", "cpu-quarter", "FER2013, 1/4 width"),
+    ("fer2013", "full", "FER2013, full width"),
+    ("ckplus", "cpu", "CK+48 from scratch, 1/8"),
+    ("ckplus", "cpu-ft", "CK+48 fine-tuned from FER2013, 1/8"),
+    ("ckplus", "full", "CK+48, full width"),
+)
+"""The README's summary: (dataset, scale, heading) of each column of ours, where results exist."""
+
+
+def summary_table(root: str | Path) -> list[str]:
+    """The paper's four configurations: the paper's number beside ours at every scale present
+    (mean ± sd over seeds, with the seed count; FER2013 PrivateTest, CK+48 pooled over 10
+    subject-independent folds)."""
+    from lkr.paper import OURS_TO_PAPER, paper_overall
+
+    root = Path(root)
+    cols, res_of = [], {}
+    for key, scale, head in SUMMARY_COLUMNS:
+        res = load_results(root / scale).get(key)
+        if res:
+            cols.append((key, scale, head))
+            res_of[(key, scale)] = res
+    paper = {key: paper_overall(key) for key in ("fer2013", "ckplus")}
+    heads = []
+    for key in ("fer2013", "ckplus"):
+        heads.append(f"paper, {'FER2013' if key == 'fer2013' else 'CK+'}*")
+        heads += [f"ours: {h}" for k, _, h in cols if k == key]
+    lines = ["| configuration | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    for cfg, name in OURS_TO_PAPER.items():
+        cells = []
+        for key in ("fer2013", "ckplus"):
+            p = paper[key].get(name)
+            cells.append("–" if p is None else f"{p:.1f}")
+            for k, scale, _ in cols:
+                if k != key:
+                    continue
+                r = res_of[(k, scale)].get(cfg)
+                if r is None:
+                    cells.append("–")
+                    continue
+                from lkr.results import untouched_accuracy
+
+                accs = [x.metrics["accuracy"] for x in r.by_seed().values()]
+                clean = [untouched_accuracy(x) for x in r.by_seed().values()]
+                cells.append(f"{_mean_sd(accs)} ({len(accs)})"
+                             + ("" if None in clean else f"; untouched {_mean_sd(clean)}"))
+        lines.append(f"| {F.LABELS.get(cfg, cfg)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def capacity_table(root: str | Path) -> list[str]:
+    """LKRNet − VGG19 on FER2013 at each width measured: both accuracies (mean ± sd over the
+    seeds both have), the difference with its bootstrap interval over test images and its t
+    interval over seeds, and both p-values (:func:`lkr.stats.compare`)."""
+    from lkr.stats import compare
+
+    lines = ["| scale | width | seeds | VGG19 | LKRNet | LKRNet − VGG19 | bootstrap 95% (test images) "
+             "| t 95% (seeds) | p, test images | p, seeds (paired t) |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for scale, res in capacity_points(root):
+        c = compare("lkrnet", "vgg19", res["lkrnet"].seed_predictions(), res["vgg19"].seed_predictions())
+        acc = {n: [res[n].by_seed()[s].metrics["accuracy"] for s in c.seeds] for n in ("vgg19", "lkrnet")}
+        width = float(res["lkrnet"].metrics.get("width") or 1.0)
+        seed_ci = "–" if c.seed_ci_low is None else f"{_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
+        lines.append(f"| {scale} | {_fraction(width)} | {','.join(map(str, c.seeds))} | {_mean_sd(acc['vgg19'])} "
+                     f"| {_mean_sd(acc['lkrnet'])} | {_pts(c.diff)} | {_pts(c.ci_low)} to {_pts(c.ci_high)} "
+                     f"| {seed_ci} | {F._p(c.p)} | {F._p(c.p_seeds)} |")
+    return lines
+
+
+def capacity_points(root: str | Path) -> list[tuple[str, dict]]:
+    """(scale, FER2013 results) of every scale trained from scratch on FER2013 that has both VGG19
+    and LKRNet, narrowest first."""
+    from lkr.config import FINE_TUNE, SCALE_NAMES
+
+    out = []
+    for scale in SCALE_NAMES:
+        if scale in FINE_TUNE or scale == "demo":
+            continue
+        res = load_results(Path(root) / scale).get("fer2013", {})
+        if "vgg19" in res and "lkrnet" in res:
+            out.append((scale, res))
+    return sorted(out, key=lambda item: float(item[1]["lkrnet"].metrics.get("width") or 1.0))
+
+
+def table(spec: str, root: str | Path) -> list[str]:
+    """The lines of one table, by its marker's spec (see the module docstring)."""
+    words = spec.split()
+    kind, args = words[0], words[1:]
+    root = Path(root)
+
+    def res(scale: str, key: str) -> dict:
+        r = load_results(root / scale).get(key)
+        if not r:
+            raise KeyError(f"table {spec!r}: no {key} results in {root / scale}")
+        return r
+
+    makers: dict[str, Callable[[], list[str]]] = {
+        "summary": lambda: summary_table(root),
+        "capacity": lambda: capacity_table(root),
+        "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
+        "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),
+        "differences": lambda: differences_table(res(args[0], args[1])),
+        "folds": lambda: fold_differences(res(args[0], args[1])),
+        "versus": lambda: between_scales(res(args[0], args[2]), res(args[1], args[2]), args[0], args[1]),
+    }
+    if kind not in makers:
+        raise KeyError(f"table {spec!r}: unknown kind {kind!r}; choose from {', '.join(makers)}")
+    return makers[kind]()
+
+
+def render(text: str, root: str | Path = "results") -> str:
+    """``text`` with every ``<!-- lkr-table: ... -->`` block rewritten from ``root``."""
+    return BLOCK.sub(lambda m: m.group(1) + "\n".join(table(m.group("spec"), root)) + "\n" + m.group(4), text)
+
+
+def specs(text: str) -> list[str]:
+    """The specs of the generated tables in ``text``, in order."""
+    return [m.group("spec") for m in BLOCK.finditer(text)]
