@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "lkr needs Python >= 3.11 (the pinned numpy 2.4.6, scipy, scikit-learn, matplotlib, pillow and scikit-image do); $(PYTHON) is $$($(PYTHON) --version 2>&1). Give another: make PYTHON=python3.11 ..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
@@ -25,6 +26,7 @@ test: setup
 
 figures: setup
 	$(BIN)/python -m lkr figures
+	$(BIN)/python scripts/readme_tables.py --write README.md docs/results.md
 
 # The notebooks on your real data: make reproduce FER=path/to/fer2013.zip CK=path/to/CK+48.zip
 # (optional: SCALE=full|cpu, EPOCHS=n, DEVICE=cuda|cpu, QUICK=1 for 2 CK+ folds). SCALE=full (the

@@ -58,6 +58,20 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notebook(args: argparse.Namespace) -> int:
+    from lkr.pipeline import run_named
+    from lkr.train import _parse_set_values
+
+    run_named(args.names, scale=args.scale, out=args.out, parameters=_parse_set_values(args.set))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from lkr.verify import verify_cli
+
+    return verify_cli(args)
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from lkr.pipeline import run_reproduce
 
@@ -130,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--results", default="results", help="results folder (default: results)")
     fg.add_argument("--out", default="figures", help="where the figures go (default: figures)")
     fg.set_defaults(func=cmd_figures)
+
+    nb = sub.add_parser("notebook", help="run notebooks headless (papermill) from any folder; 03-05 open the "
+                        "committed results/<scale>/ with no dataset")
+    nb.add_argument("names", nargs="+", metavar="NOTEBOOK", help="e.g. 03, 03_results or 03_results.ipynb")
+    nb.add_argument("--scale", default="demo",
+                    help="the results to open: cpu, cpu-ft, ... (the committed ones), full, or demo (make demo's; "
+                         "the default)")
+    nb.add_argument("--out", default="out", help="executed copies go to <out>/notebooks, figures to <out>/figures")
+    nb.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="any other parameter of the notebooks' parameters cell (repeatable)")
+    nb.set_defaults(func=cmd_notebook)
+
+    vf = sub.add_parser("verify", help="recompute every committed accuracy from predictions.npz and your archives")
+    vf.add_argument("results", nargs="?", default="results", help="results folder (default: results)")
+    vf.add_argument("--fer", default=None, help="your FER2013 (CSV, image folder or .zip)")
+    vf.add_argument("--ck", default=None, help="your CK+ (CK+48 folder or .zip, or the full release)")
+    vf.set_defaults(func=cmd_verify)
 
     rp = sub.add_parser("reproduce", help="the notebooks on your FER2013 and CK+: results/ and figures/")
     rp.add_argument("--fer", required=True, help="FER2013: the Kaggle CSV, the image folder or its .zip")
@@ -239,3 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lkr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `lkr predict ... --json | head`: the reader left; quiet, as Unix tools are
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+        return 141

@@ -103,6 +103,98 @@ def _run_one(pm: Any, src: Path, dest: Path, parameters: dict[str, Any], i: int,
     return dest
 
 
+READS = ("03_results.ipynb", "04_embeddings.ipynb", "05_gradcam.ipynb")
+"""The notebooks that only read results (no data, no training): they open ``results/<scale>/``."""
+
+
+def repo_root() -> Path:
+    """The clone the kit is installed from (editable install): relative notebook paths resolve here."""
+    return Path(__file__).resolve().parents[1]
+
+
+def notebook_paths(data_fer: str, scale: str, out: str | Path, results: str | Path | None,
+                   figures: str | Path | None, *, reads: bool = False) -> tuple[Path, str, Path, Path]:
+    """The paths of a notebook's parameters cell, resolved the same from any working directory
+    (relative ones from the repository root, :func:`repo_root`).
+
+    Args:
+        data_fer: the notebook's FER2013 path ("demo": the synthetic demo set).
+        scale: the scale asked for ("demo", "full", "cpu", "cpu-ft", ...).
+        out: the job's output folder.
+        results, figures: their folders, or None for the default.
+        reads: a notebook that only reads results (03-05): ``scale`` names the results to open,
+            whatever the data, and without ``results`` a real scale opens the repository's
+            committed ``results/`` (no dataset needed); the demo scale opens ``<out>/results``.
+
+    Returns:
+        (out, the scale of the runs, the results folder (holding ``<scale>/``), the figures folder).
+
+    Raises:
+        LkrError: for a scale with no results there (one line naming the scales that are there).
+    """
+    from lkr.config import SCALES
+    from lkr.results import load_scales, scale_for
+
+    root = repo_root()
+
+    def resolve(p: str | Path) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else root / p
+
+    out = resolve(out)
+    if reads:
+        run_scale = scale
+        if scale not in SCALES and scale != "demo":
+            raise LkrError(f"scale {scale!r}: choose from demo, {', '.join(SCALES)}")
+        results_dir = resolve(results) if results else (out / "results" if scale == "demo" else root / "results")
+        if not (results_dir / run_scale).is_dir():
+            there = sorted(load_scales(results_dir)) if results_dir.is_dir() else []
+            raise LkrError(f"no results at scale {run_scale} in {results_dir}; scales there: "
+                           f"{', '.join(there) or 'none'}" + (" (make demo writes the demo's)" if scale == "demo" else ""))
+    else:
+        run_scale = scale_for(data_fer, scale)  # "demo" for the demo set, which always runs at its own preset
+        results_dir = resolve(results) if results else out / "results"
+    figures_dir = resolve(figures) if figures else out / "figures"
+    return out, run_scale, results_dir, figures_dir
+
+
+def notebook_names(names: Sequence[str]) -> list[str]:
+    """Notebook file names from what a user types: "03", "03_results", "03_results.ipynb".
+
+    Raises:
+        LkrError: for a name that matches no notebook (one line listing them).
+    """
+    out = []
+    for n in names:
+        hits = [nb for nb in NOTEBOOKS if nb == n or nb == f"{n}.ipynb" or nb.split("_", 1)[0] == n.zfill(2)]
+        if len(hits) != 1:
+            raise LkrError(f"notebook {n!r}: choose from {', '.join(nb.split('.')[0] for nb in NOTEBOOKS)}")
+        out.append(hits[0])
+    return out
+
+
+def run_named(names: Sequence[str], *, scale: str = "demo", out: str | Path = "out",
+              parameters: dict[str, Any] | None = None, progress: bool = True) -> list[Path]:
+    """``lkr notebook``: some notebooks headless (papermill), from any working directory. For the
+    reading notebooks (03-05) at a real scale no dataset is needed: they open the committed
+    ``results/<scale>/``. The executed copies go to ``<out>/notebooks/``, drawn figures to
+    ``<out>/figures/``.
+
+    Raises:
+        LkrError: an unknown notebook or scale, or a notebook that fails (one line).
+    """
+    files = notebook_names(names)
+    params = {"scale": scale, "out": str(Path(out).resolve()), **(parameters or {})}
+    for name in files:  # a missing scale is said in one line before any kernel starts
+        if name in READS:
+            notebook_paths(params.get("data_fer", "demo"), scale, params["out"], params.get("results"),
+                           params.get("figures"), reads=True)
+    done = run_notebooks(params, params["out"], names=files, progress=progress)
+    if progress:
+        print(f"[lkr] executed copies in {Path(params['out']) / 'notebooks'}")
+    return done
+
+
 def _list_figures(figures: Path) -> list[Path]:
     return sorted(p for p in figures.glob("*") if p.suffix in (".png", ".pdf", ".md", ".csv"))
 

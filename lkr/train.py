@@ -587,6 +587,25 @@ def _finish(ds: FaceDataset, run: _Run, state: _State, progress: bool) -> dict[s
 
 
 # --- CLI ------------------------------------------------------------------------------------
+def _parse_set_values(items: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` items as a dict, each value read as JSON when it is (numbers, true/false,
+    null, lists), else kept as text; for parameters that are not Config fields.
+
+    Raises:
+        TrainingError: an item without "=".
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise TrainingError(f"--set {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
 def _parse_set(items: list[str]) -> dict[str, Any]:
     types = {f.name: f for f in dataclasses.fields(Config)}
     out: dict[str, Any] = {}

@@ -24,20 +24,21 @@ PARAMETERS = '''\
 data_fer = "demo"
 # CK+: a CK+48 folder or .zip, or the full release; "demo-ckplus" is the synthetic demo set
 data_ck = "demo-ckplus"
-# runs (checkpoints) and sample grids of this job; git-ignored
-out = "../out/demo"
+# runs (checkpoints) and sample grids of this job; git-ignored. Relative paths start at the repository root
+out = "out/demo"
 # "cpu", "cuda" or None (CUDA when present)
 device = None
-# the scale of the runs: "full" (the paper's values) or "cpu" (the reduced scale for a CPU, lkr/config.py
-# SCALES); results go to <results>/<scale>/, figures are named with it. The demo set always runs at "demo"
-scale = "full"
+# the scale of the runs: "demo" (the synthetic demo set's), "full" (the paper's values), "cpu" (the reduced
+# scale for a CPU, lkr/config.py SCALES), "cpu-ft", ...; results go to <results>/<scale>/, figures are named
+# with it. Notebooks 03-05 only read: at a real scale they open the committed results/<scale>/ (no dataset)
+scale = "demo"
 # None: the scale's epochs (the paper's 60 at "full"; the demo preset's on the demo set)
 epochs = None
 # CK+: 2 of the 10 subject-independent folds (False: all 10)
 quick = True
 # CK+ folds to run, e.g. [0]; overrides quick
 folds = None
-# small artifacts; None: <out>/results (the real reproduction writes the repository's results/)
+# small artifacts; None: <out>/results (notebooks 03-05 at a real scale: the repository's results/)
 results = None
 # tables and figures; None: <out>/figures (the real reproduction writes the repository's figures/)
 figures = None
@@ -49,15 +50,14 @@ progress = True'''
 PATHS = '''\
 from pathlib import Path
 
-from lkr.results import scale_for
+from lkr.pipeline import notebook_paths
 
-run_scale = scale_for(data_fer, scale)  # "demo" for the demo set, which always runs at its own preset
-results_dir = Path(results or f"{out}/results")
-figures_dir = Path(figures or f"{out}/figures")
-print(f"scale: {run_scale}\\nresults: {results_dir / run_scale}\\nfigures: {figures_dir}")'''
+# relative paths from the repository root; the runs' scale ("demo" for the demo set)
+out, run_scale, results_dir, figures_dir = notebook_paths(data_fer, scale, out, results, figures, reads={reads})
+print(f"scale: {{run_scale}}\\nresults: {{results_dir / run_scale}}\\nfigures: {{figures_dir}}")'''
 
 
-def _notebook(title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+def _notebook(title: str, intro: str, cells: list[tuple[str, str]], reads: bool = False) -> nbformat.NotebookNode:
     nb = new_notebook()
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
@@ -65,7 +65,7 @@ def _notebook(title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.
     }
     params = new_code_cell(PARAMETERS)
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [new_markdown_cell(f"# {title}\n\n{intro}"), params, new_code_cell(PATHS)]
+    nb.cells = [new_markdown_cell(f"# {title}\n\n{intro}"), params, new_code_cell(PATHS.format(reads=reads))]
     for kind, text in cells:
         nb.cells.append(new_markdown_cell(text) if kind == "md" else new_code_cell(text))
     for i, c in enumerate(nb.cells):
@@ -158,21 +158,21 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
             ("md", "The scale of these runs, as every title below names it:"),
             ("code", "{key: F.results_scale_label(v, run_scale) for key, v in res.items()}"),
             ("md", "## Table 2 (CK+)"),
-            ("code", 'F.draw("table2_ckplus", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("table2_ckplus", res, figures_dir, run_scale) if "ckplus" in res else "no ckplus results at this scale"'),
             ("md", "## Table 3 (FER2013)"),
-            ("code", 'F.draw("table3_fer2013", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("table3_fer2013", res, figures_dir, run_scale) if "fer2013" in res else "no fer2013 results at this scale"'),
             ("md", "The paper's rows weighted by the paper's own test sets (FER2013 PrivateTest; all of CK+48), "
                    "for reference:"),
             ("code", '{"fer2013": paper_overall("fer2013"), "ckplus": paper_overall("ckplus")}'),
             ("md", "## Fig. 7 Confusion matrices"),
-            ("code", 'F.draw("fig7_confusion_ckplus", res, figures_dir, run_scale)'),
-            ("code", 'F.draw("fig7_confusion_fer2013", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("fig7_confusion_ckplus", res, figures_dir, run_scale) if "ckplus" in res else "no ckplus results at this scale"'),
+            ("code", 'F.draw("fig7_confusion_fer2013", res, figures_dir, run_scale) if "fer2013" in res else "no fer2013 results at this scale"'),
             ("md", "## Fig. 9 Accuracy against epoch on CK+\n\nAccuracy on each fold's selection split (held-out "
                    "training subjects), averaged over the folds: test folds are evaluated once, with the "
                    "selected weights."),
-            ("code", 'F.draw("fig9_accuracy_ckplus", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("fig9_accuracy_ckplus", res, figures_dir, run_scale) if "ckplus" in res else "no ckplus results at this scale"'),
             ("md", "The same on FER2013: accuracy on PublicTest, the selection split, per epoch."),
-            ("code", 'F.draw("fig9_accuracy_fer2013", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("fig9_accuracy_fer2013", res, figures_dir, run_scale) if "fer2013" in res else "no fer2013 results at this scale"'),
             ("md", "## Is the gap real?\n\nThe paper's gaps are one run each. Each comparison it makes, on the "
                    "same test images (`lkr.stats`): the difference in accuracy averaged over the seeds both "
                    "configurations have, with a paired bootstrap 95% interval over test images (CK+: over "
@@ -181,8 +181,8 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
                    "seeds with Holm's correction over the paper's five comparisons. A verdict needs them all to "
                    "agree; one from a single seed says \"(one seed)\". Where seeds beside seed 0 exist, the "
                    "tables above show mean ± sd over them."),
-            ("code", 'F.draw("differences_fer2013", res, figures_dir, run_scale)'),
-            ("code", 'F.draw("differences_ckplus", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("differences_fer2013", res, figures_dir, run_scale) if "fer2013" in res else "no fer2013 results at this scale"'),
+            ("code", 'F.draw("differences_ckplus", res, figures_dir, run_scale) if "ckplus" in res else "no ckplus results at this scale"'),
         ],
     ),
     "04_embeddings.ipynb": _notebook(
@@ -194,10 +194,11 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
         [
             ("code", "%matplotlib inline\nfrom lkr import figures as F\nfrom lkr.results import load_results\n\n"
                      "res = load_results(results_dir / run_scale)"),
-            ("code", 'F.draw("fig6_embeddings", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("fig6_embeddings", res, figures_dir, run_scale) if "fer2013" in res else "no fer2013 results at this scale"'),
             ("md", "Silhouette score per λ (higher = classes better separated; in [-1, 1]):"),
             ("code", 'scores = F.silhouette_by_lambda(res["fer2013"])\nscores'),
-            ("code", 'print(f"best separated at lambda = {F.best_separated(res[\'fer2013\'])}; the paper says 0.2")'),
+            ("code", 'print(f"seed 0 separates best at lambda = {F.best_separated(res[\'fer2013\'])} (one seed ranks '
+                     'nothing; the paper says 0.2)")'),
         ],
     ),
     "05_gradcam.ipynb": _notebook(
@@ -214,7 +215,7 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
                      "res = load_results(results_dir / run_scale)"),
             ("code", '{k: v.shape for k, v in res["fer2013"]["lkrnet"].gradcam.items()}'),
             ("code", 'F.gradcam_layer_label(res["fer2013"]["lkrnet"].gradcam)'),
-            ("code", 'F.draw("fig8_gradcam", res, figures_dir, run_scale)'),
+            ("code", 'F.draw("fig8_gradcam", res, figures_dir, run_scale) if "fer2013" in res else "no fer2013 results at this scale"'),
         ],
     ),
 }
@@ -258,6 +259,8 @@ NOTEBOOKS["06_your_photos.ipynb"] = _notebook(
     ],
 )
 NOTEBOOKS["06_your_photos.ipynb"].cells[1].source += PHOTO_PARAMETERS
+for _name in ("03_results.ipynb", "04_embeddings.ipynb", "05_gradcam.ipynb"):  # read results only: no data
+    NOTEBOOKS[_name].cells[2].source = PATHS.format(reads=True)
 
 
 def main(argv: list[str] | None = None) -> int:

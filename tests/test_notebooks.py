@@ -178,3 +178,39 @@ def test_photo_notebook_shows_a_face_and_says_the_run_is_a_demo_run(executed):
     assert "synthetic demo set" in text and "meaningless" in text
     assert (executed / "photos" / "annotated" / "astronaut.png").exists()
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
+
+
+def test_reading_notebooks_open_the_committed_results_from_any_folder(tmp_path, monkeypatch):
+    """notebook_paths resolves relative paths from the repository root; 03-05 at a real scale
+    open the repository's results/ with no dataset; a missing scale gets one line naming those
+    there."""
+    from lkr.errors import LkrError
+    from lkr.pipeline import notebook_names, notebook_paths, repo_root
+
+    monkeypatch.chdir(tmp_path)
+    out, scale, results, figures = notebook_paths("demo", "cpu", "out/x", None, None, reads=True)
+    assert (out, scale, results, figures) == (repo_root() / "out/x", "cpu", repo_root() / "results",
+                                              repo_root() / "out/x/figures")
+    assert notebook_paths("demo", "demo", "o", None, None)[1:3] == ("demo", repo_root() / "o/results")
+    with pytest.raises(LkrError, match=r"no results at scale full in .*; scales there: .*cpu") as e:
+        notebook_paths("demo", "full", "o", None, None, reads=True)
+    assert "\n" not in str(e.value)
+    assert notebook_names(["03", "04_embeddings", "05_gradcam.ipynb"]) == [
+        "03_results.ipynb", "04_embeddings.ipynb", "05_gradcam.ipynb"]
+    with pytest.raises(LkrError, match="choose from 01_data"):
+        notebook_names(["9"])
+
+
+def test_lkr_notebook_runs_03_on_the_committed_cpu_results(tmp_path, monkeypatch, capsys):
+    from lkr.cli import main
+
+    if not (Path(__file__).resolve().parents[1] / "results" / "cpu").is_dir():
+        pytest.skip("no committed cpu results")
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert main(["notebook", "03", "--scale", "cpu", "--out", str(tmp_path / "o")]) == 0
+    nb = nbformat.read(tmp_path / "o" / "notebooks" / "03_results.ipynb", as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert (tmp_path / "o" / "figures" / "table3_fer2013_cpu.md").exists()
+    assert main(["notebook", "03", "--scale", "full", "--out", str(tmp_path / "o")]) == 2
+    assert "scales there" in capsys.readouterr().err

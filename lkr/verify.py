@@ -1,0 +1,157 @@
+"""``lkr verify``: recompute every committed accuracy from the predictions and the user's own copy
+of the datasets, and say which file or number does not match.
+
+For every run of every scale in a results folder (``results/<scale>/<key>/<config>[/seed<s>]
+[/fold<k>]``), with the labels of the user's archive at the dataset positions the run stored
+(``predictions.npz``'s ``index``):
+
+- the stored test labels (and, for CK+, subject ids) are the archive's;
+- the run's test images are the reported split (FER2013: all of PrivateTest; CK+: each image once
+  over the ten folds);
+- ``metrics.json``'s accuracy, class counts and confusion matrix equal what the stored
+  predictions give against the archive's labels (and the pooled CK+ record what its folds give).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lkr.errors import LkrError
+
+
+@dataclass
+class Report:
+    """What :func:`verify` checked and found."""
+
+    runs: int = 0
+    numbers: int = 0
+    problems: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _load(path: str | None, what: str):
+    if path is None:
+        return None
+    from lkr.readers import load_dataset
+
+    return load_dataset(path)
+
+
+def _check_run(d: Path, ds: Any, rep: Report, split: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """One run folder (predictions.npz + metrics.json); returns (index, pred) when readable."""
+    from lkr.evaluate import classification_metrics
+
+    pred_f, met_f = d / "predictions.npz", d / "metrics.json"
+    if not pred_f.exists() or not met_f.exists():
+        return None
+    rep.runs += 1
+    try:
+        with np.load(pred_f, allow_pickle=False) as z:
+            z = {k: z[k] for k in z.files}
+        m = json.loads(met_f.read_text())
+    except (OSError, ValueError) as e:
+        rep.problems.append(f"{d}: cannot be read ({type(e).__name__})")
+        return None
+    if "index" not in z:
+        rep.problems.append(f"{pred_f}: no dataset index stored; cannot be checked against the archive")
+        return None
+    idx, pred = z["index"].astype(np.int64), z["pred"].astype(np.int64)
+    if idx.min(initial=0) < 0 or idx.max(initial=-1) >= len(ds.labels):
+        rep.problems.append(f"{pred_f}: index outside the archive's {len(ds.labels)} images (another dataset?)")
+        return None
+    real = np.asarray(ds.labels)[idx].astype(np.int64)
+    rep.numbers += 1
+    if not np.array_equal(z["label"].astype(np.int64), real):
+        rep.problems.append(f"{pred_f}: {(z['label'] != real).sum()} of {len(real)} stored labels differ from the "
+                            "archive's")
+    if "subject" in z and ds.subjects is not None:
+        rep.numbers += 1
+        if not np.array_equal(z["subject"].astype(str), np.asarray(ds.subjects)[idx].astype(str)):
+            rep.problems.append(f"{pred_f}: stored subject ids differ from the archive's")
+    if split is not None:
+        rep.numbers += 1
+        want = np.flatnonzero(np.asarray(ds.splits) == split)
+        if not np.array_equal(np.sort(idx), want):
+            rep.problems.append(f"{pred_f}: tested on {len(idx)} images, not the {len(want)} of {split}")
+    names = tuple(str(c) for c in z.get("class_names", ds.class_names))
+    again = classification_metrics(real, pred, names)
+    _compare(met_f, m, again, rep)
+    return idx, pred
+
+
+def _compare(met_f: Path, m: dict[str, Any], again: dict[str, Any], rep: Report) -> None:
+    rep.numbers += 3
+    if abs(float(m.get("accuracy", -1)) - again["accuracy"]) > 1e-9:
+        rep.problems.append(f"{met_f}: accuracy {100 * float(m.get('accuracy', 0)):.2f}% but its predictions give "
+                            f"{100 * again['accuracy']:.2f}%")
+    if m.get("class_counts") != again["class_counts"]:
+        rep.problems.append(f"{met_f}: class counts {m.get('class_counts')} but the archive gives {again['class_counts']}")
+    if m.get("confusion") != again["confusion"]:
+        rep.problems.append(f"{met_f}: confusion matrix differs from its predictions'")
+
+
+def _seed_dirs(cfg_dir: Path) -> list[Path]:
+    return [cfg_dir] + sorted(p for p in cfg_dir.glob("seed*") if p.is_dir() and p.name[4:].isdigit())
+
+
+def verify(results: str | Path, *, fer: str | None = None, ck: str | None = None) -> Report:
+    """Check every run under ``results`` against the archives given (see the module docstring).
+
+    Raises:
+        LkrError: ``results`` is not a folder, or neither archive is given (one line).
+    """
+    from lkr.evaluate import classification_metrics
+
+    root = Path(results)
+    if not root.is_dir():
+        raise LkrError(f"{root}: no such results folder")
+    if fer is None and ck is None:
+        raise LkrError("give --fer and/or --ck: the archives whose labels the committed predictions are checked against")
+    data = {"fer2013": _load(fer, "FER2013"), "ckplus": _load(ck, "CK+")}
+    rep = Report()
+    for scale_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for key, ds in data.items():
+            kdir = scale_dir / key
+            if not kdir.is_dir():
+                continue
+            if ds is None:
+                rep.skipped.append(f"{kdir} (no --{'fer' if key == 'fer2013' else 'ck'} given)")
+                continue
+            for cfg_dir in sorted(p for p in kdir.iterdir() if p.is_dir()):
+                for d in _seed_dirs(cfg_dir):
+                    folds = sorted((p for p in d.glob("fold*") if p.is_dir()), key=lambda p: int(p.name[4:]))
+                    if key == "fer2013" or not folds:
+                        _check_run(d, ds, rep, "PrivateTest" if key == "fer2013" else None)
+                        continue
+                    got = [r for f in folds if (r := _check_run(f, ds, rep, None)) is not None]
+                    if not got or not (d / "metrics.json").exists():
+                        continue
+                    idx = np.concatenate([g[0] for g in got])
+                    pred = np.concatenate([g[1] for g in got])
+                    rep.numbers += 1
+                    if len(folds) == 10 and not np.array_equal(np.sort(idx), np.arange(len(ds.labels))):
+                        rep.problems.append(f"{d}: its ten folds do not test every image once "
+                                            f"({len(np.unique(idx))} distinct of {len(ds.labels)})")
+                    real = np.asarray(ds.labels)[idx].astype(np.int64)
+                    _compare(d / "metrics.json", json.loads((d / "metrics.json").read_text()),
+                             classification_metrics(real, pred, tuple(ds.class_names)), rep)
+    return rep
+
+
+def verify_cli(args: Any) -> int:
+    rep = verify(args.results, fer=args.fer, ck=args.ck)
+    for s in rep.skipped:
+        print(f"skipped: {s}")
+    for p in rep.problems:
+        print(f"MISMATCH {p}")
+    if rep.runs == 0:
+        print(f"{args.results}: no run with predictions to check")
+        return 1
+    verdict = "all match" if not rep.problems else f"{len(rep.problems)} mismatches"
+    print(f"checked {rep.runs} runs ({rep.numbers} checks) in {args.results}: {verdict}")
+    return 1 if rep.problems else 0

@@ -1,0 +1,77 @@
+"""lkr verify: every committed accuracy recomputed from predictions.npz and the user's archives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lkr.cli import main
+from lkr.demo import make_demo
+from lkr.evaluate import classification_metrics
+from lkr.runfolder import save_npz, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fake_run(d: Path, ds, idx: np.ndarray, hits: float, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    lab = ds.labels[idx].astype(np.int64)
+    pred = np.where(rng.random(len(idx)) < hits, lab, (lab + 1) % 7)
+    d.mkdir(parents=True)
+    save_npz(d / "predictions.npz", index=idx, label=lab.astype(np.int8), pred=pred.astype(np.int8),
+             class_names=np.array(ds.class_names))
+    write_json(d / "metrics.json", classification_metrics(lab, pred, tuple(ds.class_names)))
+
+
+def test_verify_finds_each_tampered_number(tmp_path, capsys):
+    ds = make_demo("fer2013")  # what "demo" loads
+    test = np.flatnonzero(ds.splits == "PrivateTest")
+    root = tmp_path / "results"
+    _fake_run(root / "demo" / "fer2013" / "vgg19", ds, test, 0.7)
+    _fake_run(root / "demo" / "fer2013" / "vgg19" / "seed1", ds, test, 0.6, seed=1)
+    assert main(["verify", str(root), "--fer", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "checked 2 runs" in out and "all match" in out
+    # a hand-edited accuracy, a label that is not the archive's, a run tested on part of the split
+    m = root / "demo" / "fer2013" / "vgg19" / "metrics.json"
+    rec = json.loads(m.read_text())
+    rec["accuracy"] += 0.01
+    m.write_text(json.dumps(rec))
+    p = root / "demo" / "fer2013" / "vgg19" / "seed1" / "predictions.npz"
+    z = dict(np.load(p))
+    z["label"][0] = (z["label"][0] + 1) % 7
+    save_npz(p, **z)
+    _fake_run(root / "demo" / "fer2013" / "lkrnet", ds, test[:-5], 0.7)
+    assert main(["verify", str(root), "--fer", "demo"]) == 1
+    out = capsys.readouterr().out
+    assert f"MISMATCH {m}: accuracy" in out
+    assert f"MISMATCH {p}: 1 of {len(test)} stored labels differ" in out
+    assert f"not the {len(test)} of PrivateTest" in out and "3 mismatches" in out
+
+
+def test_verify_pools_ckplus_folds_and_needs_an_archive(tmp_path, capsys):
+    ds = make_demo("ckplus")
+    root = tmp_path / "results"
+    parts = np.array_split(np.arange(len(ds.labels)), 2)
+    cfg = root / "demo" / "ckplus" / "lkrnet"
+    for k, idx in enumerate(parts):
+        _fake_run(cfg / f"fold{k}", ds, idx, 0.8, seed=k)
+    preds = [np.load(cfg / f"fold{k}" / "predictions.npz") for k in range(2)]
+    lab = np.concatenate([z["label"] for z in preds]).astype(np.int64)
+    write_json(cfg / "metrics.json", classification_metrics(lab, np.concatenate([z["pred"] for z in preds]),
+                                                             tuple(ds.class_names)))
+    assert main(["verify", str(root), "--ck", "demo-ckplus"]) == 0
+    assert "checked 2 runs" in capsys.readouterr().out
+    assert main(["verify", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "give --fer and/or --ck" in err and "\n" not in err
+
+
+def test_the_committed_results_match_the_real_archives(fer2013_zip, ckplus48_zip, capsys):
+    """Every committed accuracy, class count and confusion matrix, from the real labels."""
+    assert main(["verify", str(REPO / "results"), "--fer", str(fer2013_zip), "--ck", str(ckplus48_zip)]) == 0
+    out = capsys.readouterr().out
+    assert "all match" in out and "MISMATCH" not in out
