@@ -933,8 +933,10 @@ def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkr
             ax = axes[r0 + dr, col]
             ax.imshow(face, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             ax.imshow(z["cam"][i].astype(np.float32), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="nearest")
-            if int(z["pred"][i]) != int(z["label"][i]):
-                ax.set_title(f"→ {short(class_names[int(z['pred'][i])])}", fontsize=6, color="#b00020")
+            if int(z["pred"][i]) != int(z["label"][i]):  # inside its own cell, on a white box: no row to confuse
+                ax.text(0.5, 0.03, f"→ {short(class_names[int(z['pred'][i])])}", transform=ax.transAxes, ha="center",
+                        va="bottom", fontsize=6, color="#b00020",
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85})
     for blk in range(blocks):
         for dr, text in ((0, "face"), (1, LABELS.get(left, left)), (2, LABELS.get(right, right))):
             axes[3 * blk + dr, 0].text(-0.1, 0.5, text, transform=axes[3 * blk + dr, 0].transAxes, rotation=90,

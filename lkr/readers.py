@@ -149,12 +149,23 @@ def load_dataset(path: str | os.PathLike, *, skip_bad: bool = False, use_cache: 
     return ds
 
 
+def _starts_like_zip(p: Path) -> bool:
+    try:
+        with open(p, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 def _read_source(p: Path, *, skip_bad: bool, ck_frames: int) -> FaceDataset:
     """Decode ``p`` (an existing absolute path) with the reader its layout calls for."""
     if p.is_file() and p.suffix.lower() == ".csv":
         with open(p, newline="", encoding="utf-8-sig") as f:
             return _read_fer_csv(f, str(p), str(p), skip_bad)
     if p.is_file() and not zipfile.is_zipfile(p):
+        if p.suffix.lower() == ".zip" or _starts_like_zip(p):
+            raise NotADatasetError(f"{p}: damaged zip archive, it cannot be opened (truncated or not a zip); "
+                                   "copy or download it again")
         raise NotADatasetError(f"{p}: not a dataset (expected a FER2013 .csv, a .zip or a folder)")
     tree = _Tree(p)
     try:
@@ -434,7 +445,7 @@ class _Bad:
 
     def __call__(self, err: DataError) -> None:
         if not self.skip:
-            raise err
+            raise type(err)(f"{err}; --skip-bad (skip_bad=True) skips unreadable items and goes on") from None
         self.messages.append(str(err))
 
     def notes(self) -> list[str]:

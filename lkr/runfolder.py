@@ -164,9 +164,21 @@ def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple
     if not run.is_dir() or not best.exists():
         raise RunError(f"{run}: not a trained run folder (no best.pt)")
     ck = load_checkpoint(best, torch.device(device))
-    cfg = Config.from_dict(ck["config"])
+    if not isinstance(ck, dict) or not isinstance(ck.get("config"), dict) or not isinstance(ck.get("model"), dict):
+        raise RunError(f"{best}: not a checkpoint of this kit (no config and model); train it again or use another run")
+    cfg = config_of_record(ck["config"], best)
+    if (run / "config.json").is_file():
+        try:
+            said = json.loads((run / "config.json").read_text())
+        except ValueError:
+            raise RunError(f"{run / 'config.json'}: not valid JSON") from None
+        diff = [k for k, v in cfg.to_dict().items() if k in said and _plain(said[k]) != _plain(v)]
+        if diff:
+            k = diff[0]
+            raise RunError(f"{run / 'config.json'}: says {k}={said[k]!r} but the weights in best.pt were trained with "
+                           f"{k}={getattr(cfg, k)!r}; restore config.json or use the run as trained")
     model = build_model(cfg).to(device)
-    model.load_state_dict(ck["model"])
+    fit_weights(model, ck["model"], best)
     if cfg.channels_last and torch.device(device).type in ("cuda", "cpu"):
         model = model.to(memory_format=torch.channels_last)  # as lkr.train._build
     model.eval()
@@ -213,6 +225,61 @@ def init_source(source: str | Path, target_dataset: str) -> tuple[Path, str]:
                           f"({target_dataset}); a source must come from another dataset (a run of another fold "
                           "has seen this fold's test subjects)")
     return run, weights_sha256(run)
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def config_of_record(d: dict[str, Any], where: Path) -> Config:
+    """The Config a stored record describes; fields this kit does not know, and fields the record
+    lacks (given their defaults), are named in a warning (a run folder of another version).
+
+    Raises:
+        RunError: a value the config refuses (one line naming the file).
+    """
+    import dataclasses
+    import warnings
+
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(d) - known)
+    missing = sorted(known - set(d))
+    if unknown or missing:
+        parts = ([f"unknown fields {', '.join(unknown)} (ignored)"] if unknown else []) + (
+            [f"missing fields {', '.join(missing)} (defaults used)"] if missing else [])
+        warnings.warn(f"{where}: written by another version of lkr: {'; '.join(parts)}", RunFolderWarning,
+                      stacklevel=3)
+    try:
+        return Config.from_dict(d)
+    except (ConfigError, TypeError) as e:
+        raise RunError(f"{where}: its config cannot be used ({e})") from None
+
+
+class RunFolderWarning(UserWarning):
+    """A run folder of another version of the kit: fields unknown or defaulted."""
+
+
+def fit_weights(model: torch.nn.Module, state: dict[str, Any], where: Path) -> None:
+    """Load ``state`` into ``model``, or say in one line which layer does not fit.
+
+    Raises:
+        RunError: a key missing, unexpected or of another shape (the first one named).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or extra or shape:
+        if shape:
+            k = shape[0]
+            what = f"layer {k} is {tuple(state[k].shape)} there, {tuple(own[k].shape)} in the config's network"
+        elif missing:
+            what = f"layer {missing[0]} is missing" + (f" (and {extra[0]} is not this network's)" if extra else "")
+        else:
+            what = f"layer {extra[0]} is not this network's"
+        raise RunError(f"{where}: its weights do not fit its config: {what}; the folder was edited or written by "
+                       "another version of lkr")
+    model.load_state_dict(state)
 
 
 CLASS_LAYERS = (".fc3.",)

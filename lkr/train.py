@@ -218,7 +218,8 @@ def train(
     if group.world_size > 1 and dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     n_threads = cpu.use_threads(threads) if dev.type == "cpu" else torch.get_num_threads()
-    with deterministic_mode(cfg.deterministic, dev):
+    slot = cpu.training_slot(n_threads, str(out)) if dev.type == "cpu" else contextlib.nullcontext()
+    with slot, deterministic_mode(cfg.deterministic, dev):
         return _train(ds, cfg, Path(out), dev, group, fold=fold, folds=folds, progress=progress and group.is_main,
                       resume=resume, data_ref=data_ref, stop_after=stop_after, threads=n_threads,
                       precision=precision)

@@ -184,3 +184,21 @@ def test_skip_bad(capsys, tmp_path, make):
 def test_demo(capsys):
     rc, out, _ = _run(capsys, "demo", "--json")
     assert rc == 0 and json.loads(out)["kind"] == "demo"
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch):
+    """`lkr ... --json | head -1`: the reader leaves early and the next write raises
+    BrokenPipeError; lkr ends quietly (exit 141, as a process killed by SIGPIPE), no traceback."""
+    import sys
+
+    from lkr.cli import main
+
+    class ClosedPipe:
+        def write(self, s):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["data", "info", "demo", "--json"]) == 141

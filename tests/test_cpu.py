@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lkr import cpu
@@ -129,3 +130,33 @@ def test_an_experiment_set_decides_its_precision_once(tmp_path, monkeypatch):
     assert got["lkrnet"]["decided_by"].startswith("for the experiment set: measured")
     forced = experiments.decide_precision({"a": Config(**TINY, cpu_precision="fp32")}, "cpu")
     assert forced["a"]["precision"] == "fp32" and len(calls) == 2
+
+
+def test_a_second_training_beside_another_is_warned_in_one_line(tmp_path, monkeypatch):
+    """Another kit training holding every core: the new run warns (and still trains); a record
+    of a process that ended is dropped without a word."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import warnings
+
+    from lkr.demo import make_demo
+    from lkr.train import config_for, train
+
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
+    reg = tmp_path / "training"
+    reg.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (reg / "dead.json").write_text(json.dumps({"pid": int(dead.stdout), "threads": 64, "out": "x"}))
+    ds = make_demo("fer2013", n=70)
+    cfg = config_for(ds, "vgg19", epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cpu.OversubscribedWarning)
+        train(ds, cfg, tmp_path / "alone", device="cpu", progress=False, threads=1)
+    assert not (reg / "dead.json").exists()
+    (reg / "other.json").write_text(json.dumps({"pid": os.getppid(), "threads": cpu.available_cores(), "out": "y"}))
+    with pytest.warns(cpu.OversubscribedWarning, match=r"1 other lkr training already uses \d+ threads? .*--threads 1"):
+        m = train(ds, cfg, tmp_path / "beside", device="cpu", progress=False, threads=1)
+    assert "accuracy" in m
+    assert sorted(p.name for p in reg.iterdir()) == ["other.json"]  # this run's record is gone when it ends

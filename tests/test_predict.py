@@ -209,3 +209,40 @@ def test_large_photos_are_searched_smaller_and_boxes_scaled_back(photos):
     np.testing.assert_allclose(f[0].box / 3, small.box, atol=3)  # pixels of the original photo
     np.testing.assert_allclose(f[0].points / 3, small.points, atol=3)
     assert np.abs(f[0].image.astype(int) - small.image.astype(int)).mean() < 10  # the same face crop
+
+
+def test_a_run_folder_from_elsewhere_is_checked_when_loaded(demo_run, tmp_path, capsys):
+    """Weights that do not fit the config, a config.json edited against the weights: one line each;
+    fields of another version: a warning naming them."""
+    import shutil
+
+    import torch
+
+    from lkr.cli import main
+    from lkr.runfolder import RunFolderWarning, load_run_model
+
+    def copy(name):
+        d = tmp_path / name
+        shutil.copytree(demo_run, d)
+        return d
+
+    renamed = copy("renamed")
+    ck = torch.load(renamed / "best.pt", weights_only=True)
+    ck["model"] = {k.replace("head_global", "head_main"): v for k, v in ck["model"].items()}
+    torch.save(ck, renamed / "best.pt")
+    edited = copy("edited")
+    cfg = json.loads((edited / "config.json").read_text())
+    cfg["width"] = 2.0
+    (edited / "config.json").write_text(json.dumps(cfg))
+    for run, words in ((renamed, "its weights do not fit its config: layer head_global"),
+                       (edited, "says width=2.0 but the weights in best.pt were trained with width=1.0")):
+        assert main(["evaluate", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err, err
+    other = copy("other")
+    ck = torch.load(other / "best.pt", weights_only=True)
+    ck["config"]["a_future_field"] = 1
+    del ck["config"]["mask_merge"]
+    torch.save(ck, other / "best.pt")
+    with pytest.warns(RunFolderWarning, match=r"unknown fields a_future_field.*missing fields mask_merge"):
+        load_run_model(other)

@@ -250,8 +250,9 @@ def test_csv_bad_row(tmp_path, row, words):
         load_dataset(p)
     msg = str(e.value)
     assert f"bad.csv row 3" in msg and words in msg and "\n" not in msg
+    assert msg.endswith("; --skip-bad (skip_bad=True) skips unreadable items and goes on")  # what to do
     ok = load_dataset(p, skip_bad=True)
-    assert len(ok) == 1 and ok.notes == [f"skipped 1 unreadable items (first: {msg})"]
+    assert len(ok) == 1 and ok.notes == [f"skipped 1 unreadable items (first: {msg.split('; --skip-bad')[0]})"]
 
 
 def test_csv_inside_zip_and_folder(tmp_path):
@@ -347,9 +348,9 @@ def test_fer_folder_bad_image(tmp_path, zipped, bad, words):
     with pytest.raises(BadImageError) as e:
         load_dataset(src)
     msg = str(e.value)
-    assert "train/sad/Training_0001.png" in msg and words in msg and "\n" not in msg
+    assert "train/sad/Training_0001.png" in msg and words in msg and "\n" not in msg and "--skip-bad" in msg
     ds = load_dataset(src, skip_bad=True)
-    assert len(ds) == 42 and ds.notes == [f"skipped 1 unreadable items (first: {msg})"]
+    assert len(ds) == 42 and ds.notes == [f"skipped 1 unreadable items (first: {msg.split('; --skip-bad')[0]})"]
 
 
 def test_corrupt_zip_member(tmp_path):
@@ -580,3 +581,19 @@ def test_cache_from_another_version_not_trusted(tmp_path, monkeypatch):
 def test_demo(path, classes):
     ds = load_dataset(path)
     assert ds.class_names == classes and len(ds) > 0 and ds.images.shape[1:] == (48, 48)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random"])
+def test_a_damaged_zip_is_called_damaged(tmp_path, damage):
+    """A truncated download or random bytes named .zip: one line saying the zip is damaged, not
+    "not a dataset"."""
+    good = make_fer_csv(tmp_path / "f.csv", [("1", PIX, "Training")] * 3)
+    z = tmp_path / "fer.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(good, "fer2013.csv")
+    data = z.read_bytes()
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(4000))
+    with pytest.raises(NotADatasetError) as e:
+        load_dataset(bad)
+    assert "damaged zip archive" in str(e.value) and "\n" not in str(e.value) and str(bad) in str(e.value)
