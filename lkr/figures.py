@@ -35,6 +35,7 @@ DPI = 120
 FIGURES: dict[str, tuple[float, float]] = {
     "fig2_local_key_regions": (8.0, 3.8),
     "fig2_key_regions_astronaut": (10.0, 2.9),
+    "fig_capacity_fer2013": (9.0, 3.6),
     "fig6_embeddings": (13.0, 4.6),
     "fig7_confusion_ckplus": (11.0, 4.6),
     "fig7_confusion_fer2013": (11.0, 4.6),
@@ -818,6 +819,67 @@ def fig_differences(comps: Sequence[Any], name: str = "differences_fer2013", tit
     return fig
 
 
+# --- beyond the paper: the gain against capacity --------------------------------------------
+def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
+    """LKRNet − VGG19 on FER2013 against VGG19's width, from every scale trained from scratch at
+    another width (:func:`lkr.report.capacity_points`): left, both configurations' PrivateTest
+    accuracy (each seed a dot, the mean a line); right, the difference over the seeds both have
+    with its t interval over seeds (seed noise) and its bootstrap interval over test images, the
+    paper's full-width gap (its rows weighted by PrivateTest's counts) marked for reference."""
+    from lkr.paper import paper_overall
+    from lkr.stats import compare
+
+    fig = _new("fig_capacity_fer2013")
+    ax_acc, ax_gap = fig.subplots(1, 2)
+    colors = {"vgg19": "#1f77b4", "lkrnet": "#d62728"}
+    widths = []
+    for scale, res in points:
+        w = float(res["lkrnet"].metrics.get("width") or 1.0)
+        widths.append(w)
+        for name in ("vgg19", "lkrnet"):
+            accs = [100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]
+            ax_acc.plot([w] * len(accs), accs, ".", color=colors[name], alpha=0.5)
+        c = compare("lkrnet", "vgg19", res["lkrnet"].seed_predictions(), res["vgg19"].seed_predictions())
+        ax_gap.errorbar([w], [100 * c.diff], yerr=[[100 * (c.diff - c.ci_low)], [100 * (c.ci_high - c.diff)]],
+                        fmt="o", color="k", capsize=3, lw=2, label="bootstrap 95% (test images)" if not ax_gap.lines else None)
+        if c.seed_ci_low is not None:
+            ax_gap.errorbar([w * 1.06], [100 * c.diff], yerr=[[100 * (c.diff - c.seed_ci_low)],
+                                                               [100 * (c.seed_ci_high - c.diff)]],
+                            fmt="s", color="#7f7f7f", capsize=3, ms=4, label=None)
+        ax_gap.plot([w] * len(c.diff_per_seed), [100 * d for d in c.diff_per_seed], ".", color="#7f7f7f", alpha=0.6)
+        top = max(c.ci_high, c.seed_ci_high if c.seed_ci_high is not None else c.ci_high)
+        ax_gap.annotate(f"{scale}, seeds {','.join(map(str, c.seeds))}", (w, 100 * top), textcoords="offset points",
+                        xytext=(0, 5), ha="center", fontsize=7)
+    for name in ("vgg19", "lkrnet"):
+        xs = [float(res["lkrnet"].metrics.get("width") or 1.0) for _, res in points]
+        ys = [np.mean([100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]) for _, res in points]
+        ax_acc.plot(xs, ys, "-o", color=colors[name], label=LABELS[name])
+    paper = paper_overall("fer2013")
+    ax_acc.plot([1.0], [paper["VGG19"]], "*", color=colors["vgg19"], ms=10, label="paper (full width)")
+    ax_acc.plot([1.0], [paper["Our method"]], "*", color=colors["lkrnet"], ms=10)
+    ax_gap.plot([1.0], [paper["Our method"] - paper["VGG19"]], "*", color="#d62728", ms=10, label="the paper's gap")
+    ax_gap.plot([], [], "s", color="#7f7f7f", ms=4, label="t 95% over seeds (dots: seeds)")
+    ax_gap.axhline(0, color="k", lw=0.8)
+    for ax in (ax_acc, ax_gap):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(set(widths) | {1.0}), [_fraction_label(w) for w in sorted(set(widths) | {1.0})])
+        ax.set_xlabel("VGG19 width (fraction of the paper's channels)")
+        ax.grid(alpha=0.3)
+    ax_acc.set_ylabel("PrivateTest accuracy (%)")
+    ax_gap.set_ylabel("LKRNet − VGG19 (points)")
+    ax_acc.legend(fontsize=7)
+    ax_gap.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Does LKRNet's gain over VGG19 grow with the network? FER2013, trained from scratch "
+                 "(same preset but the width)", fontsize=9)
+    return fig
+
+
+def _fraction_label(w: float) -> str:
+    from lkr.config import _fraction
+
+    return "1 (paper)" if w == 1.0 else _fraction(w)
+
+
 # --- Fig. 6 ---------------------------------------------------------------------------------
 def fig6_embeddings(results: dict[str, Any], panels: dict[float, str] | None = None, *,
                     scale: str | None = None) -> Figure:
@@ -1062,6 +1124,11 @@ def redraw_all(results_dir: str | Path = "results", out_dir: str | Path = "figur
         return []
     out = Path(out_dir)
     written: list[Path] = save_figure(fig2_key_regions_on_face(*astronaut_face()), "fig2_key_regions_astronaut", out)
+    from lkr.results import capacity_points
+
+    points = capacity_points(results_dir)
+    if points:  # the gain against capacity: every width measured
+        written += save_figure(fig_capacity(points), "fig_capacity_fer2013", out)
     for scale, res in scales.items():
         n = len(written)
         for name, key in REDRAWN.items():

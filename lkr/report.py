@@ -35,7 +35,7 @@ import numpy as np
 
 from lkr import figures as F
 from lkr.config import _fraction
-from lkr.results import load_results
+from lkr.results import capacity_points, load_results
 
 ORDER = ["vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-cover", "lkrnet-l0.4"]
 BLOCK = re.compile(r"(<!-- lkr-table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /lkr-table -->)", re.S)
@@ -231,21 +231,6 @@ def capacity_table(root: str | Path) -> list[str]:
                      f"| {_mean_sd(acc['lkrnet'])} | {_pts(c.diff)} | {_pts(c.ci_low)} to {_pts(c.ci_high)} "
                      f"| {seed_ci} | {F._p(c.p)} | {F._p(c.p_seeds)} |")
     return lines
-
-
-def capacity_points(root: str | Path) -> list[tuple[str, dict]]:
-    """(scale, FER2013 results) of every scale trained from scratch on FER2013 that has both VGG19
-    and LKRNet, narrowest first."""
-    from lkr.config import FINE_TUNE, SCALE_NAMES
-
-    out = []
-    for scale in SCALE_NAMES:
-        if scale in FINE_TUNE or scale == "demo":
-            continue
-        res = load_results(Path(root) / scale).get("fer2013", {})
-        if "vgg19" in res and "lkrnet" in res:
-            out.append((scale, res))
-    return sorted(out, key=lambda item: float(item[1]["lkrnet"].metrics.get("width") or 1.0))
 
 
 def table(spec: str, root: str | Path) -> list[str]:

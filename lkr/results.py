@@ -474,3 +474,18 @@ def load_scales(results_dir: str | Path = "results") -> dict[str, dict[str, dict
         out[scale] = old
     order = {s: i for i, s in enumerate(SCALE_NAMES)}
     return dict(sorted(out.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def capacity_points(root: str | Path) -> list[tuple[str, dict]]:
+    """(scale, FER2013 results) of every scale trained from scratch on FER2013 that has both VGG19
+    and LKRNet, narrowest first."""
+    from lkr.config import FINE_TUNE
+
+    out = []
+    for scale in SCALE_NAMES:
+        if scale in FINE_TUNE or scale == "demo":
+            continue
+        res = load_results(Path(root) / scale).get("fer2013", {})
+        if "vgg19" in res and "lkrnet" in res:
+            out.append((scale, res))
+    return sorted(out, key=lambda item: float(item[1]["lkrnet"].metrics.get("width") or 1.0))

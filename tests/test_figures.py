@@ -654,3 +654,24 @@ def test_fig2_is_drawn_on_the_astronaut_and_its_record_is_mtcnn_s(tmp_path):
     results = make_fake_results(tmp_path / "results", scale="cpu")
     written = F.redraw_all(results.parent, tmp_path / "fig", verbose=False)
     assert tmp_path / "fig" / "fig2_key_regions_astronaut.png" in written
+
+
+def test_the_capacity_figure_is_drawn_from_every_width(tmp_path):
+    """make figures draws LKRNet - VGG19 against width from every scale trained from scratch that
+    has both (not from a fine-tuned scale); docs' capacity table lists the same."""
+    from lkr.report import capacity_table
+    from lkr.results import capacity_points
+
+    root = tmp_path / "results"
+    for scale, width in (("cpu", 0.125), ("cpu-quarter", 0.25)):
+        make_fake_results(root, seed=int(width * 8), scale=scale, datasets=("fer2013", "ckplus"),
+                          extra={"width": width, "scale": scale})
+    make_fake_results(root, scale="cpu-ft", datasets=("fer2013", "ckplus"), extra={"width": 0.125})
+    pts = capacity_points(root)
+    assert [s for s, _ in pts] == ["cpu", "cpu-quarter"]
+    written = F.redraw_all(root, tmp_path / "fig", verbose=False)
+    assert tmp_path / "fig" / "fig_capacity_fer2013.png" in written
+    rows = capacity_table(root)
+    assert rows[2].startswith("| cpu | 1/8 |") and rows[3].startswith("| cpu-quarter | 1/4 |")
+    texts = " ".join(_fig_texts(F.fig_capacity(pts)))
+    assert "cpu-quarter, seeds 0" in texts and "grow with the network" in texts
