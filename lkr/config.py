@@ -62,6 +62,9 @@ class Config:
             VGG19 for FER2013 has it, and VGG19 trained from scratch without it barely learns.
         mask_stage: index of the max-pool (1..5) *before which* the mask multiplies the
             feature maps. 5 (default) = the last 2x2 maps of a 44x44 crop; 4 = the 5x5 maps.
+        mask_source: where the local branch's mask comes from: "regions" (Eq. 1-3 around the five
+            landmarks; the paper's) or "uniform" (M = 1 everywhere: the local branch with no
+            region information, a second head; a negative control, :mod:`lkr.control`).
         mask_pool: how the 44x44 mask is brought to the feature maps' size (Eq. 4's M(p)↓):
             "grid" = average-pooled on the grid the max-pools floor onto (44 -> 22 -> 11 -> 5 -> 2:
             only rows and columns 0-31 of the crop reach the 2x2 maps, so the mouth regions
@@ -145,6 +148,7 @@ class Config:
     batch_norm: bool = True
     mask_stage: int = 5
     mask_pool: str = "grid"
+    mask_source: str = "regions"
     fc_dims: tuple = (4096, 256)
     dropout: float = 0.2
     fusion: str = "mean"
@@ -207,6 +211,7 @@ class Config:
             (self.select_crops in ("ten", "center"), "select_crops must be ten or center"),
             (self.cpu_precision in ("auto", "fp32", "bf16"), "cpu_precision must be auto, fp32 or bf16"),
             (self.mask_pool in MASK_POOLS, f"mask_pool must be one of {', '.join(MASK_POOLS)}"),
+            (self.mask_source in ("regions", "uniform"), "mask_source must be regions or uniform"),
             (self.triplet_mining in TRIPLET_MININGS, f"triplet_mining must be one of {', '.join(TRIPLET_MININGS)}"),
             (self.batch_classes >= 0 and (self.batch_classes == 0 or self.images_per_anchor == 1),
              "batch_classes must be >= 0, and > 0 only with in-batch triplet_mining (or lambda = 0)"),

@@ -133,6 +133,8 @@ def prepare_data(ds: FaceDataset, cfg: Config, *, fold: int | None = None, folds
 
         masks = torch.from_numpy(region_masks(ds.boxes, ds.points, alpha=cfg.alpha, size=ds.images.shape[1],
                                               merge=cfg.mask_merge)).to(device)
+        if cfg.mask_source == "uniform":  # a negative control: the local branch without the regions
+            masks = torch.ones_like(masks)
     return Prepared(
         images=torch.from_numpy(ds.images).to(device),
         masks=masks,

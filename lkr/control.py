@@ -1,0 +1,136 @@
+"""A positive control: a synthetic set where the local key regions *must* matter, and the arms
+that tell "the regions" from "a second head".
+
+A reproduction that finds no effect must show that its implementation can find one. In this set
+(:func:`make_control`, seeded, generated here, nothing downloaded):
+
+- the **label lives only inside the key regions**: each class is a code of five signs, one per
+  landmark (eyes, nose, mouth corners), drawn as a faint blob on that landmark (Gaussian, sigma
+  1.5 px, amplitude ``signal``) under pixel noise; the faces' shape, shading and features are the
+  same for every class, and as many blobs of random sign lie elsewhere on the face, so a network
+  has to look at the landmarks;
+- outside the regions, a **spurious cue**: a small bright square on the image's border whose
+  place follows the label on ``cue_follow`` of the training and selection images, and is random
+  on the test images, so a network that does not look at the regions learns the shortcut;
+- **few training images per class** (``n_train``), as in CK+; faces differ in place and size, so
+  that moved or shuffled landmarks leave the face's key points.
+
+The arms (:data:`ARMS`), all at equal steps and images per step: VGG19, Baseline 1 (local
+branch, λ 0), LKRNet (λ 0.2), and negative controls of the local branch: a uniform mask (no region
+information: a second head) and masks moved off the key regions (landmarks shuffled between
+images). ``scripts/control.py`` trains them over seeds and writes ``results/control/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from lkr.classes import FER2013_CLASSES
+from lkr.dataset import FaceDataset
+
+SIZE = 48
+CODES = np.array([[+1, +1, +1, +1, +1], [-1, -1, +1, +1, -1], [+1, -1, -1, -1, +1], [-1, +1, -1, +1, +1],
+                  [+1, +1, -1, -1, -1], [-1, -1, -1, +1, +1], [+1, -1, +1, -1, -1]], dtype=np.float32)
+"""Each class's sign at the five landmarks (left eye, right eye, nose, left and right mouth corner);
+any two classes differ at two landmarks or more."""
+CUE_SPOTS = np.array([[2, 2], [12, 2], [22, 2], [32, 2], [42, 2], [2, 42], [42, 42]])
+"""Top-left corner (x, y) of the 4x4 cue square of each class, on the image's border."""
+
+ARMS: dict[str, dict[str, Any]] = {
+    "vgg19": {"variant": "vgg19"},
+    "baseline1": {"variant": "baseline1"},
+    "lkrnet": {"variant": "lkrnet"},
+    "uniform-mask": {"variant": "baseline1", "mask_source": "uniform"},
+    "shuffled-landmarks": {"variant": "baseline1", "landmarks": "shuffled"},
+}
+"""The control's arms: configuration overrides, and which landmarks the masks are made from."""
+
+
+def make_control(seed: int = 0, *, n_train: int = 40, n_select: int = 20, n_test: int = 100,
+                 signal: float = 28.0, noise: float = 14.0, cue_follow: float = 0.9) -> FaceDataset:
+    """The synthetic control set (see the module docstring), FER2013-shaped: splits Training,
+    PublicTest (selection, distributed as Training: the cue follows the label there too) and
+    PrivateTest (the cue at random), ``n_*`` images per class of each.
+
+    Returns:
+        a :class:`FaceDataset` named "control" with the true boxes and landmarks.
+    """
+    rng = np.random.default_rng(seed)
+    k = len(FER2013_CLASSES)
+    sizes = {"Training": n_train, "PublicTest": n_select, "PrivateTest": n_test}
+    labels = np.concatenate([np.tile(np.arange(k), n) for n in sizes.values()])
+    splits = np.repeat(list(sizes), [k * n for n in sizes.values()])
+    n = len(labels)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
+    images = np.empty((n, SIZE, SIZE), np.uint8)
+    boxes = np.empty((n, 4), np.float32)
+    points = np.empty((n, 5, 2), np.float32)
+    cue_class = np.where((splits != "PrivateTest") & (rng.random(n) < cue_follow), labels, rng.integers(0, k, n))
+
+    def blob(x: float, y: float, amp: float, sigma: float = 1.5) -> np.ndarray:
+        return amp * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+
+    for i in range(n):
+        w, h = rng.uniform(22, 28), rng.uniform(26, 32)  # the face stays off the cue's border rows
+        x0, y0 = rng.uniform(7, SIZE - 7 - w), rng.uniform(7, SIZE - 7 - h)
+        cx, cy = x0 + w / 2, y0 + h / 2
+        img = 95 + 10 * rng.standard_normal() + np.zeros((SIZE, SIZE), np.float32)
+        face = ((xx - cx) / (w / 2)) ** 2 + ((yy - cy) / (h / 2)) ** 2 <= 1
+        img[face] += 45 - 12 * ((yy[face] - y0) / h)  # the same shading for every class
+        rel = np.array([[0.32, 0.38], [0.68, 0.38], [0.5, 0.6], [0.34, 0.78], [0.66, 0.78]], np.float32)
+        pts = np.stack([x0 + rel[:, 0] * w, y0 + rel[:, 1] * h], 1) + rng.normal(0, 0.7, (5, 2)).astype(np.float32)
+        for j, (px, py) in enumerate(pts):  # the same features for every class, then the class's code
+            img += blob(px, py, -35.0 if j < 2 else -15.0, 2.2)
+            img += blob(px, py, signal * CODES[labels[i], j])
+        for _ in range(5):  # as many blobs of random sign elsewhere on the face: position carries the class
+            while True:
+                dx, dy = rng.uniform(x0 + 2, x0 + w - 2), rng.uniform(y0 + 2, y0 + h - 2)
+                if np.min(np.hypot(pts[:, 0] - dx, pts[:, 1] - dy)) > 0.3 * min(w, h) / 2 + 3:
+                    break
+            img += blob(dx, dy, signal * rng.choice([-1.0, 1.0]))
+        sx, sy = CUE_SPOTS[cue_class[i]]
+        img[sy:sy + 4, sx:sx + 4] = 235.0
+        img += noise * rng.standard_normal((SIZE, SIZE)).astype(np.float32)
+        images[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        boxes[i] = [x0, y0, x0 + w, y0 + h]
+        points[i] = pts
+    return FaceDataset(
+        name="control", kind="control", images=images, labels=labels.astype(np.int64), class_names=FER2013_CLASSES,
+        splits=splits, subjects=np.full(n, ""), sequences=np.full(n, ""),
+        paths=np.array([f"control:{i:05d}" for i in range(n)]), source=f"control(seed={seed})",
+        notes=["synthetic positive control (lkr.control)"], boxes=boxes, points=points,
+        detected=np.ones(n, dtype=bool))
+
+
+def cue_classes(ds: FaceDataset) -> np.ndarray:
+    """The class whose spot holds each image's cue square (read back from the pixels)."""
+    spots = np.stack([ds.images[:, y:y + 4, x:x + 4].reshape(len(ds.images), -1).mean(1) for x, y in CUE_SPOTS], 1)
+    return spots.argmax(1)
+
+
+def region_patches(ds: FaceDataset, half: int = 1) -> np.ndarray:
+    """(N, 5 * (2 * half + 1) ** 2) the pixels of a small square on each landmark: what the key
+    regions show (the tests check that the labels can be read from these alone)."""
+    out = []
+    for img, pts in zip(ds.images.astype(np.float32), ds.points):
+        cells = []
+        for px, py in pts:
+            c, r = int(np.clip(px, half, SIZE - 1 - half)), int(np.clip(py, half, SIZE - 1 - half))
+            cells.append(img[r - half:r + half + 1, c - half:c + half + 1].ravel())
+        out.append(np.concatenate(cells))
+    return np.stack(out)
+
+
+def with_landmarks(ds: FaceDataset, how: str, seed: int = 0) -> FaceDataset:
+    """The dataset with its landmarks as an arm asks: "true" (as generated) or "shuffled"
+    (permuted between images: on faces that differ in place and size, the masks leave the
+    images' own key points)."""
+    if how == "true":
+        return ds
+    if how != "shuffled":
+        raise ValueError(f"landmarks must be true or shuffled, got {how!r}")
+    perm = np.random.default_rng(seed + 7919).permutation(len(ds.images))
+    return dataclasses.replace(ds, boxes=ds.boxes[perm], points=ds.points[perm])
