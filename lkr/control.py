@@ -18,7 +18,8 @@ A reproduction that finds no effect must show that its implementation can find o
 The arms (:data:`ARMS`), all at equal steps and images per step: VGG19, Baseline 1 (local
 branch, λ 0), LKRNet (λ 0.2), and negative controls of the local branch: a uniform mask (no region
 information: a second head) and masks moved off the key regions (landmarks shuffled between
-images). ``scripts/control.py`` trains them over seeds and writes ``results/control/``.
+images); each of the local-branch arms again with the mask applied at stage 1 instead of the
+paper's stage 5, to see whether the stage the mask reaches decides what the branch can do. ``scripts/control.py`` trains them over seeds and writes ``results/control/``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ ARMS: dict[str, dict[str, Any]] = {
     "lkrnet": {"variant": "lkrnet"},
     "uniform-mask": {"variant": "baseline1", "mask_source": "uniform"},
     "shuffled-landmarks": {"variant": "baseline1", "landmarks": "shuffled"},
+    # the stage the masks reach: at the paper's stage (5, the last 2x2 maps) every feature cell sees
+    # the whole crop, the cue included; at stage 1 (the first conv block's 44x44 maps) the local
+    # branch's later convs see only the regions
+    "baseline1-stage1": {"variant": "baseline1", "mask_stage": 1},
+    "lkrnet-stage1": {"variant": "lkrnet", "mask_stage": 1},
+    "uniform-mask-stage1": {"variant": "baseline1", "mask_source": "uniform", "mask_stage": 1},
+    "shuffled-landmarks-stage1": {"variant": "baseline1", "landmarks": "shuffled", "mask_stage": 1},
 }
 """The control's arms: configuration overrides, and which landmarks the masks are made from."""
 
@@ -134,3 +142,35 @@ def with_landmarks(ds: FaceDataset, how: str, seed: int = 0) -> FaceDataset:
         raise ValueError(f"landmarks must be true or shuffled, got {how!r}")
     perm = np.random.default_rng(seed + 7919).permutation(len(ds.images))
     return dataclasses.replace(ds, boxes=ds.boxes[perm], points=ds.points[perm])
+
+
+# --- the same arms on real faces: CK+48 with a spurious cue ---------------------------------------
+CK_CUE_SPOTS = np.array([[1, 1], [22, 1], [43, 1], [1, 22], [43, 22], [1, 43], [43, 43]])
+"""Top-left corner (x, y) of the 4x4 cue square of each CK+ class, on the crop's border (outside
+the key regions of CK+48's faces)."""
+
+
+def with_cue(ds: FaceDataset, follows: np.ndarray, seed: int = 0, cue_follow: float = 0.9) -> FaceDataset:
+    """Real faces with the control's spurious cue: a 4x4 bright square on the border whose place
+    follows the label on ``cue_follow`` of the images where ``follows`` is True (a fold's training
+    and selection subjects) and is random elsewhere (its test subjects).
+
+    Returns:
+        a copy of ``ds`` (named "<name>-cue") with the squares stamped in.
+    """
+    rng = np.random.default_rng(seed + 4242)
+    k = len(ds.class_names)
+    n = len(ds.labels)
+    cue = np.where(follows & (rng.random(n) < cue_follow), ds.labels, rng.integers(0, k, n))
+    images = ds.images.copy()
+    for i, (x, y) in enumerate(CK_CUE_SPOTS[cue]):
+        images[i, y:y + 4, x:x + 4] = 255
+    out = dataclasses.replace(ds, images=images, name=f"{ds.name}-cue", source=f"{ds.source} + cue(seed={seed})",
+                              notes=[*ds.notes, "spurious border cue stamped in (lkr.control.with_cue)"])
+    return out
+
+
+def ck_cue_classes(images: np.ndarray) -> np.ndarray:
+    """The class whose CK+ spot holds each image's cue square."""
+    spots = np.stack([images[:, y:y + 4, x:x + 4].reshape(len(images), -1).mean(1) for x, y in CK_CUE_SPOTS], 1)
+    return spots.argmax(1)

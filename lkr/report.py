@@ -21,6 +21,7 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``folds <scale> ckplus``           per-fold paired differences of seed 0
 ``versus <scale> <other> <key>``   each configuration at one scale against itself at another
 ``capacity``                       LKRNet − VGG19 on FER2013 at each width measured
+``control <name>``                 the positive control's arms over seeds (:mod:`lkr.control`)
 ================================== ==========================================================
 """
 
@@ -233,6 +234,55 @@ def capacity_table(root: str | Path) -> list[str]:
     return lines
 
 
+def control_table(root: str | Path, name: str = "synthetic") -> list[str]:
+    """The positive control (``results/control/<name>/<arm>/seed<s>``, :mod:`lkr.control`): each
+    arm's test accuracy over seeds (mean ± sd, t 95% interval over seeds), the share of its test
+    predictions that name the spurious cue's class, and its difference from VGG19 paired by seed
+    (each seed is one set and one network per arm) with a paired t-test over seeds."""
+    import json
+
+    from scipy.stats import t as t_dist
+
+    from lkr.control import ARMS
+    from lkr.stats import seed_interval, seed_test
+
+    base = Path(root) / "control" / name
+    acc: dict[str, dict[int, float]] = {}
+    cue: dict[str, dict[int, float]] = {}
+    for arm in ARMS:
+        for d in sorted((base / arm).glob("seed*")):
+            m = json.loads((d / "metrics.json").read_text())
+            s = int(d.name[4:])
+            acc.setdefault(arm, {})[s] = m["accuracy"]
+            cue.setdefault(arm, {})[s] = m.get("cue_follow_rate", float("nan"))
+    if not acc:
+        raise KeyError(f"table 'control {name}': no runs in {base}")
+    lines = ["| arm | seeds | test accuracy: mean ± sd | t 95% (seeds) | follows the cue | − VGG19 (points) "
+             "| t 95% (seeds) | p, seeds (paired t) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for arm in ARMS:
+        if arm not in acc:
+            continue
+        seeds = sorted(acc[arm])
+        v = np.array([acc[arm][s] for s in seeds])
+        lo, hi = (None, None)
+        if len(v) > 1 and v.std(ddof=1) > 0:
+            lo, hi = t_dist.interval(0.95, len(v) - 1, loc=v.mean(), scale=v.std(ddof=1) / np.sqrt(len(v)))
+        ci = "–" if lo is None else f"{100 * lo:.1f} to {100 * hi:.1f}"
+        follow = f"{100 * np.nanmean([cue[arm][s] for s in seeds]):.1f}"
+        diff = ci_d = p = "–"
+        if arm != "vgg19" and "vgg19" in acc:
+            both = [s for s in seeds if s in acc["vgg19"]]
+            d = [acc[arm][s] - acc["vgg19"][s] for s in both]
+            if d:
+                diff = _pts(float(np.mean(d)))
+                dl, dh = seed_interval(d)
+                ci_d = "–" if dl is None else f"{_pts(dl)} to {_pts(dh)}"
+                p = F._p(seed_test(d))
+        lines.append(f"| {arm} | {','.join(map(str, seeds))} | {_mean_sd(list(v))} | {ci} | {follow} % | {diff} "
+                     f"| {ci_d} | {p} |")
+    return lines
+
+
 def table(spec: str, root: str | Path) -> list[str]:
     """The lines of one table, by its marker's spec (see the module docstring)."""
     words = spec.split()
@@ -248,6 +298,7 @@ def table(spec: str, root: str | Path) -> list[str]:
     makers: dict[str, Callable[[], list[str]]] = {
         "summary": lambda: summary_table(root),
         "capacity": lambda: capacity_table(root),
+        "control": lambda: control_table(root, *args[:1]),
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),
         "differences": lambda: differences_table(res(args[0], args[1])),

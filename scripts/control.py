@@ -4,6 +4,12 @@ predictions that follow the spurious cue in each ``metrics.json``.
 
     python scripts/control.py                      # 5 arms x seeds 0-4, 1 thread each, 2 workers
     python scripts/control.py --seeds 0 1 --arms vgg19 lkrnet
+    python scripts/control.py --ck ../shared/data/CK+48.zip   # the same arms on real faces (fold 0)
+
+With ``--ck``: CK+48 with a spurious border cue (:func:`lkr.control.with_cue`) that follows the
+label on fold 0's training and selection subjects and is random on its test subjects; every arm
+at the CPU scale (``--scale cpu``: 1/8 width, 50 epochs), fold 0 of 10 subject folds drawn with
+the seed, into ``results/control/ckplus/``.
 
 Each seed draws the set and the network anew. Every arm trains the same thin VGG (the demo's
 stack), the same epochs, batch and images per step (semi-hard mining inside the batch for
@@ -43,19 +49,41 @@ def arm_config(arm: str, seed: int) -> Config:
     return Config.for_variant(ARMS[arm]["variant"], **CONTROL_OVERRIDES, **spec, seed=seed)
 
 
-def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu") -> dict:
+def ck_arm_config(ds, arm: str, seed: int) -> Config:
+    from lkr.train import config_for
+
+    spec = {k: v for k, v in ARMS[arm].items() if k not in ("variant", "landmarks")}
+    return config_for(ds, ARMS[arm]["variant"], scale="cpu", **spec, seed=seed)
+
+
+def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", ck: str | None = None) -> dict:
     """Train one arm at one seed (module level: a worker runs it); export its small files."""
     from lkr.results import export_run
     from lkr.runfolder import write_json
     from lkr.train import train
 
-    ds = make_control(seed)
-    ds_arm = with_landmarks(ds, ARMS[arm].get("landmarks", "true"), seed)
     run = Path(runs) / arm / f"seed{seed}"
     t0 = time.perf_counter()
-    m = train(ds_arm, arm_config(arm, seed), run, device=device, progress=False, data_ref=f"control:{seed}")
+    if ck is None:
+        ds = make_control(seed)
+        ds_arm = with_landmarks(ds, ARMS[arm].get("landmarks", "true"), seed)
+        m = train(ds_arm, arm_config(arm, seed), run, device=device, progress=False, data_ref=f"control:{seed}")
+        cues = cue_classes(ds)
+    else:
+        from lkr.control import ck_cue_classes, with_cue
+        from lkr.folds import fold_split
+        from lkr.landmarks import attach_landmarks
+        from lkr.readers import load_dataset
+
+        real = attach_landmarks(load_dataset(ck), progress=False)
+        test = fold_split(real.subjects, real.labels, 0, k=10, seed=seed)["test"]  # as the run draws its folds
+        ds = with_cue(real, ~test, seed)
+        ds_arm = with_landmarks(ds, ARMS[arm].get("landmarks", "true"), seed)
+        m = train(ds_arm, ck_arm_config(ds, arm, seed), run, device=device, fold=0, folds=10, progress=False,
+                  data_ref=f"{ck} + cue")
+        cues = ck_cue_classes(ds.images)
     z = np.load(run / "predictions.npz")
-    cue = cue_classes(ds)[z["index"]]
+    cue = cues[z["index"]]
     m["cue_follow_rate"] = float((z["pred"] == cue).mean())  # test predictions that name the cue's class
     m["cue_agrees_with_label"] = float((cue == z["label"]).mean())  # how often the cue happens to be right
     m["control_arm"] = arm
@@ -74,13 +102,17 @@ def main() -> int:
                                                    "runs", "control", "synthetic"))
     ap.add_argument("--results", default=str(REPO / "results" / "control" / "synthetic"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--ck", default=None, help="CK+48: the same arms on real faces with a spurious cue (fold 0)")
     args = ap.parse_args()
     from lkr.distributed import run_jobs
 
+    if args.ck:
+        args.runs = args.runs.replace("/synthetic", "/ckplus")
+        args.results = args.results.replace("/synthetic", "/ckplus")
     jobs = [{"arm": a, "seed": s} for s in args.seeds for a in args.arms]
     t0 = time.perf_counter()
     out = run_jobs(run_arm, jobs, workers=args.workers, device="cpu",
-                   common={"runs": args.runs, "results": args.results})
+                   common={"runs": args.runs, "results": args.results, "ck": args.ck})
     for r in out:
         print(f"{r['arm']:<20} seed {r['seed']}: test {100 * r['accuracy']:.1f}%, follows the cue on "
               f"{100 * r['cue']:.1f}% ({r['seconds']:.0f} s)")

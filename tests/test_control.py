@@ -1,0 +1,88 @@
+"""The positive control's generator (lkr.control): the label lives in the key regions, the
+spurious cue follows the label on training images only, and the arms differ only as designed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lkr.control import ARMS, CUE_SPOTS, cue_classes, make_control, region_patches, with_landmarks
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return make_control(0)
+
+
+def test_the_labels_are_recoverable_from_the_regions_alone(ds):
+    from sklearn.linear_model import LogisticRegression
+
+    tr, te = ds.splits == "Training", ds.splits == "PrivateTest"
+    x = region_patches(ds)
+    assert x.shape == (len(ds.labels), 45)
+    clf = LogisticRegression(max_iter=3000).fit(x[tr], ds.labels[tr])
+    assert clf.score(x[te], ds.labels[te]) > 0.9
+
+
+def test_the_cue_follows_the_label_in_training_only_and_is_a_shortcut(ds):
+    from sklearn.linear_model import LogisticRegression
+
+    cue = cue_classes(ds)
+    for split, lo, hi in (("Training", 0.85, 0.95), ("PublicTest", 0.8, 1.0), ("PrivateTest", 0.0, 0.3)):
+        agree = float((cue[ds.splits == split] == ds.labels[ds.splits == split]).mean())
+        assert lo <= agree <= hi, (split, agree)  # 0.9 + chance's share; at random on the test images
+    tr, te = ds.splits == "Training", ds.splits == "PrivateTest"
+    flat = ds.images.reshape(len(ds.images), -1).astype(np.float32)
+    clf = LogisticRegression(max_iter=3000).fit(flat[tr], ds.labels[tr])
+    assert clf.score(flat[tr], ds.labels[tr]) > 0.95 and clf.score(flat[te], ds.labels[te]) < 0.35  # it took the cue
+    # the cue lies outside every face box, so outside every key region
+    for (x, y) in CUE_SPOTS:
+        inside = ((ds.boxes[:, 0] < x + 4) & (ds.boxes[:, 2] > x) & (ds.boxes[:, 1] < y + 4) & (ds.boxes[:, 3] > y))
+        assert not inside.any()
+
+
+def test_the_set_is_seeded_few_per_class_and_faces_move(ds):
+    again = make_control(0)
+    assert np.array_equal(ds.images, again.images) and not np.array_equal(ds.images, make_control(1).images)
+    assert np.bincount(ds.labels[ds.splits == "Training"]).tolist() == [40] * 7
+    assert ds.boxes[:, 0].std() > 2 and (ds.boxes[:, 2] - ds.boxes[:, 0]).std() > 1
+
+
+def test_the_negative_arms_remove_the_regions(ds):
+    from lkr.prepare import prepare_data
+
+    sys_path = __import__("sys").path
+    sys_path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "scripts"))
+    import control as script
+
+    shuffled = with_landmarks(ds, "shuffled", 0)
+    moved = np.hypot(*(shuffled.points - ds.points).transpose(2, 0, 1)).mean()
+    assert moved > 4  # the masks leave the images' own key points
+    cfgs = {arm: script.arm_config(arm, 0) for arm in ARMS}
+    same = {(c.epochs, c.batch_size, c.images_per_anchor, c.vgg_cfg, c.lr) for c in cfgs.values()}
+    assert len(same) == 1  # equal steps and images per step
+    uni = prepare_data(ds, cfgs["uniform-mask"], device="cpu")
+    assert torch.equal(uni.masks, torch.ones_like(uni.masks))
+    reg = prepare_data(ds, cfgs["baseline1"], device="cpu")
+    assert float(reg.masks.mean()) < 0.2
+    assert cfgs["lkrnet"].uses_triplet and not cfgs["baseline1"].uses_triplet and cfgs["uniform-mask"].local_branch
+
+
+def test_the_control_table_pairs_each_arm_with_vgg19_by_seed(tmp_path):
+    import json
+
+    from lkr.report import control_table
+
+    acc = {"vgg19": [0.30, 0.35, 0.32], "baseline1-stage1": [0.50, 0.58, 0.52]}
+    for arm, vals in acc.items():
+        for s, a in enumerate(vals):
+            d = tmp_path / "control" / "synthetic" / arm / f"seed{s}"
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({"accuracy": a, "cue_follow_rate": 0.4}))
+    rows = control_table(tmp_path)
+    assert rows[2].startswith("| vgg19 | 0,1,2 | 32.3 ± 2.5")
+    b = rows[3]
+    assert b.startswith("| baseline1-stage1 | 0,1,2 | 53.3 ± 4.2") and "| +21.0 |" in b and "| 40.0 % |" in b
+    with pytest.raises(KeyError, match="no runs"):
+        control_table(tmp_path, "ckplus")
