@@ -80,8 +80,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fer", default=".data/fer2013.zip", help="FER2013 data (or 'demo')")
-    ap.add_argument("--ck", default=".data/CK+48.zip", help="CK+48 data (or 'demo-ckplus')")
+    ap.add_argument("--fer", default="auto", help="FER2013 data: a zip, a .tar.xz from --pack-data, 'demo'; 'auto': "
+                                                   ".data/fer2013.tar.xz, else .data/fer2013.zip")
+    ap.add_argument("--ck", default="auto", help="CK+48 data (or 'demo-ckplus'); 'auto': .data/CK+48.tar.xz, else "
+                                                 ".data/CK+48.zip")
     ap.add_argument("--fer-landmarks", default="auto",
                     help="landmarks file of the FER2013 data (scripts/export_landmarks.py); 'auto': "
                          ".data/fer2013-landmarks.npz when present; 'none': attach them here (needs facenet-pytorch)")
@@ -106,10 +108,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a Config field for every run (repeatable)")
     ap.add_argument("--device", default=None, help="cuda / cpu (default: CUDA when present)")
+    ap.add_argument("--pack-data", nargs=2, metavar=("ZIP", "TAR_XZ"),
+                    help="only pack a dataset zip into a solid .tar.xz to carry (see pack_data) and exit")
     ap.add_argument("--dry-run", action="store_true",
                     help="the same steps on the CPU, tiny: --subset 200, 1 epoch, VGG19 at 1/8 width, batch 32, "
                          "2 CK+ folds, 1-epoch probes, Grad-CAM of 4 faces")
     args = ap.parse_args(argv)
+    if args.pack_data:
+        return args
+    args.fer = _data_arg(args.fer, "fer2013")
+    args.ck = _data_arg(args.ck, "CK+48")
     if args.dry_run:
         args.device = args.device or "cpu"
         args.subset = args.subset or 200
@@ -143,6 +151,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.fer_landmarks = _landmarks_arg(args.fer_landmarks, REPO / ".data" / "fer2013-landmarks.npz", args.fer)
     args.ck_landmarks = _landmarks_arg(args.ck_landmarks, REPO / ".data" / "ckplus-landmarks.npz", args.ck)
     return args
+
+
+def _data_arg(value: str, stem: str) -> str:
+    if value != "auto":
+        return value
+    packed = REPO / ".data" / f"{stem}.tar.xz"
+    return str(packed if packed.is_file() else REPO / ".data" / f"{stem}.zip")
 
 
 def _landmarks_arg(value: str, default: Path, data: str) -> Path | None:
@@ -684,6 +699,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parse_args(argv)
+        if args.pack_data:
+            src, dst = (Path(p) for p in args.pack_data)
+            if not src.is_file():
+                raise UserError(f"{src}: no such file")
+            t0 = time.monotonic()
+            pack_data(src, dst)
+            print(f"{dst}: {dst.stat().st_size} bytes ({dst.stat().st_size / 2**20:.1f} MiB) from {src} "
+                  f"({src.stat().st_size} bytes) in {time.monotonic() - t0:.0f} s")
+            return 0
         return Call(args).run()
     except (UserError, LkrError) as e:
         print(f"gpu_run: error: {e}", file=sys.stderr)

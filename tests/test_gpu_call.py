@@ -76,16 +76,20 @@ def call(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LKR_THREADS": "1", "PYTHON": sys.executable,
            "OUT": str(tmp / "out"), "LKR_CACHE_DIR": str(tmp / "cache")}
     real = (SHARED / "fer2013.zip").is_file() and (SHARED / "CK+48.zip").is_file()
+    t0 = time.monotonic()
     if real:
         fer, ck = tmp / "fer2013-small.zip", tmp / "ck-small.zip"
         _small_fer(SHARED / "fer2013.zip", fer)
         _small_ck(SHARED / "CK+48.zip", ck)
     else:
         fer, ck = "demo", "demo-ckplus"
-    t0 = time.monotonic()
     export = _load("export_landmarks")
     for data, lm in ((fer, tmp / "fer-lm.npz"), (ck, tmp / "ck-lm.npz")):  # as on the CPU before a call
         assert export.main([str(data), str(lm)]) == 0
+    if real:  # FER2013 travels packed (--pack-data) and the call unpacks it
+        subprocess.run([sys.executable, "scripts/gpu_run.py", "--pack-data", str(fer), str(tmp / "fer2013-small.tar.xz")],
+                       cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=120)
+        fer = tmp / "fer2013-small.tar.xz"
     t_lm = time.monotonic() - t0
     t0 = time.monotonic()
     p = subprocess.run(["bash", "scripts/gpu_run.sh", "--dry-run", "--fer", str(fer), "--ck", str(ck),
@@ -93,7 +97,7 @@ def call(tmp_path_factory):
                         "--runs", str(tmp / "runs"), "--stage", str(tmp / "stage")],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     seconds = time.monotonic() - t0
-    print(f"dry run ({'real data' if real else 'demo sets'}): landmarks {t_lm:.1f} s, call {seconds:.1f} s")
+    print(f"dry run ({'real data' if real else 'demo sets'}): preparation {t_lm:.1f} s, call {seconds:.1f} s")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return {"out": tmp / "out", "seconds": seconds, "stdout": p.stdout, "real": real}
 
@@ -172,6 +176,7 @@ def test_dry_run_is_quick(call):
     (["--only", "fer,nope"], "--only"),
     (["--fer", "demo", "--ck", "demo-ckplus", "--fer-landmarks", "/nonexistent.npz"], "landmarks"),
     (["--no-such-flag"], "unrecognized"),
+    (["--pack-data", __file__, "x.tar.xz"], "not a zip"),
 ])
 def test_bad_input_is_one_line(args, words, tmp_path):
     p = subprocess.run([sys.executable, "scripts/gpu_run.py", "--out", str(tmp_path), *args], cwd=REPO,
@@ -194,6 +199,22 @@ def test_landmarks_file_must_cover_the_data(tmp_path):
                         detected=np.zeros(len(ds), bool))
     out = g.attach_landmarks_file(ds, tmp_path / "lm.npz")  # undetected faces: the built-in template
     assert np.allclose(out.points, out.points[0]) and not out.detected.any()
+
+
+def test_pack_data_round_trip(tmp_path):
+    src = tmp_path / "d.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("train/", b"")
+        for i, name in enumerate(["train/happy/Training_2.jpg", "test/sad/PrivateTest_1.jpg", "train/a b/x.jpg"]):
+            z.writestr(name, bytes(range(i, 200)) * 3)
+    p = subprocess.run([sys.executable, "scripts/gpu_run.py", "--pack-data", str(src), str(tmp_path / "d.tar.xz")],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    back = _load().unpack_data(tmp_path / "d.tar.xz", tmp_path / "work")
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(back) as b:
+        files = sorted(n for n in a.namelist() if not n.endswith("/"))
+        assert sorted(b.namelist()) == files
+        assert all(a.read(n) == b.read(n) for n in files)
 
 
 def test_epochs_fit_the_budget():
