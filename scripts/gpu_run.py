@@ -687,7 +687,7 @@ def _default_runs() -> Path:
     """Run folders in memory when there is room (checkpoints are written with fsync)."""
     shm = Path("/dev/shm")
     try:
-        if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 16 * 2**30:
+        if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 4 * 2**30:
             return shm / "lkr-gpu-runs"
     except OSError:
         pass

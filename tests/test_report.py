@@ -1,0 +1,73 @@
+"""The README's and docs/results.md's result tables are generated from results/ (lkr.report) and
+must stay what results/ gives; the Makefile refuses an old Python in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lkr import report
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "docs/results.md")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_result_table_in_the_docs_is_what_results_give(doc):
+    """A number in a result table that is not what `results/` gives fails here: run
+    `python scripts/readme_tables.py --write README.md docs/results.md` (make figures does)."""
+    text = (REPO / doc).read_text()
+    specs = report.specs(text)
+    assert specs, f"{doc} holds no generated table"
+    assert report.render(text, REPO / "results") == text, f"{doc}: tables differ from results/; run make figures"
+
+
+def test_the_docs_carry_every_kind_of_table():
+    specs = {s.split()[0] for doc in DOCS for s in report.specs((REPO / doc).read_text())}
+    assert {"summary", "seeds", "perclass", "differences", "folds", "versus", "capacity", "control"} <= specs
+
+
+def test_render_rewrites_only_what_is_between_the_markers(tmp_path):
+    from test_figures import make_fake_results
+
+    make_fake_results(tmp_path / "results", scale="cpu", datasets=("fer2013", "ckplus"))
+    text = ("before\n<!-- lkr-table: seeds cpu fer2013 -->\nstale | row\n<!-- /lkr-table -->\nmiddle 1.23\n"
+            "<!-- lkr-table: differences cpu ckplus -->\n<!-- /lkr-table -->\nafter\n")
+    out = report.render(text, tmp_path / "results")
+    assert out.startswith("before\n<!-- lkr-table: seeds cpu fer2013 -->\n| configuration | seed 0 | mean ± sd |")
+    assert "stale" not in out and "middle 1.23\n" in out and out.endswith("<!-- /lkr-table -->\nafter\n")
+    assert "| A − B | seeds |" in out and report.render(out, tmp_path / "results") == out
+    with pytest.raises(KeyError, match="no fer2013 results"):
+        report.render("<!-- lkr-table: seeds full fer2013 -->\n<!-- /lkr-table -->", tmp_path / "results")
+
+
+def test_readme_tables_check_fails_on_a_stale_table(tmp_path):
+    import sys
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- lkr-table: summary -->\n| old |\n<!-- /lkr-table -->\n")
+    cmd = [sys.executable, str(REPO / "scripts" / "readme_tables.py"), "--check", str(doc)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 1 and "differ from results/" in r.stdout
+    subprocess.run(cmd[:2] + ["--write", str(doc)], check=True, capture_output=True)
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+
+
+def test_make_refuses_an_old_python_in_one_line(tmp_path):
+    """A Python older than 3.11 gets one line from make, and no .venv is made."""
+    fake = tmp_path / "python3.10"
+    fake.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'Python 3.10.13'; exit 0; fi\n"
+                    "if [ \"$1\" = -c ]; then exit 1; fi\nexit 3\n")
+    fake.chmod(0o755)
+    work = tmp_path / "clone"
+    work.mkdir()
+    for f in ("Makefile", "pyproject.toml", "requirements.txt"):
+        (work / f).write_bytes((REPO / f).read_bytes())
+    r = subprocess.run(["make", "-C", str(work), "setup", f"PYTHON={fake}"], capture_output=True, text=True,
+                       env={**os.environ, "MAKEFLAGS": ""})
+    assert r.returncode != 0 and not (work / ".venv").exists()
+    lines = [ln for ln in r.stdout.splitlines() if "lkr needs" in ln]
+    assert len(lines) == 1 and "Python >= 3.11" in lines[0] and "Python 3.10.13" in lines[0]
