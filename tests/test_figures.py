@@ -363,7 +363,8 @@ def test_redraw_all_draws_each_scale_into_files_and_titles_named_with_it(tmp_pat
                                        "fig8_gradcam", "fig9_accuracy_ckplus", "fig9_accuracy_fer2013")
                    for e in ("png", "pdf")}
     assert names == ({n.replace(".", f"_{s}.") for n in per_scale for s in ("cpu", "demo")}
-                     | {"fig2_key_regions_astronaut.png", "fig2_key_regions_astronaut.pdf"})
+                     | {"fig2_key_regions_astronaut.png", "fig2_key_regions_astronaut.pdf"}
+                     | {"fig_capacity_fer2013.png", "fig_capacity_fer2013.pdf"})  # cpu: from scratch, both configs
     res = load_results(cpu)
     assert F.results_scale_label(res["fer2013"]) == F.results_scale_label(res["ckplus"], "cpu") == CPU_LABEL
     # the tables' markdown heading, then every figure's title
