@@ -17,9 +17,10 @@ A reproduction that finds no effect must show that its implementation can find o
 
 The arms (:data:`ARMS`), all at equal steps and images per step: VGG19, Baseline 1 (local
 branch, λ 0), LKRNet (λ 0.2), and negative controls of the local branch: a uniform mask (no region
-information: a second head) and masks moved off the key regions (landmarks shuffled between
-images); each of the local-branch arms again with the mask applied at stage 1 instead of the
-paper's stage 5, to see whether the stage the mask reaches decides what the branch can do. ``scripts/control.py`` trains them over seeds and writes ``results/control/``.
+information: a second head) and the regions moved off the face; then the local branch with the
+mask applied at stage 3 or 1 instead of the paper's stage 5, to see whether the stage the mask
+reaches decides what the branch can do. The control trains without horizontal flips (a flip would
+move the cue to another class's place and turn each code into its mirror). ``scripts/control.py`` trains them over seeds and writes ``results/control/``.
 """
 
 from __future__ import annotations
@@ -44,15 +45,19 @@ ARMS: dict[str, dict[str, Any]] = {
     "vgg19": {"variant": "vgg19"},
     "baseline1": {"variant": "baseline1"},
     "lkrnet": {"variant": "lkrnet"},
+    # negative controls of the local branch: no region information (a second head), or the regions
+    # moved off the face (onto the border band where the cue lies)
     "uniform-mask": {"variant": "baseline1", "mask_source": "uniform"},
-    "shuffled-landmarks": {"variant": "baseline1", "landmarks": "shuffled"},
-    # the stage the masks reach: at the paper's stage (5, the last 2x2 maps) every feature cell sees
-    # the whole crop, the cue included; at stage 1 (the first conv block's 44x44 maps) the local
-    # branch's later convs see only the regions
+    "moved-regions": {"variant": "baseline1", "landmarks": "moved"},
+    # the stage the mask reaches: at the paper's stage 5 (the last 2x2 maps) every feature cell sees
+    # the whole crop, the cue included; at stage 3 (11x11 maps) or 1 (the first block's 44x44 maps)
+    # the local branch's later convs see less and less outside the regions
+    "baseline1-stage3": {"variant": "baseline1", "mask_stage": 3},
+    "uniform-mask-stage3": {"variant": "baseline1", "mask_source": "uniform", "mask_stage": 3},
     "baseline1-stage1": {"variant": "baseline1", "mask_stage": 1},
     "lkrnet-stage1": {"variant": "lkrnet", "mask_stage": 1},
     "uniform-mask-stage1": {"variant": "baseline1", "mask_source": "uniform", "mask_stage": 1},
-    "shuffled-landmarks-stage1": {"variant": "baseline1", "landmarks": "shuffled", "mask_stage": 1},
+    "moved-regions-stage1": {"variant": "baseline1", "landmarks": "moved", "mask_stage": 1},
 }
 """The control's arms: configuration overrides, and which landmarks the masks are made from."""
 
@@ -133,13 +138,17 @@ def region_patches(ds: FaceDataset, half: int = 1) -> np.ndarray:
 
 
 def with_landmarks(ds: FaceDataset, how: str, seed: int = 0) -> FaceDataset:
-    """The dataset with its landmarks as an arm asks: "true" (as generated) or "shuffled"
-    (permuted between images: on faces that differ in place and size, the masks leave the
-    images' own key points)."""
+    """The dataset with its landmarks as an arm asks: "true" (as generated), "moved" (the five
+    regions moved off the face, onto the border band: no weight on any key point) or "shuffled"
+    (permuted between images; the faces differ in place and size, but a shuffled mask still puts
+    much of its weight near an image's own key points, so it is a weak control)."""
     if how == "true":
         return ds
+    if how == "moved":  # the same five regions, each moved off the face onto the border band
+        pts = np.array([[4.5, 9.0], [43.5, 9.0], [4.5, 24.0], [43.5, 38.0], [4.5, 38.0]], np.float32)
+        return dataclasses.replace(ds, points=np.broadcast_to(pts, ds.points.shape).copy())
     if how != "shuffled":
-        raise ValueError(f"landmarks must be true or shuffled, got {how!r}")
+        raise ValueError(f"landmarks must be true, moved or shuffled, got {how!r}")
     perm = np.random.default_rng(seed + 7919).permutation(len(ds.images))
     return dataclasses.replace(ds, boxes=ds.boxes[perm], points=ds.points[perm])
 

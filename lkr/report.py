@@ -236,50 +236,68 @@ def capacity_table(root: str | Path) -> list[str]:
 
 def control_table(root: str | Path, name: str = "synthetic") -> list[str]:
     """The positive control (``results/control/<name>/<arm>/seed<s>``, :mod:`lkr.control`): each
-    arm's test accuracy over seeds (mean ± sd, t 95% interval over seeds), the share of its test
-    predictions that name the spurious cue's class, and its difference from VGG19 paired by seed
-    (each seed is one set and one network per arm) with a paired t-test over seeds."""
+    arm's test accuracy over seeds (mean ± sd), each branch's own accuracy (the prediction is their
+    mean), the share of test predictions that name the spurious cue's class, and two contrasts
+    paired by seed (each seed is one set and one network per arm), each with its t interval over
+    seeds and a paired t-test over seeds, Holm-corrected over the arms: against VGG19, and against
+    the uniform mask at the same stage (the compute-matched test of the regions themselves)."""
     import json
-
-    from scipy.stats import t as t_dist
 
     from lkr.control import ARMS
     from lkr.stats import seed_interval, seed_test
 
     base = Path(root) / "control" / name
-    acc: dict[str, dict[int, float]] = {}
-    cue: dict[str, dict[int, float]] = {}
+    rec: dict[str, dict[int, dict]] = {}
     for arm in ARMS:
         for d in sorted((base / arm).glob("seed*")):
-            m = json.loads((d / "metrics.json").read_text())
-            s = int(d.name[4:])
-            acc.setdefault(arm, {})[s] = m["accuracy"]
-            cue.setdefault(arm, {})[s] = m.get("cue_follow_rate", float("nan"))
-    if not acc:
+            rec.setdefault(arm, {})[int(d.name[4:])] = json.loads((d / "metrics.json").read_text())
+    if not rec:
         raise KeyError(f"table 'control {name}': no runs in {base}")
-    lines = ["| arm | seeds | test accuracy: mean ± sd | t 95% (seeds) | follows the cue | − VGG19 (points) "
-             "| t 95% (seeds) | p, seeds (paired t) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+
+    def contrast(arm: str, other: str) -> tuple[str, str, float | None]:
+        if other not in rec or arm == other:
+            return "–", "–", None
+        both = [s for s in sorted(rec[arm]) if s in rec[other]]
+        d = [rec[arm][s]["accuracy"] - rec[other][s]["accuracy"] for s in both]
+        if not d:
+            return "–", "–", None
+        lo, hi = seed_interval(d)
+        return _pts(float(np.mean(d))), ("–" if lo is None else f"{_pts(lo)} to {_pts(hi)}"), seed_test(d)
+
+    rows = []
     for arm in ARMS:
-        if arm not in acc:
+        if arm not in rec:
             continue
-        seeds = sorted(acc[arm])
-        v = np.array([acc[arm][s] for s in seeds])
-        lo, hi = (None, None)
-        if len(v) > 1 and v.std(ddof=1) > 0:
-            lo, hi = t_dist.interval(0.95, len(v) - 1, loc=v.mean(), scale=v.std(ddof=1) / np.sqrt(len(v)))
-        ci = "–" if lo is None else f"{100 * lo:.1f} to {100 * hi:.1f}"
-        follow = f"{100 * np.nanmean([cue[arm][s] for s in seeds]):.1f}"
-        diff = ci_d = p = "–"
-        if arm != "vgg19" and "vgg19" in acc:
-            both = [s for s in seeds if s in acc["vgg19"]]
-            d = [acc[arm][s] - acc["vgg19"][s] for s in both]
-            if d:
-                diff = _pts(float(np.mean(d)))
-                dl, dh = seed_interval(d)
-                ci_d = "–" if dl is None else f"{_pts(dl)} to {_pts(dh)}"
-                p = F._p(seed_test(d))
-        lines.append(f"| {arm} | {','.join(map(str, seeds))} | {_mean_sd(list(v))} | {ci} | {follow} % | {diff} "
-                     f"| {ci_d} | {p} |")
+        stage = ARMS[arm].get("mask_stage")
+        uniform = "uniform-mask" + (f"-stage{stage}" if stage else "")
+        regions = ARMS[arm]["variant"] != "vgg19" and ARMS[arm].get("mask_source") != "uniform"
+        rows.append((arm, contrast(arm, "vgg19"), contrast(arm, uniform) if regions else ("–", "–", None)))
+    for k in (1, 2):  # Holm over the arms, each contrast apart (a missing p counts as 1)
+        ps = [r[k][2] if r[k][2] is not None else 1.0 for r in rows if r[k][0] != "–"]
+        if ps:
+            from statsmodels.stats.multitest import multipletests
+
+            adj = iter(multipletests(ps, method="holm")[1])
+            rows = [(r[0], *[(c[0], c[1], c[2], next(adj)) if i == k - 1 and c[0] != "–" else c
+                             for i, c in enumerate(r[1:])]) for r in rows]
+    lines = ["| arm | seeds | test accuracy | global branch | local branch | follows the cue | − VGG19 (points; "
+             "t 95% over seeds; p paired t, Holm) | − uniform mask, same stage (points; t 95%; p, Holm) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(c) -> str:
+        if c[0] == "–":
+            return "–"
+        p = "–" if c[2] is None else F._p(c[2])
+        return f"{c[0]} ({c[1]}; {p}, {F._p(c[3]) if len(c) > 3 else '–'})"
+
+    for arm, vs_vgg, vs_uni in rows:
+        seeds = sorted(rec[arm])
+        acc = [rec[arm][s]["accuracy"] for s in seeds]
+        br = {k: [rec[arm][s].get(f"accuracy_{k}_branch") for s in seeds] for k in ("global", "local")}
+        brc = {k: ("–" if None in v else _mean_sd(v)) for k, v in br.items()}
+        follow = f"{100 * np.nanmean([rec[arm][s].get('cue_follow_rate', np.nan) for s in seeds]):.1f} %"
+        lines.append(f"| {arm} | {','.join(map(str, seeds))} | {_mean_sd(acc)} | {brc['global']} | {brc['local']} "
+                     f"| {follow} | {cell(vs_vgg)} | {cell(vs_uni)} |")
     return lines
 
 

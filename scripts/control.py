@@ -37,11 +37,13 @@ from lkr.control import ARMS, cue_classes, make_control, with_landmarks  # noqa:
 
 CONTROL_OVERRIDES = {
     "vgg_cfg": (8, "M", 16, "M", 32, "M", 64, "M", 64, "M"), "width": 1.0, "fc_dims": (256, 256),
-    "epochs": 30, "batch_size": 28, "lr": 0.05, "schedule": "cosine", "warmup_epochs": 1, "dropout": 0.1,
+    "epochs": 60, "batch_size": 28, "lr": 0.05, "schedule": "cosine", "warmup_epochs": 1, "dropout": 0.1,
+    "flip_p": 0.0,  # a flip would move the cue to another class's place and mirror the codes
     "triplet_mining": "semi_hard", "select_crops": "center", "eval_every": 1, "cpu_precision": "fp32",
     "embed_samples": 100, "scale": "custom",
 }
-"""The control's training preset: the demo's thin stack, 30 epochs of 10 steps of 28 images."""
+"""The control's training preset: the demo's thin stack (5 convs, not VGG19's 16), 60 epochs of 10
+steps of 28 images, no horizontal flip."""
 
 
 def arm_config(arm: str, seed: int) -> Config:
@@ -53,7 +55,34 @@ def ck_arm_config(ds, arm: str, seed: int) -> Config:
     from lkr.train import config_for
 
     spec = {k: v for k, v in ARMS[arm].items() if k not in ("variant", "landmarks")}
-    return config_for(ds, ARMS[arm]["variant"], scale="cpu", **spec, seed=seed)
+    return config_for(ds, ARMS[arm]["variant"], scale="cpu", **spec, seed=seed, flip_p=0.0)
+
+
+def branch_accuracies(run: Path, ds) -> dict:
+    """Ten-crop test accuracy of each branch's own logits (the prediction is their mean), so the
+    table can say which branch does the work; {} for a single-branch run."""
+    import torch
+
+    from lkr.augment import ten_crop
+    from lkr.prepare import prepare_data
+    from lkr.runfolder import load_run_model
+
+    model, cfg, info = load_run_model(run)
+    if not cfg.local_branch:
+        return {}
+    prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device="cpu")
+    test = prepared.index["test"]
+    out = {"global": [], "local": []}
+    with torch.no_grad():
+        for s in range(0, len(test), 64):
+            idx = test[s:s + 64]
+            x, m = ten_crop(prepared.images[idx], prepared.masks[idx], crop=cfg.crop)
+            b = x.shape[1]
+            o = model(x.reshape(10 * b, *x.shape[2:]), m.reshape(10 * b, *m.shape[2:]))
+            for k in out:
+                out[k].append(torch.softmax(o[f"logits_{k}"].float(), 1).view(10, b, -1).mean(0).argmax(1))
+    labels = prepared.labels[test]
+    return {f"accuracy_{k}_branch": float((torch.cat(v) == labels).float().mean()) for k, v in out.items()}
 
 
 def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", ck: str | None = None) -> dict:
@@ -87,6 +116,8 @@ def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", c
     m["cue_follow_rate"] = float((z["pred"] == cue).mean())  # test predictions that name the cue's class
     m["cue_agrees_with_label"] = float((cue == z["label"]).mean())  # how often the cue happens to be right
     m["control_arm"] = arm
+    m["control_landmarks"] = ARMS[arm].get("landmarks", "true")
+    m.update(branch_accuracies(run, ds_arm))
     write_json(run / "metrics.json", m)
     dest = Path(results) / arm / f"seed{seed}"
     export_run(run, dest, embeddings=False)
@@ -95,6 +126,17 @@ def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", c
 
 
 def main() -> int:
+    try:
+        return _main()
+    except Exception as e:  # noqa: BLE001 - a bad path or argument: one line, not a traceback
+        from lkr.errors import LkrError
+
+        if isinstance(e, (LkrError, FileNotFoundError)):
+            raise SystemExit(f"control: error: {e}") from None
+        raise
+
+
+def _main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])

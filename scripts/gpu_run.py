@@ -245,13 +245,14 @@ def attach_landmarks_file(ds, path: Path):
 
 def subset_of(ds, n: int):
     """A small part for a trial: FER2013-like data keeps n Training images and n // 4 of every
-    other split (seeded); CK+-like data keeps whole subjects (seeded order) up to n images."""
+    other split (seeded); CK+-like data keeps whole subjects (seeded order) up to n images, and
+    at least 20 subjects (10 folds of 2)."""
     rng = np.random.default_rng(0)
     if ds.evaluation == "folds":
         subj = np.asarray(ds.subjects).astype(str)
         keep: list[int] = []
-        for s in rng.permutation(np.unique(subj)):
-            if len(keep) >= n:
+        for i, s in enumerate(rng.permutation(np.unique(subj))):
+            if len(keep) >= n and i >= 20:
                 break
             keep.extend(np.flatnonzero(subj == s).tolist())
         return ds.subset(np.sort(np.array(keep, dtype=np.int64)))
@@ -418,6 +419,10 @@ class Call:
         self.plan: dict[str, Any] = {}
         self.throughput: dict[str, Any] = {}
         self.fer_runs: dict[str, Path] = {}  # config -> finished seed-0 FER2013 run (fine-tuning sources)
+        # what each run records as its data ("data" in metrics.json, for lkr evaluate): a packed
+        # .tar.xz as the zip it was packed from, beside it, where the CPU that packed it has it
+        self.fer_ref, self.ck_ref = _record_ref(args.fer), _record_ref(args.ck)
+        self.ck_broken = False  # the CK+ probe failed: the CK+ groups are dropped, FER2013 goes on
 
     # configs --------------------------------------------------------------------------------
     def cfg(self, ds, name: str, *, epochs: int | None, seed: int = 0, scale: str = "full", **extra):
@@ -450,7 +455,7 @@ class Call:
         for name in PROBE_CONFIGS:
             cfg = self.cfg(fer, name, epochs=pe)
             cfg = cfg.__class__(**{**cfg.to_dict(), "warmup_epochs": 0})
-            m, wall = self.train(fer, cfg, self.runs / "probe" / name, None, self.args.fer)
+            m, wall = self.train(fer, cfg, self.runs / "probe" / name, None, self.fer_ref)
             hist = json.loads((self.runs / "probe" / name / "history.json").read_text())
             last = hist[-1]
             per_epoch = last["seconds"] + last.get("select_seconds", 0.0)
@@ -468,14 +473,21 @@ class Call:
             shutil.rmtree(self.runs / "probe" / name, ignore_errors=True)
         self.write_throughput(cfg)
         if ck is not None:
+            self.probe_ck(ck, pe)
+
+    def probe_ck(self, ck, pe: int) -> None:
+        try:
             cfg = self.cfg(ck, "lkrnet", epochs=pe)
             cfg = cfg.__class__(**{**cfg.to_dict(), "warmup_epochs": 0})
-            m, wall = self.train(ck, cfg, self.runs / "probe" / "ck-lkrnet", 0, self.args.ck)
+            m, wall = self.train(ck, cfg, self.runs / "probe" / "ck-lkrnet", 0, self.ck_ref)
             hist = json.loads((self.runs / "probe" / "ck-lkrnet" / "history.json").read_text())
             self.costs.ck_epoch = hist[-1]["seconds"] + hist[-1].get("select_seconds", 0.0)
             self.costs.ck_fixed = max(wall - sum(h["seconds"] + h.get("select_seconds", 0.0) for h in hist), 0.0)
             log(f"probe ckplus lkrnet fold 0: {self.costs.ck_epoch:.3f} s/epoch, {self.costs.ck_fixed:.1f} s besides")
             shutil.rmtree(self.runs / "probe" / "ck-lkrnet", ignore_errors=True)
+        except Exception as e:  # noqa: BLE001 - CK+ must not cost FER2013 its runs
+            self.fail("ckplus probe (CK+ groups dropped)", e)
+            self.ck_broken = True
 
     def write_throughput(self, cfg) -> None:
         torch = self.torch
@@ -536,13 +548,13 @@ class Call:
             what = f"fer2013 {name}" + (f" seed {seed}" if seed else "")
             est = self.costs.fer_run(name, epochs)
             if not self.budget.fits(est):
-                self.skip(what, f"needs ~{est:.0f} s, {self.budget.left():.0f} s left")
+                self.skip(what, f"needs ~{est:.0f} s, {max(self.budget.left(), 0.0):.0f} s left")
                 continue
             try:
                 cfg = self.cfg(fer, name, epochs=epochs, seed=seed)
                 group = f"fer2013-{cfg.scale}" + ("-seeds" if seed else "")
                 run = res.run_dir_for(self.runs, cfg.scale, "fer2013", name, seed=seed)
-                m, wall = self.train(fer, cfg, run, None, self.args.fer)
+                m, wall = self.train(fer, cfg, run, None, self.fer_ref)
                 t0 = time.monotonic()
                 dest = res.run_dir_for(self.packer.folder(group), cfg.scale, "fer2013", name, seed=seed)
                 res.export_run(run, dest, embeddings=seed == 0)
@@ -582,7 +594,7 @@ class Call:
                 scale = "full-ft" if "full-ft" in SCALES else "full"
             est = self.costs.ck_config(name, epochs, len(folds))
             if not self.budget.fits(est):
-                self.skip(what, f"needs ~{est:.0f} s for {len(folds)} folds, {self.budget.left():.0f} s left")
+                self.skip(what, f"needs ~{est:.0f} s for {len(folds)} folds, {max(self.budget.left(), 0.0):.0f} s left")
                 continue
             try:
                 cfg = self.cfg(ck, name, epochs=epochs, scale=scale, **extra)
@@ -591,7 +603,7 @@ class Call:
                 walls, t_post = [], 0.0
                 for k in folds:
                     run = res.run_dir_for(self.runs, folder, "ckplus", name, k)
-                    m, wall = self.train(ck, cfg, run, k, self.args.ck)
+                    m, wall = self.train(ck, cfg, run, k, self.ck_ref)
                     t0 = time.monotonic()
                     dest = res.run_dir_for(self.packer.folder(group), folder, "ckplus", name, k)
                     res.export_run(run, dest, embeddings=False)
@@ -626,9 +638,11 @@ class Call:
         if ck is not None and ck.evaluation != "folds":
             raise UserError(f"--ck {args.ck}: data with official splits; pass CK+ there")
         self.probe(fer, ck)
+        if self.ck_broken:
+            ck = None
 
         fer_names = FER_ORDER if "fer" in args.groups else []
-        ck_names = CK_ORDER if "ck" in args.groups else []
+        ck_names = CK_ORDER if "ck" in args.groups and ck is not None else []
         base = self.cfg(fer, "vgg19", epochs=None)
         if args.epochs:
             epochs, why = args.epochs, f"{args.epochs} epochs as asked (--epochs)"
@@ -681,6 +695,18 @@ class Call:
             print(f"skipped: {s['what']} ({s['why']})")
         for f in self.failed:
             print(f"FAILED: {f['what']} ({f['error']})")
+
+
+def _record_ref(ref: str) -> str:
+    """The data a run records: inside the checkout relative to it (the checkout's place on the
+    GPU machine means nothing elsewhere); a packed archive as its zip."""
+    for suffix in TAR_SUFFIXES:
+        if ref.endswith(suffix):
+            ref = ref[:-len(suffix)] + ".zip"
+    p = Path(ref)
+    if p.is_absolute() and p.resolve().is_relative_to(REPO):
+        return str(p.resolve().relative_to(REPO))
+    return ref
 
 
 def _default_runs() -> Path:

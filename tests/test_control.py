@@ -56,12 +56,16 @@ def test_the_negative_arms_remove_the_regions(ds):
     sys_path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "scripts"))
     import control as script
 
-    shuffled = with_landmarks(ds, "shuffled", 0)
-    moved = np.hypot(*(shuffled.points - ds.points).transpose(2, 0, 1)).mean()
-    assert moved > 4  # the masks leave the images' own key points
+    from lkr.regions import region_masks
+
+    moved = with_landmarks(ds, "moved", 0)
+    m = region_masks(moved.boxes, moved.points, alpha=0.3, size=48)
+    at_true = [m[i, int(y), int(x)] for i in range(len(m)) for x, y in ds.points[i]]
+    assert max(at_true) == 0  # the moved regions put no weight on any key point
+    assert float(m.reshape(len(m), -1).max(1).min()) > 0.5  # but are masks all the same
     cfgs = {arm: script.arm_config(arm, 0) for arm in ARMS}
-    same = {(c.epochs, c.batch_size, c.images_per_anchor, c.vgg_cfg, c.lr) for c in cfgs.values()}
-    assert len(same) == 1  # equal steps and images per step
+    same = {(c.epochs, c.batch_size, c.images_per_anchor, c.vgg_cfg, c.lr, c.flip_p) for c in cfgs.values()}
+    assert len(same) == 1 and next(iter(same))[-1] == 0.0  # equal steps and images per step; no flips
     uni = prepare_data(ds, cfgs["uniform-mask"], device="cpu")
     assert torch.equal(uni.masks, torch.ones_like(uni.masks))
     reg = prepare_data(ds, cfgs["baseline1"], device="cpu")
@@ -69,20 +73,26 @@ def test_the_negative_arms_remove_the_regions(ds):
     assert cfgs["lkrnet"].uses_triplet and not cfgs["baseline1"].uses_triplet and cfgs["uniform-mask"].local_branch
 
 
-def test_the_control_table_pairs_each_arm_with_vgg19_by_seed(tmp_path):
+def test_the_control_table_pairs_each_arm_with_vgg19_and_the_uniform_mask_by_seed(tmp_path):
     import json
 
     from lkr.report import control_table
 
-    acc = {"vgg19": [0.30, 0.35, 0.32], "baseline1-stage1": [0.50, 0.58, 0.52]}
+    acc = {"vgg19": [0.30, 0.35, 0.32], "baseline1-stage1": [0.50, 0.58, 0.52],
+           "uniform-mask-stage1": [0.31, 0.33, 0.36]}
     for arm, vals in acc.items():
         for s, a in enumerate(vals):
             d = tmp_path / "control" / "synthetic" / arm / f"seed{s}"
             d.mkdir(parents=True)
-            (d / "metrics.json").write_text(json.dumps({"accuracy": a, "cue_follow_rate": 0.4}))
+            (d / "metrics.json").write_text(json.dumps({"accuracy": a, "cue_follow_rate": 0.4,
+                                                        "accuracy_global_branch": a - 0.1,
+                                                        "accuracy_local_branch": a + 0.1}))
     rows = control_table(tmp_path)
     assert rows[2].startswith("| vgg19 | 0,1,2 | 32.3 ± 2.5")
-    b = rows[3]
-    assert b.startswith("| baseline1-stage1 | 0,1,2 | 53.3 ± 4.2") and "| +21.0 |" in b and "| 40.0 % |" in b
+    b = next(r for r in rows if r.startswith("| baseline1-stage1 |"))
+    assert "| 53.3 ± 4.2 | 43.3 ± 4.2 | 63.3 ± 4.2 | 40.0 % | +21.0 (" in b
+    assert "| +20.0 (" in b  # against the uniform mask at the same stage
+    u = next(r for r in rows if r.startswith("| uniform-mask-stage1 |"))
+    assert u.endswith("| – |")  # no region contrast for the uniform arm itself
     with pytest.raises(KeyError, match="no runs"):
         control_table(tmp_path, "ckplus")

@@ -231,3 +231,26 @@ def test_epochs_fit_the_budget():
     assert g.fit_epochs(c, 1, 60, FER_CONFIGS, CK_CONFIGS, 10) == 1  # never below one epoch
     assert g.warmup_for(60, 60, 20) == 20 and g.warmup_for(40, 60, 20) == 13 and g.warmup_for(1, 60, 20) == 0
     assert all(e > g.warmup_for(e, 60, 20) for e in range(1, 61))  # every fitted run leaves its warm-up
+
+
+def test_units_that_do_not_fit_are_skipped(tmp_path):
+    """With no time left every unit is skipped with its reason, and nothing is trained."""
+    from lkr.demo import make_demo
+
+    g = _load()
+    args = g.parse_args(["--dry-run", "--fer", "demo", "--ck", "demo-ckplus", "--out", str(tmp_path / "out"),
+                         "--runs", str(tmp_path / "runs"), "--stage", str(tmp_path / "stage")])
+    call = g.Call(args)
+    call.costs = g.Costs(fer_epoch={"vgg19": 1.0, "lkrnet": 1.0}, fer_fixed={"vgg19": 1.0, "lkrnet": 1.0},
+                         ck_epoch=0.1, ck_fixed=0.5)
+    call.budget = g.Budget(0.0)
+    fer, ck = make_demo("fer2013", n=70), make_demo("ckplus", n=60)
+    call.fer_group(fer, ["vgg19", "lkrnet"], 3, 0, "test")
+    call.ck_group(ck, ["vgg19"], 3, "test", fine_tune=False)
+    call.ck_group(ck, ["lkrnet"], 3, "test", fine_tune=True)
+    whats = [s["what"] for s in call.skipped]
+    assert whats == ["fer2013 vgg19", "fer2013 lkrnet", "ckplus vgg19", "ckplus lkrnet fine-tuned"]
+    assert "left" in call.skipped[0]["why"] and "did not finish" in call.skipped[-1]["why"]
+    assert not call.rows and not call.failed and not (tmp_path / "runs").exists()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["skipped"]) == 4
