@@ -286,8 +286,9 @@ class Predictor:
 
         if not faces or not self.cfg.local_branch:
             return np.zeros((len(faces), IMAGE_SIZE, IMAGE_SIZE), np.float32)
-        return region_masks(np.stack([f.box48 for f in faces]), np.stack([f.points48 for f in faces]),
-                            alpha=self.cfg.alpha, size=IMAGE_SIZE, merge=self.cfg.mask_merge)
+        m = region_masks(np.stack([f.box48 for f in faces]), np.stack([f.points48 for f in faces]),
+                         alpha=self.cfg.alpha, size=IMAGE_SIZE, merge=self.cfg.mask_merge)
+        return np.ones_like(m) if self.cfg.mask_source == "uniform" else m  # as lkr.prepare
 
     def probabilities(self, faces: Sequence[Face], masks: np.ndarray | None = None) -> np.ndarray:
         """(N, K) float32 ten-crop class probabilities of the faces, in one batched pass."""

@@ -263,8 +263,9 @@ def _masks(ds: FaceDataset, idx: np.ndarray, cfg) -> np.ndarray | None:
         ds = attach_landmarks(ds)
     from lkr.regions import region_masks
 
-    return region_masks(ds.boxes[idx], ds.points[idx], alpha=cfg.alpha, size=ds.images.shape[1],
-                        merge=cfg.mask_merge)
+    m = region_masks(ds.boxes[idx], ds.points[idx], alpha=cfg.alpha, size=ds.images.shape[1],
+                     merge=cfg.mask_merge)
+    return np.ones_like(m) if getattr(cfg, "mask_source", "regions") == "uniform" else m  # as lkr.prepare
 
 
 def pool_folds(config_dir: str | Path) -> dict[str, Any]:

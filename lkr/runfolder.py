@@ -194,6 +194,12 @@ def weights_sha256(run: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def dataset_identity(name: str) -> str:
+    """The dataset a name stands for, whatever was done to its images: "ckplus-cue" (the control's
+    stamped copy) is "ckplus"."""
+    return str(name).removesuffix("-cue")
+
+
 def init_source(source: str | Path, target_dataset: str) -> tuple[Path, str]:
     """Check a fine-tuning source (``Config.init_from``) for a run on ``target_dataset``.
 
@@ -220,7 +226,10 @@ def init_source(source: str | Path, target_dataset: str) -> tuple[Path, str]:
         trained_on = json.loads((run / "metrics.json").read_text()).get("dataset")
     except (OSError, ValueError):
         raise RunError(f"init_from {run}: its metrics.json cannot be read") from None
-    if trained_on == target_dataset:
+    if not trained_on:
+        raise RunError(f"init_from {run}: its metrics.json does not say which dataset it was trained on; "
+                       "a source must be shown to come from another dataset")
+    if dataset_identity(trained_on) == dataset_identity(target_dataset):
         raise ConfigError(f"init_from {run}: it was trained on {trained_on}, the dataset this run trains on "
                           f"({target_dataset}); a source must come from another dataset (a run of another fold "
                           "has seen this fold's test subjects)")

@@ -385,18 +385,21 @@ def compare(a: str, b: str, preds_a: Mapping[int, Mapping[str, np.ndarray]],
 def holm(comparisons: Sequence[Comparison]) -> None:
     """Holm's step-down correction (statsmodels) over a family of comparisons, of each noise's
     p-values apart: the image-level ones (:attr:`Comparison.p`, into ``p_holm``) and the
-    seed-level ones (:attr:`Comparison.p_seeds`, into ``p_seeds_holm``, over the pairs that have
-    one); in place."""
+    seed-level ones (:attr:`Comparison.p_seeds`, into ``p_seeds_holm``, over the pairs with two
+    seeds or more; one without spread counts as p = 1); in place."""
     from statsmodels.stats.multitest import multipletests
 
     if not comparisons:
         return
     for c, q in zip(comparisons, multipletests([c.p for c in comparisons], method="holm")[1]):
         c.p_holm = float(q)
-    with_seeds = [c for c in comparisons if c.p_seeds is not None]
+    # a pair without a seed-level p (one seed, or no spread) stays in the family as p = 1, so the
+    # correction of the others is as strict as the family is large; its own adjusted p stays None
+    with_seeds = [c for c in comparisons if len(c.seeds) > 1]
     if with_seeds:
-        for c, q in zip(with_seeds, multipletests([c.p_seeds for c in with_seeds], method="holm")[1]):
-            c.p_seeds_holm = float(q)
+        adj = multipletests([1.0 if c.p_seeds is None else c.p_seeds for c in with_seeds], method="holm")[1]
+        for c, q in zip(with_seeds, adj):
+            c.p_seeds_holm = None if c.p_seeds is None else float(q)
 
 
 def compare_all(predictions: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], *,

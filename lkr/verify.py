@@ -114,7 +114,8 @@ def verify(results: str | Path, *, fer: str | None = None, ck: str | None = None
         raise LkrError("give --fer and/or --ck: the archives whose labels the committed predictions are checked against")
     data = {"fer2013": _load(fer, "FER2013"), "ckplus": _load(ck, "CK+")}
     rep = Report()
-    for scale_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    _verify_control(root / "control" / "synthetic", rep)  # generated here: needs no archive
+    for scale_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "control"):
         for key, ds in data.items():
             kdir = scale_dir / key
             if not kdir.is_dir():
@@ -141,6 +142,21 @@ def verify(results: str | Path, *, fer: str | None = None, ck: str | None = None
                     _compare(d / "metrics.json", json.loads((d / "metrics.json").read_text()),
                              classification_metrics(real, pred, tuple(ds.class_names)), rep)
     return rep
+
+
+def _verify_control(base: Path, rep: Report) -> None:
+    """The synthetic positive control's runs against the set :func:`lkr.control.make_control`
+    draws again from each run's seed."""
+    if not base.is_dir():
+        return
+    from lkr.control import make_control
+
+    sets: dict[int, Any] = {}
+    for d in sorted(base.glob("*/seed*")):
+        s = int(d.name[4:])
+        if s not in sets:
+            sets[s] = make_control(s)
+        _check_run(d, sets[s], rep, "PrivateTest")
 
 
 def verify_cli(args: Any) -> int:

@@ -214,7 +214,8 @@ def unpack_data(src: Path, work: Path) -> Path:
                 if m.isfile():
                     z.writestr(m.name, tar.extractfile(m).read())
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise UserError(f"{src}: cannot be unpacked ({type(e).__name__}: {e}); pack it again with --pack-data") from None
+        raise UserError(f"{src}: cannot be unpacked ({type(e).__name__}: {e}); pack it again with "
+                        "--pack-data") from None
     os.replace(tmp, dst)
     return dst
 
@@ -648,12 +649,15 @@ class Call:
             epochs, why = args.epochs, f"{args.epochs} epochs as asked (--epochs)"
         else:
             epochs = fit_epochs(self.costs, self.budget.left(), min(args.max_epochs, base.epochs), fer_names,
-                                ck_names, len(range(args.ck_folds)))
-            why = (f"{epochs} epochs: the preset's {base.epochs}" if epochs == base.epochs else
-                   f"{epochs} of the preset's {base.epochs} epochs (warm-up {warmup_for(epochs, base.epochs, base.warmup_epochs)} "
-                   f"of them), the most at which FER2013 and CK+ fit the call's {args.budget_s:.0f} s budget "
-                   f"(measured epoch times)" if epochs < args.max_epochs else
-                   f"{epochs} epochs (--max-epochs)")
+                                ck_names, args.ck_folds)
+            warm = warmup_for(epochs, base.epochs, base.warmup_epochs)
+            if epochs == base.epochs:
+                why = f"{epochs} epochs: the preset's {base.epochs}"
+            elif epochs < args.max_epochs:
+                why = (f"{epochs} of the preset's {base.epochs} epochs (warm-up {warm} of them), the most at which "
+                       f"FER2013 and CK+ fit the call's {args.budget_s:.0f} s budget (measured epoch times)")
+            else:
+                why = f"{epochs} epochs (--max-epochs)"
         self.plan = {"epochs": epochs, "warmup_epochs": warmup_for(epochs, base.epochs, base.warmup_epochs),
                      "why": why, "groups": args.groups, "fer": fer_names, "ck": ck_names, "ck_folds": args.ck_folds,
                      "extra_seeds": args.seeds, "overrides": {k: v for k, v in self.overrides.items()}}

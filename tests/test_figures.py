@@ -676,3 +676,14 @@ def test_the_capacity_figure_is_drawn_from_every_width(tmp_path):
     assert rows[2].startswith("| cpu | 1/8 |") and rows[3].startswith("| cpu-quarter | 1/4 |")
     texts = " ".join(_fig_texts(F.fig_capacity(pts)))
     assert "cpu-quarter, seeds 0" in texts and "grow with the network" in texts
+
+
+def test_fig8_puts_each_wrong_class_inside_its_own_cell(tmp_path):
+    """The red "→ class" of a wrong prediction is drawn inside the heat map's own axes (not as a
+    title, which sat between rows and read as the next row's)."""
+    res = load_results(make_fake_results(tmp_path / "results"))
+    fig = F.fig8_gradcam(res["fer2013"])
+    inside = [t for ax in fig.axes for t in ax.texts if t.get_text().startswith("→")]
+    assert inside and all(t.get_transform() == t.axes.transAxes for t in inside)
+    assert all(0 <= t.get_position()[1] <= 0.5 for t in inside)  # low in its own cell
+    assert not any(ax.get_title().startswith("→") for ax in fig.axes)

@@ -87,9 +87,10 @@ def call(tmp_path_factory):
     for data, lm in ((fer, tmp / "fer-lm.npz"), (ck, tmp / "ck-lm.npz")):  # as on the CPU before a call
         assert export.main([str(data), str(lm)]) == 0
     if real:  # FER2013 travels packed (--pack-data) and the call unpacks it
-        subprocess.run([sys.executable, "scripts/gpu_run.py", "--pack-data", str(fer), str(tmp / "fer2013-small.tar.xz")],
+        packed = tmp / "fer2013-small.tar.xz"
+        subprocess.run([sys.executable, "scripts/gpu_run.py", "--pack-data", str(fer), str(packed)],
                        cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=120)
-        fer = tmp / "fer2013-small.tar.xz"
+        fer = packed
     t_lm = time.monotonic() - t0
     t0 = time.monotonic()
     p = subprocess.run(["bash", "scripts/gpu_run.sh", "--dry-run", "--fer", str(fer), "--ck", str(ck),

@@ -251,7 +251,8 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     run.mkdir()
     torch.save({"config": {}, "model": {}, "x": Evil()}, run / "best.pt", pickle_protocol=pickle.DEFAULT_PROTOCOL)
     (run / "metrics.json").write_text('{"dataset": "fer2013"}')
-    for args in (["evaluate", str(run)], ["predict", str(tmp_path / "none.jpg"), "--run", str(run)]):
+    for args in (["evaluate", str(run)], ["predict", str(tmp_path / "none.jpg"), "--run", str(run)],
+                 ["export", str(run), "--onnx", str(tmp_path / "x.onnx")]):
         code = main(args)
         err = capsys.readouterr().err.strip()
         assert code == 2 and "refused, not loaded" in err and "\n" not in err, (args, err)
@@ -259,3 +260,19 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     with pytest.raises(RunError, match="refused, not loaded"):
         init_weights_from(build_model(config_for(ds, "lkrnet", epochs=1)), run)
     assert not marker.exists()
+
+
+def test_a_source_that_names_no_dataset_or_the_same_one_under_another_name_is_refused(tmp_path):
+    from lkr.runfolder import dataset_identity, init_source
+
+    run = tmp_path / "src"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"x")
+    (run / "metrics.json").write_text("{}")
+    with pytest.raises(RunError, match="does not say which dataset"):
+        init_source(run, "ckplus")
+    (run / "metrics.json").write_text('{"dataset": "ckplus"}')
+    assert dataset_identity("ckplus-cue") == "ckplus"
+    with pytest.raises(ConfigError, match="trained on ckplus"):
+        init_source(run, "ckplus-cue")  # the control's stamped copy is still CK+
+    assert init_source(run, "fer2013")[0] == run

@@ -246,3 +246,25 @@ def test_a_run_folder_from_elsewhere_is_checked_when_loaded(demo_run, tmp_path, 
     torch.save(ck, other / "best.pt")
     with pytest.warns(RunFolderWarning, match=r"unknown fields a_future_field.*missing fields mask_merge"):
         load_run_model(other)
+
+
+def test_the_record_of_a_short_run_still_evaluates_and_predicts(demo_run, tmp_path, capsys, photos):
+    """A run recorded with a schedule that never leaves its warm-up (an older short run) is
+    refused for training, not for reading: evaluate and predict load it."""
+    import shutil
+
+    import torch
+
+    from lkr.cli import main
+
+    run = tmp_path / "short"
+    shutil.copytree(demo_run, run)
+    ck = torch.load(run / "best.pt", weights_only=True)
+    ck["config"].update(schedule="paper", warmup_epochs=20, epochs=1)
+    torch.save(ck, run / "best.pt")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg.update(schedule="paper", warmup_epochs=20, epochs=1)
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert main(["predict", str(photos["one"]), "--run", str(run), "--json"]) == 0
+    assert "never leaves" not in capsys.readouterr().err

@@ -371,3 +371,12 @@ def test_compare_fills_the_seed_level_p(tmp_path):
     assert c.p_seeds == pytest.approx(stats.seed_test(c.diff_per_seed))
     one = stats.compare("a", "b", {0: preds["a"][0]}, {0: preds["b"][0]}, **FAST)
     assert one.p_seeds is None
+
+
+def test_a_pair_without_a_seed_level_p_stays_in_the_holm_family():
+    """Zero spread over seeds gives no t-test; the pair still counts (as p = 1), so the others'
+    correction is as strict as the family is large."""
+    fam = [_comparison(p_seeds=0.01), _comparison(p_seeds=None), _comparison(p_seeds=0.02)]
+    stats.holm(fam)
+    assert fam[1].p_seeds_holm is None
+    assert fam[0].p_seeds_holm == pytest.approx(0.03) and fam[2].p_seeds_holm == pytest.approx(0.04)

@@ -342,7 +342,8 @@ def test_scale_cpu_quarter_is_cpu_at_quarter_width():
 
 def test_re_evaluating_a_run_gives_its_metrics_bit_for_bit(tmp_path):
     """lkr evaluate loads the model in the training memory format (channels-last) at the run's
-    threads and precision: the probabilities equal the run's own exactly, not approximately."""
+    threads and precision: its metrics equal the run's exactly, and its probabilities equal the
+    stored ones at their float16 storage (with bf16, an NCHW model already differs there)."""
     from lkr.evaluate import evaluate_run, run_test_probabilities
 
     ds = make_demo("fer2013")  # what data_ref "demo" loads again

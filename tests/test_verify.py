@@ -75,3 +75,24 @@ def test_the_committed_results_match_the_real_archives(fer2013_zip, ckplus48_zip
     assert main(["verify", str(REPO / "results"), "--fer", str(fer2013_zip), "--ck", str(ckplus48_zip)]) == 0
     out = capsys.readouterr().out
     assert "all match" in out and "MISMATCH" not in out
+
+
+def test_verify_checks_the_synthetic_control_with_no_archive(tmp_path, capsys):
+    """The control's set is drawn again from each run's seed: its runs are checked even when no
+    archive is given for the datasets (and a tampered one is named)."""
+    from lkr.control import make_control
+
+    ds = make_control(1)
+    test = np.flatnonzero(ds.splits == "PrivateTest")
+    root = tmp_path / "results"
+    _fake_run(root / "control" / "synthetic" / "vgg19" / "seed1", ds, test, 0.5)
+    _fake_run(root / "cpu" / "fer2013" / "vgg19", make_demo("fer2013"), np.flatnonzero(make_demo("fer2013").splits
+                                                                                          == "PrivateTest"), 0.6)
+    assert main(["verify", str(root), "--fer", "demo"]) == 0
+    assert "checked 2 runs" in capsys.readouterr().out
+    m = root / "control" / "synthetic" / "vgg19" / "seed1" / "metrics.json"
+    rec = json.loads(m.read_text())
+    rec["accuracy"] = 0.99
+    m.write_text(json.dumps(rec))
+    assert main(["verify", str(root), "--fer", "demo"]) == 1
+    assert f"MISMATCH {m}: accuracy" in capsys.readouterr().out
