@@ -345,7 +345,10 @@ SCALES["cpu-ft"] = dict(SCALES["cpu"])
 # "cpu-quarter": the "cpu" preset at 1/4 width (four times 1/8's conv FLOPs, everything else
 # equal), to see whether LKRNet's gain over VGG19 grows with the network (docs/cpu-runs.md).
 SCALES["cpu-quarter"] = {**SCALES["cpu"], "width": 0.25}
-FINE_TUNE: dict[str, tuple[str, str]] = {"cpu-ft": ("cpu", "fer2013")}
+# "full-ft": CK+ at the paper's scale fine-tuned from the FER2013 "full" runs (the GPU call's
+# third group, scripts/gpu_run.py): cpu-ft's protocol at full width.
+SCALES["full-ft"] = dict(SCALES["full"])
+FINE_TUNE: dict[str, tuple[str, str]] = {"cpu-ft": ("cpu", "fer2013"), "full-ft": ("full", "fer2013")}
 """Scales whose runs start from another run (``Config.init_from``): scale -> (the source's
 scale, the source's dataset key); the source is the same configuration and seed."""
 DEMO_SCALE = "demo"
@@ -425,7 +428,8 @@ def scale_label(info: "Config | Mapping[str, Any]") -> str:
     paper = width == 1.0 and vgg == VGG19_CFG and d.get("epochs") in (None, Config.epochs)
     name = {"full": "full scale (the paper's)" if paper else "full scale", "cpu": "CPU scale",
             "cpu-ft": "CPU scale, fine-tuned from FER2013",
-            "cpu-quarter": "CPU scale at 1/4 width"}.get(scale, f"{scale} scale")
+            "cpu-quarter": "CPU scale at 1/4 width",
+            "full-ft": "full scale, fine-tuned from FER2013"}.get(scale, f"{scale} scale")
     return f"{name}: {', '.join(parts)}"
 
 

@@ -21,6 +21,7 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``folds <scale> ckplus``           per-fold paired differences of seed 0
 ``versus <scale> <other> <key>``   each configuration at one scale against itself at another
 ``capacity``                       LKRNet − VGG19 on FER2013 at each width measured
+``headline``                       the README's findings, as bullet lines
 ``control <name>``                 the positive control's arms over seeds (:mod:`lkr.control`)
 ================================== ==========================================================
 """
@@ -301,6 +302,60 @@ def control_table(root: str | Path, name: str = "synthetic") -> list[str]:
     return lines
 
 
+def headline(root: str | Path) -> list[str]:
+    """The README's findings as bullet lines, every number from ``root``: LKRNet − VGG19 on FER2013
+    at each width against the paper's gap, every comparison told apart at any scale (both
+    noises), and the positive control's contrast of the regions at the paper's stage and at
+    stage 1."""
+    from lkr.config import SCALE_NAMES
+    from lkr.paper import paper_overall
+    from lkr.stats import compare
+
+    root = Path(root)
+    paper = paper_overall("fer2013")
+    gap = paper["Our method"] - paper["VGG19"]
+    out = []
+    for scale, res in capacity_points(root):
+        c = compare("lkrnet", "vgg19", res["lkrnet"].seed_predictions(), res["vgg19"].seed_predictions())
+        w = _fraction(float(res["lkrnet"].metrics.get("width") or 1.0))
+        seeds = f"seeds {','.join(map(str, c.seeds))}"
+        ci = "" if c.seed_ci_low is None else f"; over seeds {_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
+        out.append(f"- FER2013 at {w} width: LKRNet − VGG19 {_pts(c.diff)} points ({seeds}; over test images "
+                   f"{_pts(c.ci_low)} to {_pts(c.ci_high)}{ci}); the paper's rows: {gap:+.1f}.")
+    for scale in SCALE_NAMES:
+        for key, res in load_results(root / scale).items():
+            for c in F.comparisons(res):
+                v = c.verdict()
+                if v == "not told apart" or v.endswith("(one seed)") or c.p_holm is None:
+                    continue
+                win, lose = (c.a, c.b) if v.startswith(c.a) else (c.b, c.a)
+                out.append(f"- {'CK+48' if key == 'ckplus' else 'FER2013'} at scale {scale}: told apart: "
+                           f"{F.LABELS.get(win, win)} above {F.LABELS.get(lose, lose)} by {_pts(abs(c.diff), sign=False)} "
+                           f"points (seeds {','.join(map(str, c.seeds))}; Holm p {F._p(c.p_holm)} over test images, "
+                           f"{F._p(c.p_seeds_holm)} over seeds).")
+    base = root / "control" / "synthetic"
+    if base.is_dir():
+        import json
+
+        def acc(arm: str) -> dict[int, float]:
+            return {int(d.name[4:]): json.loads((d / "metrics.json").read_text())["accuracy"]
+                    for d in sorted((base / arm).glob("seed*"))}
+
+        for stage, regions, uniform in (("the paper's stage 5", "baseline1", "uniform-mask"),
+                                        ("stage 1", "baseline1-stage1", "uniform-mask-stage1")):
+            a, u = acc(regions), acc(uniform)
+            both = sorted(set(a) & set(u))
+            if both:
+                from lkr.stats import seed_interval
+
+                d = [a[x] - u[x] for x in both]
+                lo, hi = seed_interval(d)
+                ci = "" if lo is None else f", over seeds {_pts(lo)} to {_pts(hi)}"
+                out.append(f"- Positive control (synthetic), mask at {stage}: the regions against a uniform mask "
+                           f"{_pts(float(np.mean(d)))} points ({len(both)} seed{'' if len(both) == 1 else 's'}{ci}).")
+    return out
+
+
 def table(spec: str, root: str | Path) -> list[str]:
     """The lines of one table, by its marker's spec (see the module docstring)."""
     words = spec.split()
@@ -316,6 +371,7 @@ def table(spec: str, root: str | Path) -> list[str]:
     makers: dict[str, Callable[[], list[str]]] = {
         "summary": lambda: summary_table(root),
         "capacity": lambda: capacity_table(root),
+        "headline": lambda: headline(root),
         "control": lambda: control_table(root, *args[:1]),
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),

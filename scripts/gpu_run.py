@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -178,7 +177,6 @@ def pack_data(src: Path, dst: Path) -> None:
     """A dataset zip as one solid, reproducible ``.tar.xz`` (the same members, the same bytes):
     FER2013's 35,887 small JPEGs share their tables, so the solid archive is 41.4 MB against the
     zip's 53.9 MB, which is what lets the datasets travel with the repository (docs/gpu-runs.md)."""
-    import tarfile
     import zipfile
 
     if not zipfile.is_zipfile(src):
@@ -198,7 +196,6 @@ def pack_data(src: Path, dst: Path) -> None:
 def unpack_data(src: Path, work: Path) -> Path:
     """The zip a ``.tar.xz`` from :func:`pack_data` was made of (same member names and bytes,
     stored), under ``work``; the kit reads it as it reads the original."""
-    import tarfile
     import zipfile
 
     name = src.name
