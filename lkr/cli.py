@@ -231,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="ten-crop evaluation of a run folder")
     ev.add_argument("run")
-    ev.add_argument("--data", default=None, help="dataset (default: the one the run was trained on)")
+    ev.add_argument("--data", default=None,
+                    help="dataset (default: the one the run was trained on); another dataset (FER2013 <-> CK+48) is "
+                         "evaluated on its images over the shared classes, into <run>/cross/<dataset>/")
     ev.add_argument("--device", default=None)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)

@@ -160,7 +160,110 @@ def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None
     return classification_metrics(labels, probs.argmax(1), names)
 
 
+def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds: Any = None) -> dict[str, Any]:
+    """A trained run on another dataset's images (FER2013 -> CK+48, CK+48 -> FER2013), written to
+    ``<run>/cross/<dataset>/`` (never over the run's own metrics).
+
+    Classes are matched by name; images of a class the model never learned (contempt for a
+    FER2013 model, neutral for a CK+ model) are left out and counted; the prediction is the
+    argmax of the ten-crop probabilities over the shared classes. The images: FER2013's
+    PrivateTest, or every CK+ image (the model never saw either). On CK+, the 95% interval
+    resamples subjects (a subject's frames are not independent; :mod:`lkr.stats`).
+
+    Returns:
+        metrics ({"accuracy", "per_class", "confusion", "n", ...} over the shared classes, plus
+        "left_out" {class: images}, "shared_classes", "ci_low", "ci_high", "resampled",
+        "dataset", "source_dataset").
+
+    Raises:
+        RunError: not a trained run; LkrError: the data cannot be read, or shares no class.
+    """
+    from lkr.errors import LkrError
+    from lkr.landmarks import attach_landmarks
+    from lkr.predict import run_class_names
+    from lkr.readers import load_dataset
+    from lkr.runfolder import save_npz, write_json
+    from lkr.stats import bootstrap_difference
+
+    run = Path(run)
+    model, cfg, info = load_run_model(run, device=resolve_device(device))
+    dev = next(model.parameters()).device
+    if dev.type == "cpu":
+        from lkr.cpu import use_threads
+
+        use_threads(info.get("threads"))
+    names = run_class_names(run, cfg.num_classes, info)
+    ds = load_dataset(data) if ds is None else ds
+    if ds.name == info.get("dataset"):
+        raise LkrError(f"{data}: the run was trained on {ds.name} itself; use lkr evaluate {run} without --data "
+                       "for its own test split")
+    shared = [c for c in ds.class_names if c in names]
+    if not shared:
+        raise LkrError(f"{data}: none of its classes ({', '.join(ds.class_names)}) is one the run learned")
+    pick = np.flatnonzero(ds.splits == "PrivateTest") if ds.evaluation == "splits" else np.arange(len(ds.labels))
+    target = np.asarray(ds.class_names)[ds.labels[pick]]
+    keep = np.isin(target, shared)
+    left_out = {c: int((target == c).sum()) for c in ds.class_names if c not in shared}
+    idx = pick[keep]
+    if cfg.local_branch and not ds.has_landmarks:
+        ds = attach_landmarks(ds, progress=False)
+    masks = None
+    if cfg.local_branch:
+        from lkr.regions import region_masks
+
+        masks = torch.from_numpy(region_masks(ds.boxes[idx], ds.points[idx], alpha=cfg.alpha,
+                                              size=ds.images.shape[1], merge=cfg.mask_merge)).to(dev)
+        if cfg.mask_source == "uniform":
+            masks = torch.ones_like(masks)
+    probs, _ = predict(model, torch.from_numpy(ds.images[idx]).to(dev), masks, crops="ten", crop=cfg.crop,
+                       amp=run_bf16(cfg, info, dev), channels_last=cfg.channels_last)
+    cols = [names.index(c) for c in shared]  # the model's columns of the shared classes
+    pred_shared = probs[:, cols].argmax(1).cpu().numpy()
+    label_shared = np.array([shared.index(c) for c in np.asarray(ds.class_names)[ds.labels[idx]]])
+    m = classification_metrics(label_shared, pred_shared, tuple(shared))
+    right = (label_shared == pred_shared).astype(float)
+    groups = ds.subjects[idx].astype(str) if ds.evaluation == "folds" and all(ds.subjects[idx]) else None
+    _, low, high = bootstrap_difference(right, np.zeros_like(right), groups=groups)
+    m.update({"left_out": left_out, "shared_classes": shared, "ci_low": low, "ci_high": high,
+              "resampled": "subjects" if groups is not None else "images", "dataset": ds.name, "data": str(data),
+              "source_dataset": info.get("dataset"), "images": "PrivateTest" if ds.evaluation == "splits" else "all"})
+    out = run / "cross" / ds.name
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {"subject": groups} if groups is not None else {}
+    save_npz(out / "predictions.npz", index=idx, label=label_shared.astype(np.int8), pred=pred_shared.astype(np.int8),
+             class_names=np.array(shared), **extra)
+    write_json(out / "metrics.json", m)
+    return m
+
+
+def _trained_on(run: str | Path) -> str | None:
+    try:
+        return json.loads((Path(run) / "metrics.json").read_text()).get("dataset")
+    except (OSError, ValueError):
+        return None
+
+
 def evaluate_cli(args: argparse.Namespace) -> int:
+    other = None
+    if args.data:  # another dataset than the run's own: the cross-dataset evaluation
+        from lkr.readers import load_dataset
+
+        other = load_dataset(args.data)
+        if other.name == _trained_on(args.run):
+            other = None
+    if other is not None:
+        m = evaluate_cross(args.run, args.data, device=args.device, ds=other)
+        if args.json:
+            print(json.dumps(m, indent=2))
+            return 0
+        lo = ", ".join(f"{c} {n}" for c, n in m["left_out"].items()) or "none"
+        print(f"{args.run} on {m['dataset']} ({m['images']} images): {100 * m['accuracy']:.2f}% over the "
+              f"{len(m['shared_classes'])} shared classes, 95% interval {100 * m['ci_low']:.1f}-{100 * m['ci_high']:.1f} "
+              f"(resampling {m['resampled']}); {m['n']} images, left out: {lo}; written to "
+              f"{Path(args.run) / 'cross' / m['dataset']}")
+        for c, a in m["per_class"].items():
+            print(f"  {c:<10} {'-' if a is None else f'{100 * a:5.1f}%'}  (n={m['class_counts'][c]})")
+        return 0
     m = evaluate_run(args.run, data=args.data, device=args.device)
     if args.json:
         print(json.dumps(m, indent=2))

@@ -22,6 +22,7 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``versus <scale> <other> <key>``   each configuration at one scale against itself at another
 ``capacity``                       LKRNet − VGG19 on FER2013 at each width measured
 ``headline``                       the README's findings, as bullet lines
+``cross <target>``                 FER2013 runs on another dataset's images (FER2013 -> CK+48)
 ``control <name>``                 the positive control's arms over seeds (:mod:`lkr.control`)
 ================================== ==========================================================
 """
@@ -356,6 +357,45 @@ def headline(root: str | Path) -> list[str]:
     return out
 
 
+def cross_table(root: str | Path, target: str = "ckplus") -> list[str]:
+    """FER2013 runs evaluated on another dataset's images (``<config>/[seed<s>/]cross/<target>``,
+    :func:`lkr.evaluate.evaluate_cross`), every from-scratch scale: accuracy over the shared
+    classes with its interval (CK+: resampling subjects), and LKRNet − VGG19 paired on the same
+    images (clustered sign-flip over subjects on CK+)."""
+    import json
+
+    from lkr.config import FINE_TUNE, SCALE_NAMES
+    from lkr.stats import compare
+
+    lines = ["| scale | configuration | seed | images | accuracy (shared classes) | 95% interval | "
+             "LKRNet − VGG19 (points; 95%; p) |", "|---|---|---:|---:|---:|---:|---:|"]
+    found = False
+    for scale in SCALE_NAMES:
+        if scale in FINE_TUNE:
+            continue
+        d = Path(root) / scale / "fer2013"
+        preds, mets = {}, {}
+        for m_f in sorted(d.glob(f"*/cross/{target}/metrics.json")) + sorted(d.glob(f"*/seed*/cross/{target}/metrics.json")):
+            cfg_dir = m_f.parents[2]
+            seed = int(cfg_dir.name[4:]) if cfg_dir.name.startswith("seed") else 0
+            cfg = cfg_dir.parent.name if seed else cfg_dir.name
+            mets[(cfg, seed)] = json.loads(m_f.read_text())
+            with np.load(m_f.parent / "predictions.npz") as z:
+                preds[(cfg, seed)] = {k: z[k] for k in z.files}
+        for (cfg, seed) in sorted(mets, key=lambda k: (k[1], ORDER.index(k[0]) if k[0] in ORDER else 99)):
+            m = mets[(cfg, seed)]
+            pair = ""
+            if cfg == "lkrnet" and ("vgg19", seed) in preds:
+                c = compare("lkrnet", "vgg19", {seed: preds[(cfg, seed)]}, {seed: preds[("vgg19", seed)]})
+                pair = f"{_pts(c.diff)} ({_pts(c.ci_low)} to {_pts(c.ci_high)}; {F._p(c.p)})"
+            found = True
+            lines.append(f"| {scale} | {F.LABELS.get(cfg, cfg)} | {seed} | {m['n']} | {100 * m['accuracy']:.1f} | "
+                         f"{100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f} | {pair or '–'} |")
+    if not found:
+        raise KeyError(f"table 'cross {target}': no cross-dataset evaluations in {root}")
+    return lines
+
+
 def table(spec: str, root: str | Path) -> list[str]:
     """The lines of one table, by its marker's spec (see the module docstring)."""
     words = spec.split()
@@ -372,6 +412,7 @@ def table(spec: str, root: str | Path) -> list[str]:
         "summary": lambda: summary_table(root),
         "capacity": lambda: capacity_table(root),
         "headline": lambda: headline(root),
+        "cross": lambda: cross_table(root, *args[:1]),
         "control": lambda: control_table(root, *args[:1]),
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),

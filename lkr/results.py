@@ -124,6 +124,12 @@ def export_run(run: str | Path, dest: str | Path, *, embeddings: bool = True) ->
     if not (run / "metrics.json").exists():
         raise RunError(f"{run}: no finished run (metrics.json missing)")
     dest.mkdir(parents=True, exist_ok=True)
+    for cross in sorted((run / "cross").glob("*/metrics.json")) if (run / "cross").is_dir() else []:
+        d = dest / "cross" / cross.parent.name  # evaluations on another dataset (lkr evaluate --data)
+        d.mkdir(parents=True, exist_ok=True)
+        for f in ("metrics.json", "predictions.npz"):
+            if (cross.parent / f).exists():
+                shutil.copyfile(cross.parent / f, d / f)
     for name in SMALL_FILES + (("embeddings.npz",) if embeddings else ()):
         if name == "history.json" and (run / name).exists():
             write_json(dest / name, json.loads((run / name).read_text()), digits=HISTORY_DIGITS)

@@ -256,7 +256,7 @@ def config_of_record(d: dict[str, Any], where: Path) -> Config:
     if unknown or missing:
         parts = ([f"unknown fields {', '.join(unknown)} (ignored)"] if unknown else []) + (
             [f"missing fields {', '.join(missing)} (defaults used)"] if missing else [])
-        warnings.warn(f"{where}: written by another version of lkr: {'; '.join(parts)}", RunFolderWarning,
+        warnings.warn(f"{where}: its record and this kit's config differ: {'; '.join(parts)}", RunFolderWarning,
                       stacklevel=3)
     try:
         return Config.from_dict(d)

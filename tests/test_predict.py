@@ -268,3 +268,30 @@ def test_the_record_of_a_short_run_still_evaluates_and_predicts(demo_run, tmp_pa
     assert main(["evaluate", str(run), "--json"]) == 0
     assert main(["predict", str(photos["one"]), "--run", str(run), "--json"]) == 0
     assert "never leaves" not in capsys.readouterr().err
+
+
+def test_a_run_evaluated_on_another_dataset_maps_classes_by_name(demo_run, tmp_path, capsys):
+    """FER2013 -> CK+: contempt (never learned) is left out and counted, the prediction is the
+    argmax over the shared classes, the interval resamples subjects, and the results go to
+    cross/<dataset>/ without touching the run's own metrics."""
+    import shutil
+
+    from lkr.cli import main
+    from lkr.demo import make_demo
+    from lkr.evaluate import evaluate_cross
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    own = (run / "metrics.json").read_text()
+    ck = make_demo("ckplus")
+    m = evaluate_cross(run, "demo-ckplus", ds=ck)
+    contempt = int((np.asarray(ck.class_names)[ck.labels] == "contempt").sum())
+    assert m["left_out"] == {"contempt": contempt} and m["n"] == len(ck.labels) - contempt
+    assert m["shared_classes"] == [c for c in ck.class_names if c != "contempt"]
+    assert m["resampled"] == "subjects" and m["ci_low"] <= m["accuracy"] <= m["ci_high"]
+    z = np.load(run / "cross" / "demo-ckplus" / "predictions.npz")
+    assert float((z["pred"] == z["label"]).mean()) == pytest.approx(m["accuracy"]) and z["pred"].max() < 6
+    assert (run / "metrics.json").read_text() == own
+    assert main(["evaluate", str(run), "--data", "demo-ckplus"]) == 0
+    out = capsys.readouterr().out
+    assert "over the 6 shared classes" in out and f"left out: contempt {contempt}" in out
