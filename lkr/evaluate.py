@@ -180,7 +180,7 @@ def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds:
     """
     from lkr.errors import LkrError
     from lkr.landmarks import attach_landmarks
-    from lkr.predict import run_class_names
+    from lkr.runfolder import run_class_names
     from lkr.readers import load_dataset
     from lkr.runfolder import save_npz, write_json
     from lkr.stats import bootstrap_difference

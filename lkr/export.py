@@ -107,7 +107,7 @@ def export_onnx(run: str | Path, path: str | Path, *, check_batches: tuple[int, 
             dynamic, or onnxruntime differs from PyTorch by more than ``atol``.
     """
     onnx, ort = _require_onnx()
-    from lkr.predict import run_class_names
+    from lkr.runfolder import run_class_names
     from lkr.runfolder import load_run_model
 
     model, cfg, info = load_run_model(run, device="cpu")

@@ -50,9 +50,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from lkr.classes import CKPLUS_CLASSES, FER2013_CLASSES
 from lkr.dataset import IMAGE_SIZE
 from lkr.errors import BadImageError, LkrError, RunError
+from lkr.runfolder import run_class_names  # noqa: F401 (here before; the Predictor uses it)
 from lkr.readers import CK_CROP_SCALE, square_crop
 
 MIN_PROB = 0.9
@@ -208,31 +208,6 @@ def find_faces(photo: Image.Image, *, device: str | torch.device = "cpu", min_pr
 
 
 # --- the run --------------------------------------------------------------------------------
-def run_class_names(run: str | Path, num_classes: int, info: dict[str, Any]) -> tuple[str, ...]:
-    """The class names a run predicts, in its label order.
-
-    Read from the run's ``predictions.npz`` (or ``metrics.json``); a run without either (killed
-    after ``best.pt``) gets CK+'s names when its dataset is CK+-like, else FER2013's.
-
-    Raises:
-        RunError: when the names found do not match the model's number of classes.
-    """
-    run = Path(run)
-    names: tuple[str, ...] | None = None
-    try:
-        with np.load(run / "predictions.npz", allow_pickle=False) as z:
-            names = tuple(str(c) for c in z["class_names"])
-    except (OSError, KeyError, ValueError):
-        try:
-            names = tuple(json.loads((run / "metrics.json").read_text())["class_counts"])
-        except (OSError, KeyError, ValueError, TypeError):
-            ck = "ck" in str(info.get("dataset", "")).lower()
-            names = CKPLUS_CLASSES if ck else FER2013_CLASSES
-    if len(names) != num_classes:
-        raise RunError(f"{run}: {len(names)} class names for a model of {num_classes} classes")
-    return names
-
-
 class Predictor:
     """A trained run, loaded once, applied to photos.
 

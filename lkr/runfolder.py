@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from lkr.atomic import atomic_write
+from lkr.classes import CKPLUS_CLASSES, FER2013_CLASSES
 from lkr.config import Config
 from lkr.errors import ConfigError, RunError
 from lkr.model import build_model
@@ -334,3 +335,28 @@ def init_weights_from(model: torch.nn.Module, source: str | Path) -> str:
             f"seed {src_cfg.get('seed', '?')}, trained on {m.get('dataset', '?')}: epoch {m.get('best_epoch', '?')} "
             f"selected at {100 * float(m.get('select_accuracy') or 0):.2f}% on {m.get('select_split', '?')}; "
             f"best.pt sha256 {sha[:16]}), all but the class layers")
+
+
+def run_class_names(run: str | Path, num_classes: int, info: dict[str, Any]) -> tuple[str, ...]:
+    """The class names a run predicts, in its label order.
+
+    Read from the run's ``predictions.npz`` (or ``metrics.json``); a run without either (killed
+    after ``best.pt``) gets CK+'s names when its dataset is CK+-like, else FER2013's.
+
+    Raises:
+        RunError: when the names found do not match the model's number of classes.
+    """
+    run = Path(run)
+    names: tuple[str, ...] | None = None
+    try:
+        with np.load(run / "predictions.npz", allow_pickle=False) as z:
+            names = tuple(str(c) for c in z["class_names"])
+    except (OSError, KeyError, ValueError):
+        try:
+            names = tuple(json.loads((run / "metrics.json").read_text())["class_counts"])
+        except (OSError, KeyError, ValueError, TypeError):
+            ck = "ck" in str(info.get("dataset", "")).lower()
+            names = CKPLUS_CLASSES if ck else FER2013_CLASSES
+    if len(names) != num_classes:
+        raise RunError(f"{run}: {len(names)} class names for a model of {num_classes} classes")
+    return names

@@ -421,7 +421,7 @@ def test_make_figures_draws_the_committed_results(tmp_path):
     for scale, res in scales.items():
         if "fer2013" in res:
             md = (tmp_path / f"table3_fer2013_{scale}.md").read_text()
-            assert scale.upper() in md.upper()  # e.g. "CPU scale: VGG19 at 1/8 width, ..."
+            assert F.results_scale_label(res["fer2013"], scale) in md  # e.g. "CPU scale: VGG19 at 1/8 width, ..."
             for cfg in res["fer2013"]:
                 assert F.LABELS[cfg] in md
             assert (tmp_path / f"fig7_confusion_fer2013_{scale}.png").exists()
