@@ -56,6 +56,11 @@ _PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}  # reprodu
 _CLASS_NAMES = set(CANONICAL)
 
 
+PNG_ONLY = frozenset({"fig8_gradcam"})
+"""Figures saved as PNG only: Fig. 8 is a grid of faces and heat maps, raster either way, and its
+PDF (the same pixels) was 280 KB a scale of what travels with every GPU call."""
+
+
 def figure_file(name: str, scale: str | None = None) -> str:
     """The file name (without suffix) of figure ``name`` at ``scale``: ``<name>_<scale>``, or
     ``<name>`` without a scale (Fig. 2, which involves no training)."""
@@ -84,9 +89,10 @@ def save_figure(fig: Figure, name: str, out_dir: str | Path = "figures", scale: 
     out.mkdir(parents=True, exist_ok=True)
     fig.set_size_inches(*FIGURES[name])
     stem = figure_file(name, scale)
-    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    paths = [out / f"{stem}.png"] + ([] if name in PNG_ONLY else [out / f"{stem}.pdf"])
     fig.savefig(paths[0], dpi=DPI)
-    fig.savefig(paths[1], dpi=DPI, metadata=_PDF_META)
+    if len(paths) > 1:
+        fig.savefig(paths[1], dpi=DPI, metadata=_PDF_META)
     return paths
 
 
@@ -1135,7 +1141,8 @@ def redraw_all(results_dir: str | Path = "results", out_dir: str | Path = "figur
             if key not in res:
                 continue
             draw(name, res, out, scale)
-            exts = (".md", ".csv", ".png", ".pdf") if name.startswith(("table", "differences")) else (".png", ".pdf")
+            exts = (".md", ".csv", ".png", ".pdf") if name.startswith(("table", "differences")) else (
+                (".png",) if name in PNG_ONLY else (".png", ".pdf"))
             written += [out / f"{figure_file(name, scale)}{e}" for e in exts]
         if verbose:
             missing = [k for k in KEYS if k not in res]

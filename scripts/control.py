@@ -85,6 +85,17 @@ def branch_accuracies(run: Path, ds) -> dict:
     return {f"accuracy_{k}_branch": float((torch.cat(v) == labels).float().mean()) for k, v in out.items()}
 
 
+def slim_export(dest: Path) -> None:
+    """Keep a control run's committed files small (55 runs or more): config, metrics and the
+    predictions without their probabilities; the per-epoch history stays in the run folder."""
+    from lkr.runfolder import save_npz
+
+    (dest / "history.json").unlink(missing_ok=True)
+    with np.load(dest / "predictions.npz") as z:
+        keep = {k: z[k] for k in z.files if k != "probs"}
+    save_npz(dest / "predictions.npz", **keep)
+
+
 def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", ck: str | None = None) -> dict:
     """Train one arm at one seed (module level: a worker runs it); export its small files."""
     from lkr.results import export_run
@@ -121,6 +132,7 @@ def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", c
     write_json(run / "metrics.json", m)
     dest = Path(results) / arm / f"seed{seed}"
     export_run(run, dest, embeddings=False)
+    slim_export(dest)
     return {"arm": arm, "seed": seed, "accuracy": m["accuracy"], "cue": m["cue_follow_rate"],
             "seconds": time.perf_counter() - t0}
 
