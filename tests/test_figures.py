@@ -389,7 +389,7 @@ def test_lkr_figures_says_each_scale(tmp_path, capsys):
     make_fake_results(tmp_path / "results", scale="cpu", datasets=("fer2013", "ckplus"), extra=CPU_RUNS)
     assert main(["figures", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "f")]) == 0
     out = capsys.readouterr().out
-    assert f"cpu: 28 files written to {tmp_path / 'f'} ({CPU_LABEL})" in out
+    assert f"cpu: 27 files written to {tmp_path / 'f'} ({CPU_LABEL})" in out  # Fig. 8: PNG only
     assert (tmp_path / "f" / "table3_fer2013_cpu.md").exists()
 
 
