@@ -209,12 +209,9 @@ def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds:
         ds = attach_landmarks(ds, progress=False)
     masks = None
     if cfg.local_branch:
-        from lkr.regions import region_masks
+        from lkr.regions import run_masks
 
-        masks = torch.from_numpy(region_masks(ds.boxes[idx], ds.points[idx], alpha=cfg.alpha,
-                                              size=ds.images.shape[1], merge=cfg.mask_merge)).to(dev)
-        if cfg.mask_source == "uniform":
-            masks = torch.ones_like(masks)
+        masks = torch.from_numpy(run_masks(cfg, ds.boxes[idx], ds.points[idx], size=ds.images.shape[1])).to(dev)
     probs, _ = predict(model, torch.from_numpy(ds.images[idx]).to(dev), masks, crops="ten", crop=cfg.crop,
                        amp=run_bf16(cfg, info, dev), channels_last=cfg.channels_last)
     cols = [names.index(c) for c in shared]  # the model's columns of the shared classes

@@ -17,7 +17,7 @@ prepared for training.
    the crop square; the face box is mapped the same way. When the mapped points fail
    :func:`lkr.landmarks.plausible` the face gets the landmark template, as faces without a
    detection got in training, and ``landmarks_detected`` is False. The local key region mask is
-   :func:`lkr.regions.region_masks` with the run's ``alpha`` and ``mask_merge``.
+   :func:`lkr.regions.run_masks` with the run's ``alpha``, ``mask_merge`` and ``mask_source``.
 4. **Prediction.** All faces of all photos go through one ten-crop pass
    (:func:`lkr.evaluate.predict`, ten-crop): the
    class probabilities are the softmax averaged over the ten crops.
@@ -257,13 +257,12 @@ class Predictor:
     def masks(self, faces: Sequence[Face]) -> np.ndarray:
         """(N, 48, 48) float32 local key region masks in [0, 1] of the faces (zeros without the
         local branch)."""
-        from lkr.regions import region_masks
+        from lkr.regions import run_masks
 
         if not faces or not self.cfg.local_branch:
             return np.zeros((len(faces), IMAGE_SIZE, IMAGE_SIZE), np.float32)
-        m = region_masks(np.stack([f.box48 for f in faces]), np.stack([f.points48 for f in faces]),
-                         alpha=self.cfg.alpha, size=IMAGE_SIZE, merge=self.cfg.mask_merge)
-        return np.ones_like(m) if self.cfg.mask_source == "uniform" else m  # as lkr.prepare
+        return run_masks(self.cfg, np.stack([f.box48 for f in faces]), np.stack([f.points48 for f in faces]),
+                         size=IMAGE_SIZE)
 
     def probabilities(self, faces: Sequence[Face], masks: np.ndarray | None = None) -> np.ndarray:
         """(N, K) float32 ten-crop class probabilities of the faces, in one batched pass."""

@@ -129,12 +129,9 @@ def prepare_data(ds: FaceDataset, cfg: Config, *, fold: int | None = None, folds
             from lkr.landmarks import attach_landmarks
 
             ds = attach_landmarks(ds, progress=progress)
-        from lkr.regions import region_masks
+        from lkr.regions import run_masks
 
-        masks = torch.from_numpy(region_masks(ds.boxes, ds.points, alpha=cfg.alpha, size=ds.images.shape[1],
-                                              merge=cfg.mask_merge)).to(device)
-        if cfg.mask_source == "uniform":  # a negative control: the local branch without the regions
-            masks = torch.ones_like(masks)
+        masks = torch.from_numpy(run_masks(cfg, ds.boxes, ds.points, size=ds.images.shape[1])).to(device)
     return Prepared(
         images=torch.from_numpy(ds.images).to(device),
         masks=masks,

@@ -91,3 +91,21 @@ def region_masks(boxes: Any, points: Any, *, alpha: float = 0.3, size: int = 48,
     if is_torch:
         return torch.cat(parts).float()
     return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def run_masks(cfg: Any, boxes: Any, points: Any, size: int = 48) -> np.ndarray:
+    """The masks a run's local branch is fed: :func:`region_masks` with the config's ``alpha``
+    and ``mask_merge``, or all ones when ``cfg.mask_source == "uniform"`` (the control's local
+    branch without region information). The one place training, evaluation, prediction and
+    Grad-CAM make them.
+
+    Args:
+        cfg: a :class:`lkr.config.Config` (``alpha``, ``mask_merge``, ``mask_source``).
+        boxes, points: as :func:`region_masks`.
+        size: image side.
+
+    Returns:
+        (N, size, size) float32 in [0, 1].
+    """
+    m = region_masks(boxes, points, alpha=cfg.alpha, size=size, merge=cfg.mask_merge)
+    return np.ones_like(m) if getattr(cfg, "mask_source", "regions") == "uniform" else m

@@ -267,11 +267,9 @@ def _masks(ds: FaceDataset, idx: np.ndarray, cfg) -> np.ndarray | None:
         from lkr.landmarks import attach_landmarks
 
         ds = attach_landmarks(ds)
-    from lkr.regions import region_masks
+    from lkr.regions import run_masks
 
-    m = region_masks(ds.boxes[idx], ds.points[idx], alpha=cfg.alpha, size=ds.images.shape[1],
-                     merge=cfg.mask_merge)
-    return np.ones_like(m) if getattr(cfg, "mask_source", "regions") == "uniform" else m  # as lkr.prepare
+    return run_masks(cfg, ds.boxes[idx], ds.points[idx], size=ds.images.shape[1])
 
 
 def pool_folds(config_dir: str | Path) -> dict[str, Any]:
