@@ -229,18 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="data-parallel processes (DDP under torchrun): one per GPU, or CPU processes")
     tr.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("evaluate", help="ten-crop evaluation of a run folder")
-    ev.add_argument("run")
+    ev = sub.add_parser("evaluate", help="ten-crop evaluation of a run folder (or of the shipped model)")
+    ev.add_argument("run", nargs="?", default=None, help="a trained run folder (or --shipped)")
+    ev.add_argument("--shipped", action="store_true", help="the model that ships with lkr (needs --data)")
     ev.add_argument("--data", default=None,
                     help="dataset (default: the one the run was trained on); another dataset (FER2013 <-> CK+48) is "
                          "evaluated on its images over the shared classes, into <run>/cross/<dataset>/")
+    ev.add_argument("--out", default=None, metavar="DIR",
+                    help="where a cross-dataset evaluation goes (default <run>/cross/<dataset>; for --shipped "
+                         "out/shipped/cross/<dataset>)")
     ev.add_argument("--device", default=None)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="expressions of every face on your photos, with Grad-CAM (CPU is fine)")
-    pr.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (jpg, png, ...)")
-    pr.add_argument("--run", required=True, help="a trained run folder (holds best.pt)")
+    pr.add_argument("photos", nargs="*", metavar="PHOTO", help="image files (jpg, png, ...)")
+    pr.add_argument("--run", default=None, help="a trained run folder (holds best.pt); default: the model that "
+                    "ships with lkr (LKRNet trained on FER2013; lkr predict --about)")
+    pr.add_argument("--about", action="store_true", help="print the shipped model's card (data, accuracy, "
+                    "sha256, limits) and exit")
     pr.add_argument("--json", action="store_true", help="print JSON: per photo its faces (box, label, "
                     "probabilities, landmarks_detected) and error")
     pr.add_argument("--save", metavar="DIR", default=None,

@@ -160,9 +160,10 @@ def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None
     return classification_metrics(labels, probs.argmax(1), names)
 
 
-def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds: Any = None) -> dict[str, Any]:
+def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds: Any = None,
+                   out: str | Path | None = None) -> dict[str, Any]:
     """A trained run on another dataset's images (FER2013 -> CK+48, CK+48 -> FER2013), written to
-    ``<run>/cross/<dataset>/`` (never over the run's own metrics).
+    ``out`` (default ``<run>/cross/<dataset>/``; never over the run's own metrics).
 
     Classes are matched by name; images of a class the model never learned (contempt for a
     FER2013 model, neutral for a CK+ model) are left out and counted; the prediction is the
@@ -224,7 +225,7 @@ def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds:
     m.update({"left_out": left_out, "shared_classes": shared, "ci_low": low, "ci_high": high,
               "resampled": "subjects" if groups is not None else "images", "dataset": ds.name, "data": str(data),
               "source_dataset": info.get("dataset"), "images": "PrivateTest" if ds.evaluation == "splits" else "all"})
-    out = run / "cross" / ds.name
+    out = run / "cross" / ds.name if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     extra = {"subject": groups} if groups is not None else {}
     save_npz(out / "predictions.npz", index=idx, label=label_shared.astype(np.int8), pred=pred_shared.astype(np.int8),
@@ -241,6 +242,17 @@ def _trained_on(run: str | Path) -> str | None:
 
 
 def evaluate_cli(args: argparse.Namespace) -> int:
+    from lkr.errors import LkrError
+
+    if args.shipped == (args.run is not None):
+        raise LkrError("lkr evaluate: give a run folder or --shipped (not both)")
+    if args.shipped:
+        from lkr.shipped import shipped_run
+
+        if not args.data:
+            raise LkrError("lkr evaluate --shipped: give --data (FER2013 for its PrivateTest, CK+48 for the "
+                           "cross-dataset evaluation)")
+        args.run = shipped_run()
     other = None
     if args.data:  # another dataset than the run's own: the cross-dataset evaluation
         from lkr.readers import load_dataset
@@ -249,15 +261,18 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         if other.name == _trained_on(args.run):
             other = None
     if other is not None:
-        m = evaluate_cross(args.run, args.data, device=args.device, ds=other)
+        out = args.out
+        if out is None and args.shipped:
+            out = Path("out") / "shipped" / "cross" / other.name  # never inside the installed package
+        m = evaluate_cross(args.run, args.data, device=args.device, ds=other, out=out)
         if args.json:
             print(json.dumps(m, indent=2))
             return 0
         lo = ", ".join(f"{c} {n}" for c, n in m["left_out"].items()) or "none"
-        print(f"{args.run} on {m['dataset']} ({m['images']} images): {100 * m['accuracy']:.2f}% over the "
-              f"{len(m['shared_classes'])} shared classes, 95% interval {100 * m['ci_low']:.1f}-{100 * m['ci_high']:.1f} "
-              f"(resampling {m['resampled']}); {m['n']} images, left out: {lo}; written to "
-              f"{Path(args.run) / 'cross' / m['dataset']}")
+        print(f"{'the shipped model' if args.shipped else args.run} on {m['dataset']} ({m['images']} images): "
+              f"{100 * m['accuracy']:.2f}% over the {len(m['shared_classes'])} shared classes, 95% interval "
+              f"{100 * m['ci_low']:.1f}-{100 * m['ci_high']:.1f} (resampling {m['resampled']}); {m['n']} images, "
+              f"left out: {lo}; written to {out or Path(args.run) / 'cross' / m['dataset']}")
         for c, a in m["per_class"].items():
             print(f"  {c:<10} {'-' if a is None else f'{100 * a:5.1f}%'}  (n={m['class_counts'][c]})")
         return 0
@@ -265,7 +280,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
-    print(f"{args.run}: ten-crop accuracy {100 * m['accuracy']:.2f}% on {m['n']} test images")
+    print(f"{'the shipped model' if args.shipped else args.run}: ten-crop accuracy {100 * m['accuracy']:.2f}% on "
+          f"{m['n']} test images")
     for c, a in m["per_class"].items():
         print(f"  {c:<10} {'-' if a is None else f'{100 * a:5.1f}%'}  (n={m['class_counts'][c]})")
     return 0

@@ -224,16 +224,20 @@ class Predictor:
         device: where the network (and MTCNN) run.
     """
 
-    def __init__(self, run: str | Path, *, device: str | None = None):
-        """Args: run: a trained run folder; device: "cpu", "cuda" or None (CUDA when present).
+    def __init__(self, run: str | Path | None = None, *, device: str | None = None):
+        """Args: run: a trained run folder, or None for the model that ships with lkr
+        (:mod:`lkr.shipped`); device: "cpu", "cuda" or None (CUDA when present).
 
         Raises:
-            RunError: if ``run`` is not a trained run folder.
+            RunError: if ``run`` is not a trained run folder, or the shipped model's file is
+                missing or damaged.
         """
         from lkr.device import resolve_device
         from lkr.runfolder import load_run_model
+        from lkr.shipped import is_shipped, shipped_run
 
-        self.run = Path(run)
+        self.run = shipped_run() if run is None or is_shipped(run) else Path(run)
+        self.is_shipped = run is None or is_shipped(run)
         self.device = resolve_device(device)
         self.model, self.cfg, self.info = load_run_model(self.run, device=self.device)
         self.class_names = run_class_names(self.run, self.cfg.num_classes, self.info)
@@ -248,7 +252,8 @@ class Predictor:
             pass
         acc = (f", {100 * m['accuracy']:.1f}% ten-crop accuracy on {m.get('test_split', 'its test split')}"
                if "accuracy" in m else "")
-        line = f"{self.run}: {self.cfg.variant} trained on {self.info.get('dataset', '?')}{acc}"
+        where = "lkr's shipped model" if self.is_shipped else str(self.run)
+        line = f"{where}: {self.cfg.variant} trained on {self.info.get('dataset', '?')}{acc}"
         if self.is_demo:
             line += (". It was trained on the synthetic demo set and has never seen a real face: its "
                      "predictions on photos are meaningless and only show the pipeline at work")
@@ -446,31 +451,29 @@ def example_photo(dest: str | Path) -> Path:
     return path
 
 
-def photo_run(run: str | Path | None, out: str | Path, *, device: str | None = None, epochs: int | None = None,
-              scale: str = "full", progress: bool = True) -> Path:
+def photo_run(run: str | Path | None, out: str | Path, *, scale: str = "full") -> Path:
     """The run to apply to photos.
 
-    ``run`` when given; else ``<out>/runs/<scale>/fer2013/lkrnet`` when it holds a trained run
-    (what notebook 02 trains: at scale "demo" on the demo set under ``lkr demo``, on FER2013 at
-    the scale asked for under ``lkr reproduce``; see :mod:`lkr.results`);
-    else LKRNet trained here on the synthetic demo set (the CPU preset, about half a minute)
-    into ``<out>/runs/photos-demo/lkrnet``. Check :meth:`Predictor.describe` for what it was
-    trained on.
+    ``run`` when given; else ``<out>/runs/<scale>/fer2013/lkrnet`` when it holds a run trained on
+    real faces (what notebook 02 trains on FER2013 under ``lkr reproduce``; see
+    :mod:`lkr.results`); else the model that ships with lkr (:func:`lkr.shipped.shipped_run`:
+    LKRNet trained on FER2013, checked by its sha256). A run trained on the synthetic demo set
+    (``lkr demo``) is passed over: it has never seen a real face. :meth:`Predictor.describe` says
+    which it is.
     """
+    from lkr.shipped import shipped_run
+
     if run is not None:
         return Path(run)
     found = Path(out) / "runs" / scale / "fer2013" / "lkrnet"
     if (found / "best.pt").exists():
-        return found
-    demo_run = Path(out) / "runs" / "photos-demo" / "lkrnet"
-    if not (demo_run / "best.pt").exists():
-        from lkr.demo import make_demo
-        from lkr.train import config_for, train
-
-        ds = make_demo("fer2013")
-        train(ds, config_for(ds, "lkrnet", epochs=epochs), demo_run, device=device, progress=progress,
-              data_ref="demo")
-    return demo_run
+        try:
+            kind = json.loads((found / "metrics.json").read_text()).get("kind")
+        except (OSError, ValueError):
+            kind = None
+        if kind not in (None, "demo"):
+            return found
+    return shipped_run()
 
 
 def results_table(results: Sequence[PhotoResult]) -> Any:
@@ -506,9 +509,17 @@ def format_result(r: PhotoResult) -> str:
 
 
 def predict_cli(args: Any) -> int:
-    """``lkr predict PHOTO... --run RUN [--json] [--save DIR]``: exit 0, or 1 if a photo failed."""
+    """``lkr predict PHOTO... [--run RUN] [--json] [--save DIR]`` (default: the shipped model),
+    or ``lkr predict --about``: exit 0, or 1 if a photo failed."""
     import sys
 
+    if args.about:
+        from lkr.shipped import about
+
+        print(about())
+        return 0
+    if not args.photos:
+        raise LkrError("lkr predict: give one or more photos (or --about for the shipped model's card)")
     p = Predictor(args.run, device=args.device)
     if p.is_demo:
         print(f"lkr: note: {args.run} was trained on the synthetic demo set; its predictions on real "

@@ -391,6 +391,22 @@ def cross_table(root: str | Path, target: str = "ckplus") -> list[str]:
             found = True
             lines.append(f"| {scale} | {F.LABELS.get(cfg, cfg)} | {seed} | {m['n']} | {100 * m['accuracy']:.1f} | "
                          f"{100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f} | {pair or '–'} |")
+        seeds = sorted(s for (c, s) in preds if c == "lkrnet" and ("vgg19", s) in preds)
+        if len(seeds) >= 2:  # over the seeds: the image-level (subjects) and the seed-level answer
+            c = compare("lkrnet", "vgg19", {s: preds[("lkrnet", s)] for s in seeds},
+                        {s: preds[("vgg19", s)] for s in seeds})
+            for cfg in ("vgg19", "lkrnet"):
+                accs = [100 * mets[(cfg, s)]["accuracy"] for s in seeds]
+                pair = (f"{_pts(c.diff)} ({c.resampled}: {_pts(c.ci_low)} to {_pts(c.ci_high)}; {F._p(c.p)}; seeds: "
+                        f"{_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}; {F._p(c.p_seeds)})") if cfg == "lkrnet" else "–"
+                lines.append(f"| {scale} | {F.LABELS.get(cfg, cfg)} | mean of {len(seeds)} | {mets[(cfg, seeds[0])]['n']} | "
+                             f"{np.mean(accs):.1f} | sd {np.std(accs, ddof=1):.1f} over seeds | {pair} |")
+    shipped = Path(root) / "shipped" / "cross" / target / "metrics.json"
+    if shipped.is_file():  # the model that ships with lkr (lkr.shipped; docs/model-card.md)
+        m = json.loads(shipped.read_text())
+        found = True
+        lines.append(f"| shipped (cpu, FC 256) | LKRNet (λ=0.2), float16 file | 0 | {m['n']} | {100 * m['accuracy']:.1f} | "
+                     f"{100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f} | – |")
     if not found:
         raise KeyError(f"table 'cross {target}': no cross-dataset evaluations in {root}")
     return lines

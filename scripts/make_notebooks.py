@@ -216,6 +216,16 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
             ("code", '{k: v.shape for k, v in res["fer2013"]["lkrnet"].gradcam.items()}'),
             ("code", 'F.gradcam_layer_label(res["fer2013"]["lkrnet"].gradcam)'),
             ("code", 'F.draw("fig8_gradcam", res, figures_dir, run_scale) if "fer2013" in res else "no fer2013 results at this scale"'),
+            ("md", "## Grad-CAM of the shipped model, with nothing trained\n\n"
+                   "The LKRNet that ships with lkr (`lkr predict --about`; docs/model-card.md) on a public-domain "
+                   "photo (scikit-image's `astronaut`): the same Grad-CAM at the same layer, of the predicted class, "
+                   "laid over the face. One photo is an illustration, not evidence."),
+            ("code", "from IPython.display import Image, display\n\n"
+                     "from lkr.predict import Predictor, example_photo\n\n"
+                     "shipped = Predictor(device=\"cpu\")\nprint(shipped.describe())\n"
+                     "r = shipped.predict([example_photo(Path(out) / \"photos\")], save=Path(out) / \"photos\" / \"gradcam\")[0]\n"
+                     "print(r.error or [(f.label, round(f.probabilities[f.label], 3)) for f in r.faces])\n"
+                     "display(Image(filename=r.annotated)) if r.annotated else None"),
         ],
     ),
 }
@@ -224,8 +234,8 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
 PHOTO_PARAMETERS = '''
 # your photos: a list of image files; None: scikit-image's public-domain astronaut
 photos = None
-# a trained run folder; None: <out>/runs/<scale>/fer2013/lkrnet when it holds one, else LKRNet trained here on the
-# demo set
+# a trained run folder; None: <out>/runs/<scale>/fer2013/lkrnet when it holds a run trained on real faces, else
+# the model that ships with lkr (LKRNet trained on FER2013; docs/model-card.md)
 run = None'''
 
 NOTEBOOKS["06_your_photos.ipynb"] = _notebook(
@@ -235,18 +245,17 @@ NOTEBOOKS["06_your_photos.ipynb"] = _notebook(
     "48×48), gets its local key region mask from MTCNN's five points mapped into the crop, and all faces go "
     "through one ten-crop pass. The annotated photo shows each face's box, its label and probability, and the "
     "Grad-CAM of the predicted class laid over the face.\n\n"
-    "The same from the command line: `lkr predict PHOTO... --run RUN [--json] [--save DIR]`; the network as "
+    "The same from the command line: `lkr predict PHOTO... [--run RUN] [--json] [--save DIR]`; the network as "
     "ONNX: `lkr export RUN --onnx FILE` (needs `pip install 'lkr[onnx]'`).",
     [
         ("code", "from IPython.display import Image, display\n\n"
                  "from lkr.predict import Predictor, example_photo, photo_run, results_table"),
-        ("md", "## The run\n\nThe LKRNet run of notebook 02 on FER2013 when there is one (`lkr reproduce`), or the "
-               "folder given as `run`. Without one, LKRNet is trained here on the synthetic demo set (about half a "
-               "minute on a CPU). **A run trained on the demo set has never seen a real face: its predictions on "
-               "photos are meaningless.** They only show the pipeline at work (`lkr demo` is such a case). The line "
-               "below says which run this is and what it was trained on."),
-        ("code", "predictor = Predictor(photo_run(run, out, device=device, epochs=epochs, scale=run_scale, "
-                 "progress=progress), device=device)\nprint(predictor.describe())"),
+        ("md", "## The run\n\nThe folder given as `run`, or the LKRNet of notebook 02 when it was trained on FER2013 "
+               "(`lkr reproduce`). Otherwise (under `lkr demo`, whose runs have only seen the synthetic demo set) "
+               "the model that ships with lkr: LKRNet trained on FER2013 at the CPU scale, checked by its sha256 "
+               "when loaded (`lkr predict --about`, docs/model-card.md). The line below says which it is."),
+        ("code", "predictor = Predictor(photo_run(run, out, scale=run_scale), device=device)\n"
+                 "print(predictor.describe())"),
         ("md", "## The photos\n\nBy default scikit-image's `astronaut`: Eileen Collins, a public-domain NASA portrait "
                "that ships inside the scikit-image package."),
         ("code", 'photo_paths = photos or [example_photo(Path(out) / "photos")]\nphoto_paths'),

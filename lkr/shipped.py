@@ -1,0 +1,269 @@
+"""The trained LKRNet that ships inside the package: ``lkr predict photo.jpg`` with no training.
+
+Beyond the paper. The shipped model is a run folder inside the package (``lkr/data/model/``):
+
+    best.pt       the selected weights in float16, their Config and the run's info (a
+                  ``weights_only`` pickle: tensors, numbers and text; nothing that runs code)
+    metrics.json  FER2013 PrivateTest, ten-crop, measured with this very file (not the float32
+                  run it came from)
+    card.json     what ``docs/model-card.md`` and ``lkr predict --about`` say: the sha256 of
+                  ``best.pt``, its size, how it was trained and selected, its accuracies
+
+How it was made (``scripts/ship_model.py``; docs/model-card.md): LKRNet (lambda 0.2) at the CPU
+preset (VGG19 at 1/8 width, 50 epochs, cosine, semi-hard mining) with compact heads,
+``fc_dims=(256, 256)`` instead of (4096, 256): at 1/8 width the heads see 64 features, and the
+4096-wide FC layers were 90% of the 2.95 M parameters. Trained on FER2013 Training, its epoch
+selected on PublicTest (centre crop), reported once on PrivateTest (ten-crop). Stored in float16
+(exact when widened back to float32); it runs in float32 on any CPU.
+
+Loading (:func:`shipped_run`) checks the sha256 of ``best.pt`` against ``card.json`` before
+``torch.load(weights_only=True)`` reads it: a damaged or replaced file is one line of error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from lkr.errors import RunError
+
+MODEL_DIR = Path(__file__).resolve().parent / "data" / "model"
+"""The shipped run folder (package data)."""
+
+SHIP_FC_DIMS = (256, 256)
+"""The shipped model's head widths (hidden, embedding): the one change from the CPU preset."""
+
+SHIP_SEED = 0
+
+REINSTALL = "reinstall lkr (pip install --force-reinstall --no-deps -e . in the repository)"
+
+
+def train_args(data: str, out: str) -> list[str]:
+    """The ``lkr train`` arguments that train the shipped model's run (what card.json records)."""
+    return ["train", "--data", data, "--variant", "lkrnet", "--scale", "cpu",
+            "--set", "fc_dims=" + ",".join(str(d) for d in SHIP_FC_DIMS), "--seed", str(SHIP_SEED),
+            "--threads", "2", "--quiet", "--out", out]
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def read_card(model_dir: str | Path | None = None) -> dict[str, Any]:
+    """The shipped model's card (``card.json``).
+
+    Raises:
+        RunError: the card is missing or not valid JSON (one line: reinstall).
+    """
+    path = Path(model_dir or MODEL_DIR) / "card.json"
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing: this installation of lkr has no shipped model; {REINSTALL}, or give "
+                       "--run with a run folder you trained") from None
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path}: unreadable ({type(e).__name__}); {REINSTALL}") from None
+    if not isinstance(card, dict) or not isinstance(card.get("sha256"), str):
+        raise RunError(f"{path}: holds no sha256 of the weights; {REINSTALL}")
+    return card
+
+
+def shipped_run(model_dir: str | Path | None = None) -> Path:
+    """The shipped run folder, once its ``best.pt`` matches the sha256 its card records.
+
+    Raises:
+        RunError: the weights are missing, or their sha256 differs (damaged or replaced), one line.
+    """
+    d = Path(model_dir or MODEL_DIR)
+    card = read_card(d)
+    best = d / "best.pt"
+    if not best.is_file():
+        raise RunError(f"{best}: missing; {REINSTALL}")
+    got = sha256_of(best)
+    if got != card["sha256"]:
+        raise RunError(f"{best}: damaged or replaced (sha256 {got[:16]}..., the card says {card['sha256'][:16]}...); "
+                       f"{REINSTALL}")
+    return d
+
+
+def is_shipped(run: str | Path) -> bool:
+    """Whether ``run`` is the shipped model's folder."""
+    try:
+        return Path(run).resolve() == MODEL_DIR.resolve()
+    except OSError:
+        return False
+
+
+def pack(run: str | Path, dest: str | Path, *, dtype: str = "float16") -> Path:
+    """Write a trained run's selected weights as a shipped model folder's ``best.pt``.
+
+    Floating-point tensors are stored in ``dtype`` (integer buffers as they are); the Config and
+    the run's info travel with them, the info's precision set to fp32 (the shipped model runs in
+    float32 on every CPU; the precision it trained in stays under ``trained_precision``).
+
+    Returns:
+        the ``best.pt`` written.
+    """
+    import torch
+
+    from lkr.runfolder import load_checkpoint, save_torch
+
+    run, dest = Path(run), Path(dest)
+    ck = load_checkpoint(run / "best.pt", torch.device("cpu"))
+    dt = getattr(torch, dtype)
+    model = {k: (v.to(dt) if v.is_floating_point() else v).contiguous() for k, v in ck["model"].items()}
+    info = dict(ck.get("info", {}))
+    info["trained_precision"] = info.get("precision")
+    info["precision"] = {"precision": "fp32", "why": f"shipped in {dtype}, run in float32 on any CPU"}
+    info["data"] = "fer2013.zip"  # the path it was trained from means nothing on another machine
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / "best.pt"
+    from lkr.config import Config
+
+    config = Config.from_dict(ck["config"]).to_dict()  # every field of this kit's Config, defaults filled in
+    save_torch(out, {"config": config, "model": model, "info": info,
+                     "epoch": ck.get("epoch"), "select_accuracy": ck.get("select_accuracy")})
+    return out
+
+
+def about(model_dir: str | Path | None = None) -> str:
+    """The card's summary, as ``lkr predict --about`` prints it."""
+    c = read_card(model_dir)
+    t, m = c.get("training", {}), c.get("privatetest", {})
+    lines = [
+        f"lkr's shipped model: {c.get('name', 'LKRNet')} ({c.get('parameters', '?'):,} parameters, "
+        f"{c.get('dtype', '?')}, {c.get('bytes', 0) / 1e6:.2f} MB)",
+        f"  trained on FER2013 Training ({t.get('train_images', '?')} images), epoch {t.get('best_epoch', '?')} "
+        f"selected on PublicTest ({100 * t.get('select_accuracy', 0):.1f}%, centre crop)",
+        f"  FER2013 PrivateTest, ten-crop, this file: {100 * m.get('accuracy', 0):.1f}% "
+        f"(95% interval {100 * m.get('ci_low', 0):.1f}-{100 * m.get('ci_high', 0):.1f}, {m.get('n', '?')} images)",
+    ]
+    for name, x in c.get("cross", {}).items():
+        lines.append(f"  {name}: {100 * x['accuracy']:.1f}% over the {len(x['shared_classes'])} shared classes "
+                     f"(95% interval {100 * x['ci_low']:.1f}-{100 * x['ci_high']:.1f}, resampling {x['resampled']}, "
+                     f"{x['n']} images)")
+    lines += [
+        f"  trained with: {t.get('command', '?')}",
+        f"  on: {t.get('machine', '?')}, {t.get('wall_s', 0) / 60:.0f} min",
+        f"  sha256: {c['sha256']}",
+        "  limits: 48x48 grayscale frontal faces; FER2013's label noise and demographic skew; "
+        "not for decisions about people. See docs/model-card.md.",
+    ]
+    return "\n".join(lines)
+
+
+LIMITS = """\
+- **Input.** A 48×48 grayscale face, cut from the photo as the kit cuts CK+ frames (a square on
+  MTCNN's face box) with MTCNN's five landmarks placing the local key region mask. Frontal or
+  near-frontal faces of adults, as in FER2013; profiles, strong occlusion and very small faces
+  (under 20 px) are outside what it was trained on.
+- **Labels.** FER2013's seven classes, from a dataset whose labels are noisy (human accuracy on
+  FER2013 is about 65 ± 5 %, Goodfellow et al. 2013) and whose faces were gathered by web search:
+  its demographic make-up is skewed and not documented, and accuracy per group is unmeasured.
+- **Posed against spontaneous.** Posed, peak expressions (CK+) are easier than everyday faces;
+  the cross-dataset figure is on posed faces.
+- **Use.** A research and teaching artefact. Not for decisions about people (hiring, policing,
+  health, education, access): an expression is not an emotion, and a label is not a state of mind.
+"""
+
+
+def card_name(cfg: dict[str, Any]) -> str:
+    """E.g. "LKRNet (λ 0.2), VGG19 at 1/8 width, FC 256 → 256 heads"."""
+    from lkr.config import _fraction
+
+    h, e = cfg["fc_dims"]
+    return f"LKRNet (λ {cfg.get('triplet_lambda')}), VGG19 at {_fraction(cfg.get('width', 1.0))} width, FC {h} → {e} heads"
+
+
+def model_card(card: dict[str, Any]) -> str:
+    """``docs/model-card.md`` rendered from the shipped model's ``card.json`` (every number in it
+    comes from there; scripts/ship_model.py writes both)."""
+    from lkr.config import _fraction
+
+    t, m = card["training"], card["privatetest"]
+    cfg = card["config"]
+    rows = "\n".join(f"| {c} | {m['class_counts'][c]} | {'–' if a is None else f'{100 * a:.1f}'} |"
+                     for c, a in m["per_class"].items())
+    cross = []
+    for name, x in card.get("cross", {}).items():
+        left = ", ".join(f"{c} {n}" for c, n in x["left_out"].items()) or "none"
+        cross.append(f"| {name} | {x['n']} | {100 * x['accuracy']:.1f} | {100 * x['ci_low']:.1f} to "
+                     f"{100 * x['ci_high']:.1f} | {x['resampled']} | {left} |")
+    cross_md = ("| evaluation | images | accuracy over the shared classes (%) | 95% interval | resampled | "
+                "left out |\n|---|---:|---:|---:|---|---|\n" + "\n".join(cross)) if cross else "Not measured."
+    return f"""# Model card: the LKRNet that ships with lkr
+
+<!-- Generated by scripts/ship_model.py from lkr/data/model/card.json; do not edit by hand. -->
+
+`lkr predict photo.jpg` uses this model when no `--run` is given; `lkr predict --about` prints a
+summary of this card. It is a run folder inside the package (`lkr/data/model/`, `lkr/shipped.py`).
+
+## The file
+
+| | |
+|---|---|
+| file | `{card['file']}` |
+| size | {card['bytes']:,} bytes |
+| storage | {card['dtype']} (run in float32 on any CPU) |
+| parameters | {card['parameters']:,} |
+| sha256 | `{card['sha256']}` |
+
+Loading checks this sha256 and reads the file with `torch.load(weights_only=True)`; a damaged or
+replaced file is refused with one line.
+
+## What it is
+
+{card['name']}: the paper's dual-branch network (a global VGG19 branch and a local branch on the
+local key region mask, trained with cross-entropy + λ × triplet loss, λ = {cfg.get('triplet_lambda')})
+at the kit's CPU scale: VGG19 at {_fraction(cfg.get('width', 1.0))} width; each branch's head is
+FC {cfg['fc_dims'][0]} → FC {cfg['fc_dims'][1]} (the embedding) → FC 7, where the paper has FC 4096 →
+FC 256 → FC 7 (at 1/8 width the heads see 64 features, and two FC 4096 layers would be 90% of the
+file); {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, lr {cfg.get('lr')} with a {cfg.get('schedule')}
+schedule, {cfg.get('triplet_mining')} triplet mining, the mask at VGG stage {cfg.get('mask_stage')}, seed
+{cfg.get('seed')}.
+
+## Data, split and selection
+
+- Trained on FER2013 Training ({t.get('train_images')} images), 48×48 grayscale, MTCNN landmarks
+  from facenet-pytorch (the template where MTCNN finds none).
+- Epoch selected on PublicTest (centre crop): epoch {t.get('best_epoch')} of {t.get('epochs_run')},
+  {100 * (t.get('select_accuracy') or 0):.2f}%.
+- Reported once on PrivateTest, ten-crop, with this file (float16 weights): PrivateTest was never
+  used to choose anything.
+
+Trained with `{t['command']}` on {t['machine']} in {t['precision']} ({(t.get('wall_s') or 0) / 60:.0f} min of
+training, selection and evaluation).
+
+## Accuracy
+
+FER2013 PrivateTest, ten-crop, measured with the shipped file: **{100 * m['accuracy']:.2f}%** (95%
+bootstrap interval over images {100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f}; {m['n']} images).
+The float32 run it was packed from: {100 * (t.get('float32_run_privatetest') or 0):.2f}%.
+
+| class | PrivateTest images | accuracy (%) |
+|---|---:|---:|
+{rows}
+
+### On another dataset
+
+{cross_md}
+
+CK+48 was never seen in training: every one of its images counts, contempt (a class FER2013
+lacks) is left out, and the prediction is the most probable of the six shared classes. The
+interval resamples CK+ subjects. `docs/results.md` puts this beside the CPU runs of VGG19 and
+LKRNet.
+
+## Known limits
+
+{LIMITS}
+## Reproduce
+
+```bash
+python scripts/ship_model.py --fer path/to/fer2013.zip --ck path/to/CK+48.zip
+```
+
+trains the run (or resumes it), packs it, measures the packed file and writes this card.
+"""

@@ -1,0 +1,130 @@
+"""Make the model that ships inside the package (lkr/data/model/, :mod:`lkr.shipped`).
+
+    python scripts/ship_model.py --fer ../shared/data/fer2013.zip --ck ../shared/data/CK+48.zip
+
+1. Trains (or resumes, or finds finished) the compact LKRNet run in ``--run`` (default
+   ``~/lkr-runs/runs/ship/fer2013/lkrnet-fc256``) with the ``lkr train`` command of
+   :func:`lkr.shipped.train_args`.
+2. Packs its selected weights in float16 into ``lkr/data/model/best.pt``.
+3. Measures that file itself: FER2013 PrivateTest, ten-crop (``lkr/data/model/metrics.json`` and
+   ``results/shipped/fer2013/predictions.npz``), and FER2013 -> CK+48 over the six shared classes
+   (``results/shipped/cross/ckplus/``).
+4. Writes ``lkr/data/model/card.json`` (sha256, size, training, accuracies) and renders
+   ``docs/model-card.md`` from it (:func:`lkr.shipped.model_card`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fer", required=True, help="FER2013 (the training data and PrivateTest)")
+    ap.add_argument("--ck", default=None, help="CK+48 for the cross-dataset figure")
+    ap.add_argument("--run", default=os.path.join(os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")),
+                                                  "runs", "ship", "fer2013", "lkrnet-fc256"))
+    ap.add_argument("--dest", default=str(REPO / "lkr" / "data" / "model"))
+    ap.add_argument("--results", default=str(REPO / "results" / "shipped"))
+    ap.add_argument("--other-run", action="store_true", help="pack a run the ship command did not train (a try-out; "
+                    "its card still names the ship command)")
+    args = ap.parse_args()
+
+    from lkr.cli import main as lkr_main
+    from lkr.evaluate import classification_metrics, evaluate_cross, run_test_probabilities
+    from lkr.runfolder import save_npz, write_json
+    from lkr.shipped import SHIP_FC_DIMS, SHIP_SEED, card_name, model_card, pack, sha256_of, train_args
+    from lkr.stats import bootstrap_difference
+
+    run, dest, results = Path(args.run), Path(args.dest), Path(args.results)
+    t0 = time.perf_counter()
+    if not (run / "metrics.json").exists():
+        rc = lkr_main(train_args(args.fer, str(run)))
+        if rc:
+            return rc
+    trained = json.loads((run / "metrics.json").read_text())
+    said = json.loads((run / "config.json").read_text())
+    want = {"variant": "lkrnet", "scale": "cpu", "fc_dims": list(SHIP_FC_DIMS), "seed": SHIP_SEED}
+    off = {k: said.get(k) for k, v in want.items() if said.get(k) != v}
+    if off and not args.other_run:
+        raise SystemExit(f"ship_model: {run} was not trained by the ship command ({off}); --other-run packs it "
+                         "anyway (for a try-out)")
+    history = json.loads((run / "history.json").read_text())  # one entry per epoch
+
+    best = pack(run, dest)
+    for stale in ("metrics.json", "card.json"):
+        (dest / stale).unlink(missing_ok=True)
+
+    # FER2013 PrivateTest with the shipped file (float16 weights, run in float32)
+    probs, labels, names = run_test_probabilities(dest, data=args.fer, device="cpu")
+    pred = probs.argmax(1)
+    m = classification_metrics(labels, pred, names)
+    right = (pred == labels).astype(float)
+    _, lo, hi = bootstrap_difference(right, np.zeros_like(right))
+    m.update({"ci_low": lo, "ci_high": hi, "test_split": "PrivateTest", "crops": "ten",
+              "dataset": "fer2013", "kind": "fer2013", "measured_with": "lkr/data/model/best.pt"})
+    write_json(dest / "metrics.json", m)
+    (results / "fer2013").mkdir(parents=True, exist_ok=True)
+    save_npz(results / "fer2013" / "predictions.npz", label=labels.astype(np.int8), pred=pred.astype(np.int8),
+             class_names=np.array(names))
+
+    cross = {}
+    if args.ck:
+        c = evaluate_cross(dest, args.ck, device="cpu", out=results / "cross" / "ckplus")
+        cross["FER2013 -> CK+48"] = {k: c[k] for k in ("accuracy", "ci_low", "ci_high", "n", "shared_classes",
+                                                       "left_out", "resampled", "per_class")}
+
+    from lkr.model import build_model
+    from lkr.runfolder import config_of_record, load_checkpoint
+    import torch
+
+    ck = load_checkpoint(best, torch.device("cpu"))
+    cfg = config_of_record(ck["config"], best)
+    n_params = sum(p.numel() for p in build_model(cfg).parameters())
+    seconds = sum(float(trained.get(k) or 0) for k in ("train_seconds", "select_seconds", "eval_seconds"))
+    card = {
+        "name": card_name(ck["config"]),
+        "file": "lkr/data/model/best.pt", "sha256": sha256_of(best), "bytes": best.stat().st_size,
+        "dtype": "float16", "parameters": int(n_params),
+        "config": {k: ck["config"][k] for k in ("variant", "width", "fc_dims", "triplet_lambda", "triplet_mining",
+                                               "epochs", "batch_size", "lr", "schedule", "alpha", "mask_stage",
+                                               "crop", "seed") if k in ck["config"]},
+        "training": {
+            "command": "lkr " + " ".join(train_args("fer2013.zip", "<run>")),
+            "machine": f"{trained.get('cpu_model') or trained.get('device', '?')}, {trained.get('threads', '?')} "
+                       f"thread{'' if trained.get('threads') == 1 else 's'}",
+            "precision": (trained.get("precision") or {}).get("precision") if isinstance(trained.get("precision"), dict)
+            else trained.get("precision"),
+            "wall_s": round(seconds), "epochs_run": len(history),
+            "train_images": trained.get("n_train"),
+            "best_epoch": trained.get("best_epoch"), "select_split": trained.get("select_split"),
+            "select_accuracy": trained.get("select_accuracy"),
+            "float32_run_privatetest": trained.get("accuracy"),
+            "kit_version": trained.get("kit_version"),
+        },
+        "privatetest": {k: m[k] for k in ("accuracy", "ci_low", "ci_high", "n", "per_class", "class_counts")},
+        "cross": cross,
+    }
+    write_json(dest / "card.json", card, digits=6)
+    (REPO / "docs" / "model-card.md").write_text(model_card(card))
+    print(f"shipped {best} ({card['bytes']:,} bytes, sha256 {card['sha256'][:16]}...): PrivateTest "
+          f"{100 * m['accuracy']:.2f}% (the float32 run: {100 * (trained.get('accuracy') or 0):.2f}%)"
+          + "".join(f"; {k} {100 * v['accuracy']:.2f}%" for k, v in cross.items())
+          + f" [{time.perf_counter() - t0:.0f} s]")
+    shutil.rmtree(dest / "cross", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
