@@ -234,6 +234,8 @@ def run_demo(out: str | Path = "out/demo", *, quick: bool = True, device: str | 
         for p in files:
             if p.suffix == ".png":
                 print(f"  {p}")
+        for p in sorted((out / "photos" / "annotated").glob("*.png")):  # notebook 06: the shipped model
+            print(f"  {p}  (the shipped LKRNet, trained on FER2013, on a public-domain photo: lkr predict --about)")
         print("[lkr] these are demo-set numbers (synthetic faces), not results of the paper's datasets")
     return 0
 
