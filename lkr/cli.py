@@ -242,8 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="expressions of every face on your photos, with Grad-CAM (CPU is fine)")
-    pr.add_argument("photos", nargs="*", metavar="PHOTO", help="image files (jpg, png, ...)")
+    pr = sub.add_parser("predict", help="expressions of every face on your photos and videos, with Grad-CAM "
+                        "(CPU is fine; default model: the one that ships with lkr)")
+    pr.add_argument("photos", nargs="*", metavar="FILE", help="photos (jpg, png, ...) and videos (mp4, mov, avi, mkv, "
+                    "webm, ...: a CSV timeline, an annotated video and a plot with --save)")
     pr.add_argument("--run", default=None, help="a trained run folder (holds best.pt); default: the model that "
                     "ships with lkr (LKRNet trained on FER2013; lkr predict --about)")
     pr.add_argument("--about", action="store_true", help="print the shipped model's card (data, accuracy, "
@@ -252,10 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "probabilities, landmarks_detected) and error")
     pr.add_argument("--save", metavar="DIR", default=None,
                     help="write each photo annotated with boxes, labels and the Grad-CAM overlay (DIR/<name>.png)")
+    pr.add_argument("--every", type=int, default=1, metavar="N",
+                    help="videos: search every N-th frame for faces (default 1: every frame)")
     pr.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     pr.add_argument("--min-prob", type=float, default=0.9, help="smallest MTCNN face probability (default 0.9)")
-    pr.add_argument("--max-side", type=int, default=1600,
-                    help="larger photos are searched for faces at this longer side (default 1600)")
+    pr.add_argument("--max-side", type=int, default=None,
+                    help="larger photos and frames are searched for faces at this longer side (default: 1600 for "
+                    "photos, 320 for video frames; the faces are cut from the full-size image)")
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("export", help="a trained run as ONNX (image and mask in, logits out), checked "

@@ -379,7 +379,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def annotate(photo: Image.Image, faces: Sequence[FacePrediction], *, crop: int = 44,
-             image_weight: float = 0.5) -> Image.Image:
+             image_weight: float = 0.5, tags: Sequence[str] | None = None) -> Image.Image:
     """The photo with each face's Grad-CAM overlay, box and label.
 
     The heatmap (``crop`` x ``crop``, the centre of the 48x48 face) is resized onto the part of
@@ -392,6 +392,7 @@ def annotate(photo: Image.Image, faces: Sequence[FacePrediction], *, crop: int =
         faces: the predictions (faces without ``cam`` get box and label only).
         crop: side of the heatmaps' centre crop in 48x48 face pixels.
         image_weight: weight of the photo in the blend, in [0, 1].
+        tags: a text per face put before its label (a video's face ids), or None.
 
     Returns:
         A new RGB image of the photo's size.
@@ -421,10 +422,12 @@ def annotate(photo: Image.Image, faces: Sequence[FacePrediction], *, crop: int =
     draw = ImageDraw.Draw(out)
     lw = max(2, round(min(w, h) / 250))
     font = _font(max(12, round(min(w, h) / 30)))
-    for fp in faces:
+    for j, fp in enumerate(faces):
         x1, y1, x2, y2 = (float(v) for v in fp.face.box)
         draw.rectangle((x1, y1, x2, y2), outline=(0, 255, 0), width=lw)
         text = f"{fp.label} {fp.probabilities[fp.label]:.2f}"
+        if tags is not None:
+            text = f"{tags[j]} {text}"
         l, t, r, b = draw.textbbox((0, 0), text, font=font)
         ty = y1 - (b - t) - 2 * lw if y1 - (b - t) - 2 * lw >= 0 else y2 + lw
         draw.rectangle((x1, ty, x1 + (r - l) + 2 * lw, ty + (b - t) + 2 * lw), fill=(0, 0, 0))
@@ -518,13 +521,23 @@ def predict_cli(args: Any) -> int:
 
         print(about())
         return 0
+    from lkr.video import format_video, is_video, predict_video
+
     if not args.photos:
-        raise LkrError("lkr predict: give one or more photos (or --about for the shipped model's card)")
+        raise LkrError("lkr predict: give one or more photos or videos (or --about for the shipped model's card)")
+    if args.every < 1:
+        raise LkrError(f"lkr predict: --every {args.every}: give a whole number >= 1")
     p = Predictor(args.run, device=args.device)
     if p.is_demo:
         print(f"lkr: note: {args.run} was trained on the synthetic demo set; its predictions on real "
               "faces are meaningless", file=sys.stderr)
-    results = p.predict(args.photos, save=args.save, min_prob=args.min_prob, max_side=args.max_side)
+    photos = [f for f in args.photos if not is_video(f)]
+    results: list[Any] = p.predict(photos, save=args.save, min_prob=args.min_prob,
+                                   max_side=args.max_side or MAX_SIDE) if photos else []
+    for f in args.photos:
+        if is_video(f):
+            results.append(predict_video(p, f, save=args.save, every=args.every, min_prob=args.min_prob,
+                                         max_side=args.max_side, progress=not args.json and sys.stderr.isatty()))
     for r in results:
         if r.error:
             print(f"lkr: error: {r.error}", file=sys.stderr)
@@ -532,7 +545,7 @@ def predict_cli(args: Any) -> int:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
         for r in results:
-            text = format_result(r)
+            text = format_result(r) if isinstance(r, PhotoResult) else format_video(r)
             if text:
                 print(text)
     return 1 if any(r.error for r in results) else 0

@@ -1,0 +1,74 @@
+"""Frames per second of ``lkr predict clip.mp4`` on a 640x480 clip with one face, the shipped model.
+
+    python benchmarks/bench_video.py                  # 96 frames, every frame, with and without --save
+    python benchmarks/bench_video.py --threads 2 --frames 96
+
+The clip is :func:`lkr.video.example_clip` (the public-domain astronaut, a window panning across
+it). Each configuration runs once after a warm-up on the first frames; the times per stage come
+from :class:`lkr.video.VideoResult` (decode, detect = MTCNN + crops, predict = the network's
+ten-crop pass, write = annotating + H.264 encoding + CSV + plot). Writes
+benchmarks/results/video-cpu.json. Measure on an idle machine: a training beside it halves the
+numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=96)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    from lkr.cpu import cpu_name
+    from lkr.predict import Predictor
+    from lkr.video import VIDEO_MAX_SIDE, example_clip, predict_video
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="lkr-bench-video-"))
+    clip = example_clip(tmp, frames=args.frames)
+    p = Predictor(device="cpu")
+    predict_video(p, example_clip(tmp / "warm", frames=4), progress=False)  # MTCNN and the network loaded, warmed
+    rows = []
+    for label, kw in [(f"every frame, detect at {VIDEO_MAX_SIDE} px, --save", {"save": tmp / "out"}),
+                      (f"every frame, detect at {VIDEO_MAX_SIDE} px, no --save", {}),
+                      ("every frame, detect at 640 px (full frame), --save", {"save": tmp / "out", "max_side": 640}),
+                      (f"every 3rd frame, detect at {VIDEO_MAX_SIDE} px, --save", {"save": tmp / "out", "every": 3})]:
+        t0 = time.perf_counter()
+        r = predict_video(p, clip, progress=False, **kw)
+        wall = time.perf_counter() - t0
+        assert r.error is None, r.error
+        per = {k: 1000 * v / r.frames for k, v in r.seconds.items()}
+        rows.append({"run": label, "frames": r.frames, "analysed": r.analysed, "wall_s": round(wall, 2),
+                     "fps": round(r.frames / wall, 1), **{f"{k}_ms_per_frame": round(v, 1) for k, v in per.items()},
+                     "detect_ms_per_analysed": round(1000 * r.seconds["detect"] / r.analysed, 1),
+                     "predict_ms_per_analysed": round(1000 * r.seconds["predict"] / r.analysed, 1)})
+    out = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "clip": "640x480, 24 fps, one face",
+           "date": time.strftime("%Y-%m-%d"), "rows": rows}
+    path = Path(args.json or Path(__file__).parent / "results" / "video-cpu.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"{out['cpu']}, {out['threads']} threads, {out['clip']}, {args.frames} frames")
+    print(f"{'run':<52}{'fps':>6}{'decode':>8}{'detect':>8}{'predict':>9}{'write':>7}  (ms per frame)")
+    for r in rows:
+        print(f"{r['run']:<52}{r['fps']:>6}{r['decode_ms_per_frame']:>8}{r['detect_ms_per_frame']:>8}"
+              f"{r['predict_ms_per_frame']:>9}{r['write_ms_per_frame']:>7}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,370 @@
+"""Expressions through a video (``lkr predict clip.mp4 --save out/``).
+
+Beyond the paper. Each frame goes through what a photo goes through (:mod:`lkr.predict`):
+
+1. **Decode.** PyAV (the ffmpeg inside its wheel; nothing else to install) decodes the first
+   video stream; each frame becomes an RGB image, its time the stream's presentation time.
+2. **Faces.** MTCNN on every frame, or on every ``every``-th frame (frames between keep the last
+   boxes and labels in the annotated video, and have no rows in the timeline); each face is
+   cropped, landmarked and masked as on a photo, and all faces of a frame go through one ten-crop
+   pass (:meth:`lkr.predict.Predictor.probabilities`).
+3. **Faces followed.** A face keeps its id from one analysed frame to the next when its box
+   overlaps the id's last box by IoU >= ``iou`` (torchvision's ``box_iou``; the pairing that
+   maximises the total overlap, scipy's ``linear_sum_assignment``), and the id was seen within
+   ``max_gap`` analysed frames; a face that matches no id gets a new one.
+4. **Outputs** (``save``): ``<stem>.csv``, the timeline (frame, time, face id, box, the K
+   probabilities, the label); ``<stem>.annotated.mp4``, the video with each face's box, id and
+   label (H.264); ``<stem>.probabilities.png``, each face's probabilities against time.
+
+A file that cannot be decoded, has no video stream, or shows no face in any analysed frame gets
+one line of error (``<file>: not a video (...)``, ``<file>: no face found in N frames``) and no
+outputs; the other inputs still run.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lkr.errors import BadImageError, LkrError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
+"""Files ``lkr predict`` reads as videos (by their suffix); every other file is read as a photo."""
+
+
+VIDEO_MAX_SIDE = 320
+"""Frames with a longer side are searched for faces at this size (faces >= 20 px there, 40 px
+in a 640x480 frame): MTCNN is most of a frame's time, and 320 px is 2.6x faster than 640 px
+(benchmarks/bench_video.py). The faces are still cut from the full-size frame."""
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass
+class VideoResult:
+    """What a video gave.
+
+    Attributes:
+        video: the path as given.
+        rows: the timeline, one dict per face per analysed frame: frame, time (s), face (id),
+            x1, y1, x2, y2 (the box in the frame), the K class probabilities, label.
+        frames: frames decoded; analysed: frames searched for faces.
+        fps: the stream's average frame rate.
+        seconds: wall time of "decode" (with converting frames), "detect" (MTCNN and the crops),
+            "predict" (the network) and "write" (annotating, encoding, the CSV and the plot).
+        error: None, or one line naming the file.
+        csv, annotated, plot: the files written by ``save``, or None.
+    """
+
+    video: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    frames: int = 0
+    analysed: int = 0
+    fps: float = 0.0
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "predict": 0.0,
+                                                               "write": 0.0})
+    error: str | None = None
+    csv: Path | None = None
+    annotated: Path | None = None
+    plot: Path | None = None
+
+    @property
+    def faces(self) -> list[int]:
+        """The face ids seen, in order of first appearance."""
+        return list(dict.fromkeys(r["face"] for r in self.rows))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"video": self.video, "frames": self.frames, "analysed": self.analysed, "fps": self.fps,
+                "faces": self.faces, "rows": self.rows, "error": self.error}
+
+
+class BoxTracker:
+    """Face ids across frames by box overlap (see the module docstring, step 3)."""
+
+    def __init__(self, iou: float = 0.3, max_gap: int = 5):
+        self.iou, self.max_gap = iou, max_gap
+        self.tracks: dict[int, tuple[np.ndarray, int]] = {}  # id -> (last box, analysed-frame count when seen)
+        self.step = 0
+        self._next = 1
+
+    def assign(self, boxes: Sequence[np.ndarray]) -> list[int]:
+        """The ids of one analysed frame's boxes (x1, y1, x2, y2), in the order given."""
+        import torch
+        from scipy.optimize import linear_sum_assignment
+        from torchvision.ops import box_iou
+
+        self.step += 1
+        live = [k for k, (_, seen) in self.tracks.items() if self.step - seen <= self.max_gap]
+        ids: list[int | None] = [None] * len(boxes)
+        if boxes and live:
+            ov = box_iou(torch.as_tensor(np.stack(boxes), dtype=torch.float64),
+                         torch.as_tensor(np.stack([self.tracks[k][0] for k in live]), dtype=torch.float64)).numpy()
+            for r, c in zip(*linear_sum_assignment(-ov)):
+                if ov[r, c] >= self.iou:
+                    ids[r] = live[c]
+        for j, b in enumerate(boxes):
+            if ids[j] is None:
+                ids[j], self._next = self._next, self._next + 1
+            self.tracks[ids[j]] = (np.asarray(b, np.float64), self.step)
+        return [int(i) for i in ids]
+
+
+def _open(path: str | Path):
+    """(container, its first video stream). Raises BadImageError with one line naming the file."""
+    import av
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadImageError(f"{path}: no such file")
+    try:
+        container = av.open(str(p))
+    except (av.FFmpegError, OSError, ValueError) as e:
+        reason = str(getattr(e, "strerror", None) or e).replace(str(p), "").strip(" :'\"") or type(e).__name__
+        raise BadImageError(f"{path}: not a video ({reason})") from None
+    if not container.streams.video:
+        container.close()
+        raise BadImageError(f"{path}: not a video (no video stream)")
+    return container, container.streams.video[0]
+
+
+class _Writer:
+    """The annotated video (H.264, yuv420p, the source's frame rate), opened at the first frame."""
+
+    def __init__(self, path: Path, rate: Fraction):
+        self.path, self.rate = path, rate
+        self.container = self.stream = None
+
+    def write(self, image) -> None:
+        import av
+
+        if self.container is None:
+            self.container = av.open(str(self.path), "w")
+            self.stream = self.container.add_stream("libx264", rate=self.rate)
+            self.stream.width, self.stream.height = image.size[0] // 2 * 2, image.size[1] // 2 * 2
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.options = {"crf": "23", "preset": "veryfast"}
+        if image.size != (self.stream.width, self.stream.height):
+            image = image.crop((0, 0, self.stream.width, self.stream.height))
+        for packet in self.stream.encode(av.VideoFrame.from_image(image)):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.container is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+
+
+def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None = None, every: int = 1,
+                  min_prob: float | None = None, max_side: int | None = None, iou: float = 0.3,
+                  max_gap: int = 5, progress: bool = True) -> VideoResult:
+    """The faces and expressions of a video, frame by frame (see the module docstring).
+
+    Args:
+        predictor: a :class:`lkr.predict.Predictor`.
+        path: the video file.
+        save: a folder for ``<stem>.csv``, ``<stem>.annotated.mp4`` and ``<stem>.probabilities.png``.
+        every: search every ``every``-th frame (1: every frame).
+        min_prob: as for photos (:func:`lkr.predict.find_faces`; None: its default).
+        max_side: frames with a longer side are searched for faces at this size (None:
+            :data:`VIDEO_MAX_SIDE`).
+        iou, max_gap: how faces are followed (module docstring, step 3).
+        progress: a progress bar on stderr.
+
+    Returns:
+        a :class:`VideoResult` (``error`` set when the file is not a video or shows no face).
+    """
+    from tqdm.auto import tqdm
+
+    from lkr.predict import MIN_PROB, FacePrediction, annotate, find_faces
+
+    if every < 1:
+        raise LkrError(f"--every {every}: give a whole number >= 1")
+    res = VideoResult(video=str(path))
+    out = None if save is None else Path(save)
+    if out is not None:  # before any work, so a bad --save loses nothing
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LkrError(f"{save}: cannot create the --save folder ({e.strerror})") from None
+    try:
+        container, stream = _open(path)
+    except BadImageError as e:
+        res.error = str(e)
+        return res
+    stem = Path(path).stem
+    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    res.fps = float(rate)
+    writer = None if out is None else _Writer(out / f"{stem}.annotated.mp4", Fraction(rate))
+    tracker = BoxTracker(iou=iou, max_gap=max_gap)
+    names = list(predictor.class_names)
+    shown: list[FacePrediction] = []
+    tags: list[str] = []
+    clock = time.perf_counter
+    try:
+        stream.thread_type = "AUTO"
+        frames = container.decode(stream)
+        bar = tqdm(total=stream.frames or None, unit="frame", desc=Path(path).name, file=sys.stderr,
+                   disable=not progress, leave=False)
+        i = 0
+        while True:
+            t0 = clock()
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            image = frame.to_image()
+            t = float(frame.time) if frame.time is not None else i / res.fps
+            res.seconds["decode"] += clock() - t0
+            if i % every == 0:
+                t0 = clock()
+                faces = find_faces(image, device=predictor.device, min_prob=MIN_PROB if min_prob is None else min_prob,
+                                   max_side=VIDEO_MAX_SIDE if max_side is None else max_side)
+                t1 = clock()
+                probs = predictor.probabilities(faces)
+                t2 = clock()
+                ids = tracker.assign([f.box for f in faces])
+                res.seconds["detect"] += t1 - t0
+                res.seconds["predict"] += t2 - t1
+                res.analysed += 1
+                shown, tags = [], []
+                for face, p, k in zip(faces, probs, ids):
+                    label = names[int(p.argmax())]
+                    x1, y1, x2, y2 = (round(float(v), 1) for v in face.box)
+                    res.rows.append({"frame": i, "time": round(t, 4), "face": k, "x1": x1, "y1": y1, "x2": x2,
+                                     "y2": y2, **{c: float(v) for c, v in zip(names, p)}, "label": label})
+                    shown.append(FacePrediction(face=face, probabilities=dict(zip(names, map(float, p))), label=label))
+                    tags.append(f"#{k}")
+            if writer is not None:
+                t0 = clock()
+                writer.write(annotate(image, shown, tags=tags) if shown else image)
+                res.seconds["write"] += clock() - t0
+            i += 1
+            bar.update(1)
+        bar.close()
+    except Exception as e:  # av.FFmpegError mid-stream: a damaged file
+        import av
+
+        if not isinstance(e, av.FFmpegError):
+            raise
+        res.error = f"{path}: cannot decode frame {i} ({e})"
+    finally:
+        container.close()
+        if writer is not None:
+            t0 = clock()
+            writer.close()
+            res.seconds["write"] += clock() - t0
+    res.frames = i
+    if res.error is None and not res.rows:
+        res.error = f"{path}: no face found in {res.analysed} frame{'s' if res.analysed != 1 else ''}"
+    if res.error is not None:
+        if writer is not None:
+            writer.path.unlink(missing_ok=True)  # no half outputs
+        return res
+    if out is not None:
+        t0 = clock()
+        res.annotated = writer.path
+        res.csv = write_timeline(res.rows, names, out / f"{stem}.csv")
+        res.plot = plot_timeline(res, names, out / f"{stem}.probabilities.png")
+        res.seconds["write"] += clock() - t0
+    return res
+
+
+def write_timeline(rows: Sequence[dict[str, Any]], names: Sequence[str], path: Path) -> Path:
+    """The timeline as CSV: frame, time, face, x1, y1, x2, y2, the K probabilities (6 decimals), label."""
+    cols = ["frame", "time", "face", "x1", "y1", "x2", "y2", *names, "label"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{r[k]:.6f}" if k in names else r[k]) for k in cols})
+    return path
+
+
+def plot_timeline(res: VideoResult, names: Sequence[str], path: Path) -> Path:
+    """Each face's class probabilities against time: one panel per face id."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    faces = res.faces
+    fig, axes = plt.subplots(len(faces), 1, figsize=(8, 2.2 * len(faces) + 0.6), sharex=True, squeeze=False)
+    for ax, k in zip(axes[:, 0], faces):
+        rows = [r for r in res.rows if r["face"] == k]
+        t = [r["time"] for r in rows]
+        for c in names:
+            ax.plot(t, [r[c] for r in rows], label=c, lw=1.2, marker="." if len(rows) < 30 else None)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"face #{k}\nprobability")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle(f"{Path(res.video).name}: {res.analysed} of {res.frames} frames analysed", fontsize=9)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), ncol=len(names), fontsize=7, loc="upper center",
+               bbox_to_anchor=(0.5, 0.95), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def format_video(res: VideoResult) -> str:
+    """Human-readable lines for one video (without its error): each face's frames and its most
+    frequent label."""
+    if not res.rows:
+        return ""
+    lines = [f"{res.video}: {res.frames} frames ({res.analysed} analysed, {res.fps:.3g} fps), "
+             f"{len(res.faces)} face{'s' if len(res.faces) != 1 else ''}"]
+    for k in res.faces:
+        rows = [r for r in res.rows if r["face"] == k]
+        labels, counts = np.unique([r["label"] for r in rows], return_counts=True)
+        top = labels[counts.argmax()]
+        lines.append(f"  face #{k}: {len(rows)} frames, {rows[0]['time']:.2f}-{rows[-1]['time']:.2f} s, mostly {top} "
+                     f"({100 * counts.max() / len(rows):.0f}% of its frames)")
+    for name in ("csv", "annotated", "plot"):
+        if getattr(res, name) is not None:
+            lines.append(f"  {name}: {getattr(res, name)}")
+    return "\n".join(lines)
+
+
+def example_clip(dest: str | Path, *, frames: int = 48, size: tuple[int, int] = (640, 480), fps: int = 24,
+                 photo: str | Path | None = None) -> Path:
+    """A short test clip: scikit-image's public-domain ``astronaut`` (or ``photo``) seen through a
+    ``size`` window that pans across it, one face moving through the frame; H.264, written to
+    ``dest/astronaut.mp4``.
+
+    Raises:
+        LkrError: when scikit-image is not installed (and no ``photo`` is given).
+    """
+    import av
+    from PIL import Image
+
+    from lkr.predict import example_photo, read_photo
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    im = read_photo(photo or example_photo(dest))
+    w, h = size
+    canvas = Image.new("RGB", (im.width + w, im.height + h), (96, 96, 96))
+    canvas.paste(im, (w // 2, h // 2))  # the photo in the middle of a grey surround
+    path = dest / "astronaut.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            a = i / max(frames - 1, 1)
+            x = round((0.25 + 0.5 * a) * im.width)  # the window's left edge pans right, then its top down
+            y = round((0.1 + 0.3 * a) * im.height)
+            for packet in s.encode(av.VideoFrame.from_image(canvas.crop((x, y, x + w, y + h)))):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path

@@ -1,0 +1,120 @@
+"""``lkr predict clip.mp4``: a clip made from the public-domain photo (a window panning across it),
+its timeline checked against predicting the frames one by one, the outputs, face ids across
+frames, and the one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lkr.cli import main
+from lkr.predict import Predictor
+from lkr.video import VIDEO_MAX_SIDE, BoxTracker, example_clip, predict_video
+
+FRAMES = 16
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    pytest.importorskip("skimage")
+    return example_clip(tmp_path_factory.mktemp("clip"), frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(device="cpu")  # the shipped model
+
+
+@pytest.fixture(scope="module")
+def result(clip, predictor, tmp_path_factory):
+    return predict_video(predictor, clip, save=tmp_path_factory.mktemp("out"), progress=False)
+
+
+def _frames(path: Path) -> list:
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_image() for f in c.decode(video=0)]
+
+
+def test_the_timeline_is_the_frames_predicted_one_by_one(clip, predictor, result, tmp_path):
+    assert result.error is None and result.frames == FRAMES == result.analysed
+    assert result.faces == [1]  # one face, followed across every frame
+    assert [r["frame"] for r in result.rows] == list(range(FRAMES))
+    names = list(predictor.class_names)
+    for i, im in enumerate(_frames(clip)):
+        if i % 5:
+            continue
+        im.save(tmp_path / f"f{i}.png")  # lossless: the very frame
+        (photo,) = predictor.predict([tmp_path / f"f{i}.png"], max_side=VIDEO_MAX_SIDE)
+        (face,) = photo.faces
+        row = result.rows[i]
+        np.testing.assert_allclose([row[c] for c in names], [face.probabilities[c] for c in names], atol=1e-6)
+        np.testing.assert_allclose([row["x1"], row["y1"], row["x2"], row["y2"]], face.face.box, atol=0.06)
+        assert row["label"] == face.label
+    # the window pans right and down, so the face moves left and up in the frame
+    assert result.rows[-1]["x1"] < result.rows[0]["x1"] - 50 and result.rows[-1]["y1"] < result.rows[0]["y1"] - 20
+
+
+def test_outputs_csv_annotated_video_and_plot(predictor, result):
+    with open(result.csv) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == FRAMES
+    assert list(rows[0])[:7] == ["frame", "time", "face", "x1", "y1", "x2", "y2"]
+    assert list(rows[0])[7:-1] == list(predictor.class_names) and list(rows[0])[-1] == "label"
+    p = np.array([[float(r[c]) for c in predictor.class_names] for r in rows])
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-4)
+    times = [float(r["time"]) for r in rows]
+    assert times == sorted(times) and times[1] == pytest.approx(1 / 24, abs=1e-3)
+    frames = _frames(result.annotated)
+    assert len(frames) == FRAMES and frames[0].size == (640, 480)
+    assert result.plot.stat().st_size > 5000
+
+
+def test_every_nth_frame(clip, predictor):
+    r = predict_video(predictor, clip, every=5, progress=False)
+    assert r.frames == FRAMES and r.analysed == 4
+    assert [row["frame"] for row in r.rows] == [0, 5, 10, 15]
+
+
+def test_tracker_keeps_ids_by_overlap_and_gives_new_ones():
+    t = BoxTracker(iou=0.3, max_gap=2)
+    a, b = np.array([0, 0, 10, 10.0]), np.array([50, 50, 60, 60.0])
+    assert t.assign([a, b]) == [1, 2]
+    assert t.assign([b + 1, a + 1]) == [2, 1]  # order on the frame does not matter
+    assert t.assign([np.array([100, 100, 110, 110.0])]) == [3]  # nothing overlaps: a new face
+    t.assign([])
+    t.assign([])
+    assert t.assign([a]) == [4]  # face 1 unseen for more than max_gap analysed frames
+
+
+def test_not_a_video_and_no_face_fail_one_line_each_and_the_others_run(clip, tmp_path, capsys):
+    import av
+
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video\n")
+    blank = tmp_path / "blank.mp4"
+    with av.open(str(blank), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        for _ in range(6):
+            for packet in s.encode(av.VideoFrame.from_ndarray(np.full((240, 320, 3), 90, np.uint8), format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    out = tmp_path / "out"
+    rc = main(["predict", str(fake), str(blank), str(clip), "--save", str(out), "--json", "--device", "cpu"])
+    assert rc == 1
+    captured = capsys.readouterr()
+    errors = [ln for ln in captured.err.splitlines() if ln.startswith("lkr: error:")]
+    assert len(errors) == 2
+    assert errors[0].startswith(f"lkr: error: {fake}: not a video")
+    assert errors[1] == f"lkr: error: {blank}: no face found in 6 frames"
+    got = json.loads(captured.out)
+    assert [g["error"] is None for g in got] == [False, False, True] and len(got[2]["rows"]) == FRAMES
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.annotated.mp4", "astronaut.csv",
+                                                     "astronaut.probabilities.png"]  # nothing half-written
