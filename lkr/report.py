@@ -24,6 +24,7 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``headline``                       the README's findings, as bullet lines
 ``cross <target>``                 FER2013 runs on another dataset's images (FER2013 -> CK+48)
 ``control <name>``                 the positive control's arms over seeds (:mod:`lkr.control`)
+``shipped``                        the model that ships with lkr (its card, :mod:`lkr.shipped`)
 ================================== ==========================================================
 """
 
@@ -412,6 +413,24 @@ def cross_table(root: str | Path, target: str = "ckplus") -> list[str]:
     return lines
 
 
+def shipped_table() -> list[str]:
+    """The shipped model's card (``lkr/data/model/card.json``) as a table: size, sha256 and every
+    accuracy measured with the shipped file."""
+    from lkr.shipped import read_card
+
+    c = read_card()
+    m, t = c["privatetest"], c["training"]
+    lines = ["| model | file | FER2013 PrivateTest (ten-crop) | 95% interval | " + " | ".join(
+        f"{k} | 95% interval" for k in c.get("cross", {})) + " |",
+        "|---|---|---:|---:|" + "---:|---:|" * len(c.get("cross", {}))]
+    cross = "".join(f" {100 * x['accuracy']:.1f} ({x['n']} images) | {100 * x['ci_low']:.1f} to {100 * x['ci_high']:.1f} "
+                    f"({x['resampled']}) |" for x in c.get("cross", {}).values())
+    lines.append(f"| {c['name']}; epoch {t['best_epoch']} selected on PublicTest | {c['bytes'] / 1e6:.2f} MB, "
+                 f"{c['dtype']}, sha256 `{c['sha256'][:12]}…` | {100 * m['accuracy']:.1f} | "
+                 f"{100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f} |{cross}")
+    return lines
+
+
 def table(spec: str, root: str | Path) -> list[str]:
     """The lines of one table, by its marker's spec (see the module docstring)."""
     words = spec.split()
@@ -430,6 +449,7 @@ def table(spec: str, root: str | Path) -> list[str]:
         "headline": lambda: headline(root),
         "cross": lambda: cross_table(root, *args[:1]),
         "control": lambda: control_table(root, *args[:1]),
+        "shipped": shipped_table,
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),
         "differences": lambda: differences_table(res(args[0], args[1])),
