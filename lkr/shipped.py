@@ -147,7 +147,7 @@ def about(model_dir: str | Path | None = None) -> str:
                      f"{x['n']} images)")
     lines += [
         f"  trained with: {t.get('command', '?')}",
-        f"  on: {t.get('machine', '?')}, {t.get('wall_s', 0) / 60:.0f} min",
+        f"  on: {t.get('machine', '?')}, {(t.get('wall_s') or 0) / 60:.0f} min",
         f"  sha256: {c['sha256']}",
         "  limits: 48x48 grayscale frontal faces; FER2013's label noise and demographic skew; "
         "not for decisions about people. See docs/model-card.md.",
@@ -220,8 +220,8 @@ replaced file is refused with one line.
 local key region mask, trained with cross-entropy + λ × triplet loss, λ = {cfg.get('triplet_lambda')})
 at the kit's CPU scale: VGG19 at {_fraction(cfg.get('width', 1.0))} width; each branch's head is
 FC {cfg['fc_dims'][0]} → FC {cfg['fc_dims'][1]} (the embedding) → FC 7, where the paper has FC 4096 →
-FC 256 → FC 7 (at 1/8 width the heads see 64 features, and two FC 4096 layers would be 90% of the
-file); {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, lr {cfg.get('lr')} with a {cfg.get('schedule')}
+FC 256 → FC 7 (at {_fraction(cfg.get('width', 1.0))} width the heads see {round(512 * cfg.get('width', 1.0))}
+features, and two FC 4096 layers would be most of the file); {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, lr {cfg.get('lr')} with a {cfg.get('schedule')}
 schedule, {cfg.get('triplet_mining')} triplet mining, the mask at VGG stage {cfg.get('mask_stage')}, seed
 {cfg.get('seed')}.
 
@@ -241,7 +241,8 @@ training, selection and evaluation).
 
 FER2013 PrivateTest, ten-crop, measured with the shipped file: **{100 * m['accuracy']:.2f}%** (95%
 bootstrap interval over images {100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f}; {m['n']} images).
-The float32 run it was packed from: {100 * (t.get('float32_run_privatetest') or 0):.2f}%.
+The run it was packed from (float32 weights, evaluated in {t['precision']} as it trained):
+{100 * (t.get('float32_run_privatetest') or 0):.2f}%.
 
 | class | PrivateTest images | accuracy (%) |
 |---|---:|---:|

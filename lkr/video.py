@@ -210,12 +210,12 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
     shown: list[FacePrediction] = []
     tags: list[str] = []
     clock = time.perf_counter
+    i = 0
+    bar = tqdm(total=stream.frames or None, unit="frame", desc=Path(path).name, file=sys.stderr,
+               disable=not progress, leave=False)
     try:
         stream.thread_type = "AUTO"
         frames = container.decode(stream)
-        bar = tqdm(total=stream.frames or None, unit="frame", desc=Path(path).name, file=sys.stderr,
-                   disable=not progress, leave=False)
-        i = 0
         while True:
             t0 = clock()
             try:
@@ -250,7 +250,6 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
                 res.seconds["write"] += clock() - t0
             i += 1
             bar.update(1)
-        bar.close()
     except Exception as e:  # av.FFmpegError mid-stream: a damaged file
         import av
 
@@ -258,6 +257,7 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
             raise
         res.error = f"{path}: cannot decode frame {i} ({e})"
     finally:
+        bar.close()
         container.close()
         if writer is not None:
             t0 = clock()

@@ -170,14 +170,20 @@ def test_demo_and_reproduce_pass_their_parameters(monkeypatch, tmp_path):
     assert main(["reproduce", "--fer", str(tmp_path / "missing.csv"), "--ck", str(ck)]) == 2
 
 
-def test_photo_notebook_shows_a_face_and_says_the_run_is_a_demo_run(executed):
+def test_photo_notebook_uses_the_shipped_model_not_the_demo_run(executed):
+    """Under lkr demo, notebook 02's run has only seen synthetic faces: notebook 06 passes it over
+    for the model that ships with lkr, and says so; notebook 05 shows the shipped model's Grad-CAM."""
     nb = nbformat.read(executed / "notebooks" / "06_your_photos.ipynb", as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    text = "".join(o.get("text", "") for o in outputs)
-    assert str(executed / "runs" / "demo" / "fer2013" / "lkrnet") in text  # notebook 02's run is used
-    assert "synthetic demo set" in text and "meaningless" in text
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "lkr's shipped model: lkrnet trained on fer2013" in text
+    assert "happiness" in text  # the astronaut smiles
+    assert str(executed / "runs" / "demo" / "fer2013" / "lkrnet") not in text
     assert (executed / "photos" / "annotated" / "astronaut.png").exists()
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
+    nb5 = nbformat.read(executed / "notebooks" / "05_gradcam.ipynb", as_version=4)
+    text5 = "".join(o.get("text", "") for c in nb5.cells if c.cell_type == "code" for o in c.outputs)
+    assert "lkr's shipped model" in text5 and (executed / "photos" / "gradcam" / "astronaut.png").exists()
 
 
 def test_reading_notebooks_open_the_committed_results_from_any_folder(tmp_path, monkeypatch):

@@ -1,0 +1,140 @@
+"""The model that ships inside the package (lkr/data/model/, lkr.shipped): its size and card, the
+sha256 and weights_only checks, ``lkr predict`` and ``lkr evaluate --shipped`` with no run folder,
+and the model card rendered from the card.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lkr.cli import main
+from lkr.errors import RunError
+from lkr.shipped import MODEL_DIR, SHIP_FC_DIMS, about, model_card, read_card, sha256_of, shipped_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return read_card()
+
+
+def test_the_shipped_file_is_small_and_matches_its_card(card):
+    best = MODEL_DIR / "best.pt"
+    assert best.stat().st_size <= 1_500_000  # everything tracked travels with every GPU call
+    assert card["bytes"] == best.stat().st_size
+    assert card["sha256"] == sha256_of(best)
+    assert shipped_run() == MODEL_DIR
+    ck = torch.load(best, weights_only=True)
+    floats = [v for v in ck["model"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    assert tuple(ck["config"]["fc_dims"]) == SHIP_FC_DIMS and ck["config"]["variant"] == "lkrnet"
+    assert card["parameters"] == sum(v.numel() for k, v in ck["model"].items() if "running" not in k
+                                     and "num_batches" not in k)
+    # trained on FER2013 Training, selected on PublicTest, measured on PrivateTest with this file
+    m = json.loads((MODEL_DIR / "metrics.json").read_text())
+    assert m["test_split"] == "PrivateTest" and m["n"] == 3589 and card["training"]["select_split"] == "PublicTest"
+    assert m["accuracy"] == pytest.approx(card["privatetest"]["accuracy"], abs=1e-6)
+
+
+def test_the_committed_predictions_give_the_cards_accuracy(card):
+    with np.load(REPO / "results" / "shipped" / "fer2013" / "predictions.npz") as z:
+        acc = float((z["label"] == z["pred"]).mean())
+        assert len(z["label"]) == 3589
+    assert acc == pytest.approx(card["privatetest"]["accuracy"], abs=1e-6)
+    cross = json.loads((REPO / "results" / "shipped" / "cross" / "ckplus" / "metrics.json").read_text())
+    assert cross["n"] == 927 and cross["left_out"] == {"contempt": 54}
+    assert cross["accuracy"] == pytest.approx(card["cross"]["FER2013 -> CK+48"]["accuracy"], abs=1e-6)
+
+
+def test_a_damaged_file_is_refused_in_one_line(tmp_path):
+    d = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, d)
+    raw = bytearray((d / "best.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (d / "best.pt").write_bytes(bytes(raw))
+    with pytest.raises(RunError, match="damaged or replaced") as e:
+        shipped_run(d)
+    assert "\n" not in str(e.value)
+    (d / "card.json").write_text("{not json")
+    with pytest.raises(RunError, match="unreadable"):
+        shipped_run(d)
+    (d / "card.json").unlink()
+    with pytest.raises(RunError, match="no shipped model"):
+        shipped_run(d)
+
+
+def test_a_file_that_would_run_code_is_refused_even_with_a_matching_card(tmp_path):
+    """Whoever replaces both the file and its card still cannot make lkr run code: weights_only."""
+    import pickle
+
+    from lkr.runfolder import load_run_model
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    d = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, d)
+    (d / "best.pt").write_bytes(pickle.dumps({"config": {}, "model": Evil()}, protocol=2))
+    c = json.loads((d / "card.json").read_text())
+    c["sha256"] = sha256_of(d / "best.pt")
+    (d / "card.json").write_text(json.dumps(c))
+    with pytest.raises(RunError, match="refused, not loaded"):
+        load_run_model(shipped_run(d))
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory) -> Path:
+    pytest.importorskip("skimage")
+    from lkr.predict import example_photo
+
+    return example_photo(tmp_path_factory.mktemp("photo"))
+
+
+def test_predict_with_no_run_folder_uses_the_shipped_model(astronaut, capsys):
+    assert main(["predict", str(astronaut), "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (face,) = out[0]["faces"]
+    assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    # Eileen Collins smiles in the portrait: a model trained on FER2013 must say so
+    assert face["label"] == "happiness" and face["probabilities"]["happiness"] > 0.5
+
+
+def test_about_prints_the_cards_summary(card, capsys):
+    assert main(["predict", "--about"]) == 0
+    out = capsys.readouterr().out
+    assert card["sha256"] in out and f"{100 * card['privatetest']['accuracy']:.1f}%" in out
+    assert "not for decisions about people" in out
+    assert out.strip() == about().strip()
+
+
+def test_predict_without_photos_says_so_in_one_line(capsys):
+    assert main(["predict"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lkr: error:") and "--about" in err and "\n" not in err
+
+
+def test_evaluate_shipped_needs_data_and_not_a_run(capsys, tmp_path):
+    assert main(["evaluate", "--shipped"]) == 2
+    assert "give --data" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--shipped", "--data", "x"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_the_model_card_is_rendered_from_the_card(card):
+    assert (REPO / "docs" / "model-card.md").read_text() == model_card(card)
+
+
+def test_the_shipped_model_on_ck_plus_again(ckplus48_zip, card, tmp_path, capsys):
+    """FER2013 -> CK+48 recomputed with the shipped file: the card's figure, bit for bit."""
+    assert main(["evaluate", "--shipped", "--data", str(ckplus48_zip), "--out", str(tmp_path / "ck"), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["n"] == 927
+    assert m["accuracy"] == pytest.approx(card["cross"]["FER2013 -> CK+48"]["accuracy"], abs=1e-6)
