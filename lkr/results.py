@@ -37,7 +37,9 @@ splits goes under ``fer2013/``, CK+-like data evaluated by subject folds under `
 
 Rules: only small files are copied (never ``checkpoint.pt`` / ``best.pt``); CK+ face pixels are
 never stored (CK+'s licence forbids publishing its faces), so ``gradcam.npz`` exists for the
-FER2013 role only. ``history.json`` is written compactly (floats to 6 significant digits). A
+FER2013 role only. ``history.json`` is written compactly: by column ({field: [one value per
+epoch]}, :func:`history_columns`; floats to 6 significant digits; the run folder's own is one
+dict per epoch, and :func:`history_rows` reads either). A
 FER2013 run takes about 150 KiB (with ``embeddings.npz`` about 0.6 MiB), a CK+ fold about
 20 KiB: the repository's files must leave room for the datasets on a GPU call.
 """
@@ -132,7 +134,8 @@ def export_run(run: str | Path, dest: str | Path, *, embeddings: bool = True) ->
                 shutil.copyfile(cross.parent / f, d / f)
     for name in SMALL_FILES + (("embeddings.npz",) if embeddings else ()):
         if name == "history.json" and (run / name).exists():
-            write_json(dest / name, json.loads((run / name).read_text()), digits=HISTORY_DIGITS)
+            write_json(dest / name, history_columns(history_rows(json.loads((run / name).read_text()))),
+                       digits=HISTORY_DIGITS)
         elif (run / name).exists():
             shutil.copyfile(run / name, dest / name)
     return dest
@@ -376,6 +379,21 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def history_columns(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """A run's history (one dict per epoch) by column: {field: [value per epoch]}, None where an
+    epoch lacks the field (e.g. no selection that epoch). The field names are written once
+    instead of once per epoch: 40 % of the bytes."""
+    keys = list(dict.fromkeys(k for e in history for k in e))
+    return {k: [e.get(k) for e in history] for k in keys}
+
+
+def history_rows(history: list[dict[str, Any]] | dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """One dict per epoch, from either form (:func:`history_columns` undone; None fields left out)."""
+    if isinstance(history, list):
+        return history
+    return [{k: v for k, v in zip(history, row) if v is not None} for row in zip(*history.values())]
+
+
 def load_config_result(config_dir: str | Path, *, seeds: bool = True) -> ConfigResult | None:
     """Load one ``results/<scale>/<key>/<config>`` folder; None when it holds no metrics.
 
@@ -389,7 +407,7 @@ def load_config_result(config_dir: str | Path, *, seeds: bool = True) -> ConfigR
         return None
     fold_dirs = sorted((p for p in d.glob("fold*") if (p / "metrics.json").exists()), key=lambda p: int(p.name[4:]))
     run_dirs = fold_dirs or [d]
-    histories = [h for h in (_json(p / "history.json") for p in run_dirs) if h is not None]
+    histories = [history_rows(h) for h in (_json(p / "history.json") for p in run_dirs) if h is not None]
     preds = [_npz(p / "predictions.npz") for p in run_dirs]
     preds = [p for p in preds if p is not None]
     predictions = None

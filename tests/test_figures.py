@@ -18,6 +18,8 @@ from lkr.paper import (CKPLUS48_COUNTS, FER2013_PRIVATETEST_COUNTS, TABLE2_CKPLU
 from lkr.results import load_results, pool_folds, separation_score
 from lkr.runfolder import save_npz, write_json
 
+REPO = Path(__file__).resolve().parents[1]
+
 CONFIGS = ("vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-l0.4")
 LAMBDA = {"vgg19": 0.0, "baseline1": 0.0, "baseline2": 0.2, "lkrnet": 0.2, "lkrnet-l0.4": 0.4}
 
@@ -688,3 +690,20 @@ def test_fig8_puts_each_wrong_class_inside_its_own_cell(tmp_path):
     assert inside and all(t.get_transform() == t.axes.transAxes for t in inside)
     assert all(0 <= t.get_position()[1] <= 0.5 for t in inside)  # low in its own cell
     assert not any(ax.get_title().startswith("→") for ax in fig.axes)
+
+
+def test_exported_histories_are_by_column_and_read_back_as_epochs(tmp_path):
+    """results/ stores each history by column (the field names once); the loader gives one dict
+    per epoch again, with fields an epoch lacked left out, and still reads the older form."""
+    from lkr.results import history_columns, history_rows
+
+    rows = [{"epoch": 1, "lr": 0.05, "seconds": 1.5}, {"epoch": 2, "lr": 0.04, "seconds": 1.4, "select_accuracy": 0.6}]
+    cols = history_columns(rows)
+    assert cols == {"epoch": [1, 2], "lr": [0.05, 0.04], "seconds": [1.5, 1.4], "select_accuracy": [None, 0.6]}
+    assert history_rows(cols) == rows and history_rows(rows) == rows
+    committed = sorted((REPO / "results" / "cpu" / "fer2013" / "vgg19").glob("history.json"))
+    assert committed and isinstance(json.loads(committed[0].read_text()), dict)
+    from lkr.results import load_config_result
+
+    r = load_config_result(REPO / "results" / "cpu" / "fer2013" / "vgg19")
+    assert len(r.histories[0]) == 50 and r.histories[0][0]["epoch"] == 1 and "select_accuracy" in r.histories[0][-1]
