@@ -244,6 +244,10 @@ def _trained_on(run: str | Path) -> str | None:
 def evaluate_cli(args: argparse.Namespace) -> int:
     from lkr.errors import LkrError
 
+    from lkr.shipped import is_shipped
+
+    if args.run is not None and is_shipped(args.run) and not args.shipped:  # the package's folder by its path
+        args.run, args.shipped = None, True
     if args.shipped == (args.run is not None):
         raise LkrError("lkr evaluate: give a run folder or --shipped (not both)")
     if args.shipped:

@@ -532,20 +532,30 @@ def predict_cli(args: Any) -> int:
         print(f"lkr: note: {args.run} was trained on the synthetic demo set; its predictions on real "
               "faces are meaningless", file=sys.stderr)
     photos = [f for f in args.photos if not is_video(f)]
-    results: list[Any] = p.predict(photos, save=args.save, min_prob=args.min_prob,
-                                   max_side=args.max_side or MAX_SIDE) if photos else []
-    for f in args.photos:
-        if is_video(f):
-            results.append(predict_video(p, f, save=args.save, every=args.every, min_prob=args.min_prob,
-                                         max_side=args.max_side, progress=not args.json and sys.stderr.isatty()))
-    for r in results:
+    results: list[Any] = []
+
+    def report(r: Any) -> None:  # each file's lines as soon as it is done
+        results.append(r)
         if r.error:
             print(f"lkr: error: {r.error}", file=sys.stderr)
-    if args.json:
-        print(json.dumps([r.to_json() for r in results], indent=2))
-    else:
-        for r in results:
+        if getattr(r, "warning", None):
+            print(f"lkr: warning: {r.warning}", file=sys.stderr)
+        if not args.json:
             text = format_result(r) if isinstance(r, PhotoResult) else format_video(r)
             if text:
-                print(text)
+                print(text, flush=True)
+
+    if photos:  # all faces of all photos in one pass
+        for r in p.predict(photos, save=args.save, min_prob=args.min_prob, max_side=args.max_side or MAX_SIDE):
+            report(r)
+    used: dict[str, int] = {}
+    for f in args.photos:
+        if is_video(f):
+            stem = Path(f).stem
+            used[stem] = used.get(stem, 0) + 1  # clip.mp4 and other/clip.mp4: clip.*, clip-2.*
+            report(predict_video(p, f, save=args.save, every=args.every, min_prob=args.min_prob,
+                                 max_side=args.max_side, progress=not args.json and sys.stderr.isatty(),
+                                 stem=stem if used[stem] == 1 else f"{stem}-{used[stem]}"))
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
     return 1 if any(r.error for r in results) else 0

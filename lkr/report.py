@@ -406,7 +406,11 @@ def cross_table(root: str | Path, target: str = "ckplus") -> list[str]:
     if shipped.is_file():  # the model that ships with lkr (lkr.shipped; docs/model-card.md)
         m = json.loads(shipped.read_text())
         found = True
-        lines.append(f"| shipped (cpu, FC 256) | LKRNet (λ=0.2), float16 file | 0 | {m['n']} | {100 * m['accuracy']:.1f} | "
+        from lkr.shipped import read_card
+
+        c = read_card()
+        lines.append(f"| shipped | {c['name']}, {c['dtype']} file | {c['config']['seed']} | {m['n']} | "
+                     f"{100 * m['accuracy']:.1f} | "
                      f"{100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f} | – |")
     if not found:
         raise KeyError(f"table 'cross {target}': no cross-dataset evaluations in {root}")

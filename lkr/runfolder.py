@@ -340,23 +340,27 @@ def init_weights_from(model: torch.nn.Module, source: str | Path) -> str:
 def run_class_names(run: str | Path, num_classes: int, info: dict[str, Any]) -> tuple[str, ...]:
     """The class names a run predicts, in its label order.
 
-    Read from the run's ``predictions.npz`` (or ``metrics.json``); a run without either (killed
-    after ``best.pt``) gets CK+'s names when its dataset is CK+-like, else FER2013's.
+    Read from the checkpoint's info when it holds them (the shipped model), else from the run's
+    ``predictions.npz`` (or ``metrics.json``); a run without either (killed after ``best.pt``)
+    gets CK+'s names when its dataset is CK+-like, else FER2013's.
 
     Raises:
         RunError: when the names found do not match the model's number of classes.
     """
     run = Path(run)
     names: tuple[str, ...] | None = None
-    try:
-        with np.load(run / "predictions.npz", allow_pickle=False) as z:
-            names = tuple(str(c) for c in z["class_names"])
-    except (OSError, KeyError, ValueError):
+    if info.get("class_names"):  # inside the weights' own file (the shipped model: covered by its sha256)
+        names = tuple(str(c) for c in info["class_names"])
+    else:
         try:
-            names = tuple(json.loads((run / "metrics.json").read_text())["class_counts"])
-        except (OSError, KeyError, ValueError, TypeError):
-            ck = "ck" in str(info.get("dataset", "")).lower()
-            names = CKPLUS_CLASSES if ck else FER2013_CLASSES
+            with np.load(run / "predictions.npz", allow_pickle=False) as z:
+                names = tuple(str(c) for c in z["class_names"])
+        except (OSError, KeyError, ValueError):
+            try:
+                names = tuple(json.loads((run / "metrics.json").read_text())["class_counts"])
+            except (OSError, KeyError, ValueError, TypeError):
+                ck = "ck" in str(info.get("dataset", "")).lower()
+                names = CKPLUS_CLASSES if ck else FER2013_CLASSES
     if len(names) != num_classes:
         raise RunError(f"{run}: {len(names)} class names for a model of {num_classes} classes")
     return names

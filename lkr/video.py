@@ -9,12 +9,17 @@ Beyond the paper. Each frame goes through what a photo goes through (:mod:`lkr.p
    cropped, landmarked and masked as on a photo, and all faces of a frame go through one ten-crop
    pass (:meth:`lkr.predict.Predictor.probabilities`).
 3. **Faces followed.** A face keeps its id from one analysed frame to the next when its box
-   overlaps the id's last box by IoU >= ``iou`` (torchvision's ``box_iou``; the pairing that
-   maximises the total overlap, scipy's ``linear_sum_assignment``), and the id was seen within
+   overlaps the id's last box by IoU >= ``iou`` (torchvision's ``box_iou``) or its centre lies
+   within half the boxes' side of the id's (:class:`BoxTracker`; the pairing that minimises the
+   total centre distance, scipy's ``linear_sum_assignment``), and the id was seen within
    ``max_gap`` analysed frames; a face that matches no id gets a new one.
+   A frame stored sideways (a phone's portrait video) is turned upright by its display matrix
+   first, as a photo is by its EXIF orientation.
 4. **Outputs** (``save``): ``<stem>.csv``, the timeline (frame, time, face id, box, the K
    probabilities, the label); ``<stem>.annotated.mp4``, the video with each face's box, id and
-   label (H.264); ``<stem>.probabilities.png``, each face's probabilities against time.
+   label (H.264; no audio); ``<stem>.probabilities.png``, each face's probabilities against time
+   (the :data:`PLOT_FACES` faces seen in the most frames). Times are seconds from the stream's
+   start.
 
 A file that cannot be decoded, has no video stream, or shows no face in any analysed frame gets
 one line of error (``<file>: not a video (...)``, ``<file>: no face found in N frames``) and no
@@ -45,6 +50,10 @@ in a 640x480 frame): MTCNN is most of a frame's time, and 320 px is 2.6x faster 
 (benchmarks/bench_video.py). The faces are still cut from the full-size frame."""
 
 
+PLOT_FACES = 6
+"""The probability plot shows at most this many faces (those seen in the most frames)."""
+
+
 def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
@@ -62,6 +71,7 @@ class VideoResult:
         seconds: wall time of "decode" (with converting frames), "detect" (MTCNN and the crops),
             "predict" (the network) and "write" (annotating, encoding, the CSV and the plot).
         error: None, or one line naming the file.
+        warning: None, or one line (fewer frames decoded than the file announces).
         csv, annotated, plot: the files written by ``save``, or None.
     """
 
@@ -73,6 +83,7 @@ class VideoResult:
     seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "predict": 0.0,
                                                                "write": 0.0})
     error: str | None = None
+    warning: str | None = None
     csv: Path | None = None
     annotated: Path | None = None
     plot: Path | None = None
@@ -84,14 +95,19 @@ class VideoResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"video": self.video, "frames": self.frames, "analysed": self.analysed, "fps": self.fps,
-                "faces": self.faces, "rows": self.rows, "error": self.error}
+                "faces": self.faces, "rows": self.rows, "error": self.error, "warning": self.warning}
 
 
 class BoxTracker:
-    """Face ids across frames by box overlap (see the module docstring, step 3)."""
+    """Face ids across frames by box overlap and distance (see the module docstring, step 3).
 
-    def __init__(self, iou: float = 0.3, max_gap: int = 5):
-        self.iou, self.max_gap = iou, max_gap
+    A face and an id may be paired when their boxes overlap by IoU >= ``iou`` or their centres
+    lie within ``shift`` times the boxes' mean side (a face that moved fast, or between frames
+    ``--every`` apart); among those pairs, the assignment that minimises the total centre
+    distance (scipy's ``linear_sum_assignment``)."""
+
+    def __init__(self, iou: float = 0.3, max_gap: int = 5, shift: float = 0.5):
+        self.iou, self.max_gap, self.shift = iou, max_gap, shift
         self.tracks: dict[int, tuple[np.ndarray, int]] = {}  # id -> (last box, analysed-frame count when seen)
         self.step = 0
         self._next = 1
@@ -106,15 +122,20 @@ class BoxTracker:
         live = [k for k, (_, seen) in self.tracks.items() if self.step - seen <= self.max_gap]
         ids: list[int | None] = [None] * len(boxes)
         if boxes and live:
-            ov = box_iou(torch.as_tensor(np.stack(boxes), dtype=torch.float64),
-                         torch.as_tensor(np.stack([self.tracks[k][0] for k in live]), dtype=torch.float64)).numpy()
-            for r, c in zip(*linear_sum_assignment(-ov)):
-                if ov[r, c] >= self.iou:
+            a = np.stack(boxes).astype(np.float64)
+            b = np.stack([self.tracks[k][0] for k in live])
+            ov = box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            ca, cb = (a[:, :2] + a[:, 2:]) / 2, (b[:, :2] + b[:, 2:]) / 2
+            side = ((a[:, 2:] - a[:, :2]).mean(1)[:, None] + (b[:, 2:] - b[:, :2]).mean(1)[None, :]) / 2
+            dist = np.linalg.norm(ca[:, None] - cb[None, :], axis=2) / np.maximum(side, 1e-6)
+            ok = (ov >= self.iou) | (dist <= self.shift)
+            for r, c in zip(*linear_sum_assignment(np.where(ok, dist, 1e6))):
+                if ok[r, c]:
                     ids[r] = live[c]
-        for j, b in enumerate(boxes):
+        for j, bx in enumerate(boxes):
             if ids[j] is None:
                 ids[j], self._next = self._next, self._next + 1
-            self.tracks[ids[j]] = (np.asarray(b, np.float64), self.step)
+            self.tracks[ids[j]] = (np.asarray(bx, np.float64), self.step)
         return [int(i) for i in ids]
 
 
@@ -147,7 +168,7 @@ class _Writer:
         import av
 
         if self.container is None:
-            self.container = av.open(str(self.path), "w")
+            self.container = av.open(str(self.path), "w", format="mp4")  # a temporary name: say the format
             self.stream = self.container.add_stream("libx264", rate=self.rate)
             self.stream.width, self.stream.height = image.size[0] // 2 * 2, image.size[1] // 2 * 2
             self.stream.pix_fmt = "yuv420p"
@@ -166,7 +187,7 @@ class _Writer:
 
 def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None = None, every: int = 1,
                   min_prob: float | None = None, max_side: int | None = None, iou: float = 0.3,
-                  max_gap: int = 5, progress: bool = True) -> VideoResult:
+                  max_gap: int = 5, progress: bool = True, stem: str | None = None) -> VideoResult:
     """The faces and expressions of a video, frame by frame (see the module docstring).
 
     Args:
@@ -179,9 +200,11 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
             :data:`VIDEO_MAX_SIDE`).
         iou, max_gap: how faces are followed (module docstring, step 3).
         progress: a progress bar on stderr.
+        stem: the outputs' name (default: the file's stem; the CLI makes repeated stems unique).
 
     Returns:
-        a :class:`VideoResult` (``error`` set when the file is not a video or shows no face).
+        a :class:`VideoResult` (``error`` set when the file is not a video, shows no face, or the
+        outputs cannot be written; ``warning`` when fewer frames decode than the file announces).
     """
     from tqdm.auto import tqdm
 
@@ -201,10 +224,13 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
     except BadImageError as e:
         res.error = str(e)
         return res
-    stem = Path(path).stem
+    stem = stem or Path(path).stem
     rate = stream.average_rate or stream.guessed_rate or Fraction(25)
     res.fps = float(rate)
-    writer = None if out is None else _Writer(out / f"{stem}.annotated.mp4", Fraction(rate))
+    start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+    # the annotated video goes to a temporary name, renamed once everything worked: an earlier
+    # output of the same name is never replaced by half a file, nor deleted on failure
+    writer = None if out is None else _Writer(out / f".{stem}.annotated.mp4.tmp", Fraction(rate))
     tracker = BoxTracker(iou=iou, max_gap=max_gap)
     names = list(predictor.class_names)
     shown: list[FacePrediction] = []
@@ -223,7 +249,9 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
             except StopIteration:
                 break
             image = frame.to_image()
-            t = float(frame.time) if frame.time is not None else i / res.fps
+            if frame.rotation:  # a phone's portrait video: stored sideways, shown upright
+                image = image.rotate(frame.rotation, expand=True)  # PyAV: counter-clockwise degrees
+            t = (float(frame.time) - start) if frame.time is not None else i / res.fps
             res.seconds["decode"] += clock() - t0
             if i % every == 0:
                 t0 = clock()
@@ -250,6 +278,8 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
                 res.seconds["write"] += clock() - t0
             i += 1
             bar.update(1)
+    except OSError as e:  # the annotated video cannot be written (disk full, permissions)
+        res.error = f"{path}: cannot write {out} ({e.strerror or e})"
     except Exception as e:  # av.FFmpegError mid-stream: a damaged file
         import av
 
@@ -261,21 +291,27 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
         container.close()
         if writer is not None:
             t0 = clock()
-            writer.close()
+            try:
+                writer.close()
+            except OSError as e:
+                res.error = res.error or f"{path}: cannot write {out} ({e.strerror or e})"
             res.seconds["write"] += clock() - t0
     res.frames = i
+    if stream.frames and i < stream.frames and res.error is None:
+        res.warning = f"{path}: decoded {i} of the {stream.frames} frames it announces (cut short?)"
     if res.error is None and not res.rows:
         res.error = f"{path}: no face found in {res.analysed} frame{'s' if res.analysed != 1 else ''}"
-    if res.error is not None:
-        if writer is not None:
-            writer.path.unlink(missing_ok=True)  # no half outputs
-        return res
-    if out is not None:
+    if res.error is None and out is not None:
         t0 = clock()
-        res.annotated = writer.path
-        res.csv = write_timeline(res.rows, names, out / f"{stem}.csv")
-        res.plot = plot_timeline(res, names, out / f"{stem}.probabilities.png")
+        try:
+            res.csv = write_timeline(res.rows, names, out / f"{stem}.csv")
+            res.plot = plot_timeline(res, names, out / f"{stem}.probabilities.png")
+            res.annotated = writer.path.replace(out / f"{stem}.annotated.mp4")
+        except (OSError, ValueError) as e:
+            res.error = f"{path}: cannot write the outputs to {out} ({getattr(e, 'strerror', None) or e})"
         res.seconds["write"] += clock() - t0
+    if res.error is not None and writer is not None:
+        writer.path.unlink(missing_ok=True)  # only this call's temporary file
     return res
 
 
@@ -297,7 +333,8 @@ def plot_timeline(res: VideoResult, names: Sequence[str], path: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    faces = res.faces
+    counts = {k: sum(r["face"] == k for r in res.rows) for k in res.faces}
+    faces = sorted(sorted(counts, key=counts.get, reverse=True)[:PLOT_FACES])  # the faces seen longest
     fig, axes = plt.subplots(len(faces), 1, figsize=(8, 2.2 * len(faces) + 0.6), sharex=True, squeeze=False)
     for ax, k in zip(axes[:, 0], faces):
         rows = [r for r in res.rows if r["face"] == k]
@@ -307,7 +344,8 @@ def plot_timeline(res: VideoResult, names: Sequence[str], path: Path) -> Path:
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"face #{k}\nprobability")
     axes[-1, 0].set_xlabel("time (s)")
-    fig.suptitle(f"{Path(res.video).name}: {res.analysed} of {res.frames} frames analysed", fontsize=9)
+    more = f"; the {len(faces)} faces seen longest of {len(counts)}" if len(counts) > len(faces) else ""
+    fig.suptitle(f"{Path(res.video).name}: {res.analysed} of {res.frames} frames analysed{more}", fontsize=9)
     fig.legend(*axes[0, 0].get_legend_handles_labels(), ncol=len(names), fontsize=7, loc="upper center",
                bbox_to_anchor=(0.5, 0.95), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
@@ -338,8 +376,8 @@ def format_video(res: VideoResult) -> str:
 def example_clip(dest: str | Path, *, frames: int = 48, size: tuple[int, int] = (640, 480), fps: int = 24,
                  photo: str | Path | None = None) -> Path:
     """A short test clip: scikit-image's public-domain ``astronaut`` (or ``photo``) seen through a
-    ``size`` window that pans across it, one face moving through the frame; H.264, written to
-    ``dest/astronaut.mp4``.
+    ``size`` window that pans across it (4 px a frame right, 2 px down), one face moving through
+    the frame; H.264, written to ``dest/astronaut.mp4``.
 
     Raises:
         LkrError: when scikit-image is not installed (and no ``photo`` is given).
@@ -360,9 +398,8 @@ def example_clip(dest: str | Path, *, frames: int = 48, size: tuple[int, int] = 
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         for i in range(frames):
-            a = i / max(frames - 1, 1)
-            x = round((0.25 + 0.5 * a) * im.width)  # the window's left edge pans right, then its top down
-            y = round((0.1 + 0.3 * a) * im.height)
+            x = round(0.25 * im.width) + 4 * i  # the window pans right and down, 4 and 2 px a frame
+            y = round(0.1 * im.height) + 2 * i
             for packet in s.encode(av.VideoFrame.from_image(canvas.crop((x, y, x + w, y + h)))):
                 c.mux(packet)
         for packet in s.encode():

@@ -29,6 +29,17 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 
+def pin_sha256(sha: str) -> None:
+    """Write the new file's sha256 into lkr/shipped.py's SHIPPED_SHA256 (the code's pin)."""
+    import re
+
+    src = REPO / "lkr" / "shipped.py"
+    text, n = re.subn(r'^SHIPPED_SHA256 = "[0-9a-f]{64}"$', f'SHIPPED_SHA256 = "{sha}"', src.read_text(), flags=re.M)
+    if n != 1:
+        raise SystemExit("ship_model: cannot find SHIPPED_SHA256 in lkr/shipped.py")
+    src.write_text(text)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fer", required=True, help="FER2013 (the training data and PrivateTest)")
@@ -43,6 +54,7 @@ def main() -> int:
 
     from lkr.cli import main as lkr_main
     from lkr.evaluate import classification_metrics, evaluate_cross, run_test_probabilities
+    from lkr.results import load_config_result
     from lkr.runfolder import save_npz, write_json
     from lkr.shipped import SHIP_FC_DIMS, SHIP_SEED, card_name, model_card, pack, sha256_of, train_args
     from lkr.stats import bootstrap_difference
@@ -62,7 +74,9 @@ def main() -> int:
                          "anyway (for a try-out)")
     history = json.loads((run / "history.json").read_text())  # one entry per epoch
 
-    best = pack(run, dest)
+    with np.load(run / "predictions.npz") as z:
+        run_names, run_pred = tuple(str(c) for c in z["class_names"]), z["pred"].copy()
+    best = pack(run, dest, class_names=run_names)
     for stale in ("metrics.json", "card.json"):
         (dest / stale).unlink(missing_ok=True)
 
@@ -116,8 +130,19 @@ def main() -> int:
         "privatetest": {k: m[k] for k in ("accuracy", "ci_low", "ci_high", "n", "per_class", "class_counts")},
         "cross": cross,
     }
+    card["training"]["changed_predictions"] = int((run_pred != pred).sum())  # float16 storage, float32 run
+    ref = load_config_result(REPO / "results" / "cpu" / "fer2013" / "lkrnet")  # the paper's heads, same scale
+    if ref is not None and len(ref.by_seed()) >= 2:
+        accs = {s: 100 * r.metrics["accuracy"] for s, r in ref.by_seed().items()}
+        card["reference"] = {"label": "the 1/8-width LKRNet with the paper's FC 4096 heads",
+                             "mean": float(np.mean(list(accs.values()))),
+                             "sd": float(np.std(list(accs.values()), ddof=1)),
+                             "seeds": ",".join(str(k) for k in accs), "results": "results/cpu/fer2013/lkrnet"}
     write_json(dest / "card.json", card, digits=6)
-    (REPO / "docs" / "model-card.md").write_text(model_card(card))
+    pin_sha256(card["sha256"])
+    from lkr.shipped import read_card
+
+    (REPO / "docs" / "model-card.md").write_text(model_card(read_card(dest)))  # from the file, as the test does
     print(f"shipped {best} ({card['bytes']:,} bytes, sha256 {card['sha256'][:16]}...): PrivateTest "
           f"{100 * m['accuracy']:.2f}% (the float32 run: {100 * (trained.get('accuracy') or 0):.2f}%)"
           + "".join(f"; {k} {100 * v['accuracy']:.2f}%" for k, v in cross.items())

@@ -15,7 +15,7 @@ import torch
 
 from lkr.cli import main
 from lkr.errors import RunError
-from lkr.shipped import MODEL_DIR, SHIP_FC_DIMS, about, model_card, read_card, sha256_of, shipped_run
+from lkr.shipped import MODEL_DIR, SHIP_FC_DIMS, SHIPPED_SHA256, about, model_card, read_card, sha256_of, shipped_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_the_shipped_file_is_small_and_matches_its_card(card):
     best = MODEL_DIR / "best.pt"
     assert best.stat().st_size <= 1_500_000  # everything tracked travels with every GPU call
     assert card["bytes"] == best.stat().st_size
-    assert card["sha256"] == sha256_of(best)
+    assert card["sha256"] == sha256_of(best) == SHIPPED_SHA256  # the card and the code's pin
     assert shipped_run() == MODEL_DIR
     ck = torch.load(best, weights_only=True)
     floats = [v for v in ck["model"].values() if v.is_floating_point()]
@@ -47,7 +47,12 @@ def test_the_committed_predictions_give_the_cards_accuracy(card):
     with np.load(REPO / "results" / "shipped" / "fer2013" / "predictions.npz") as z:
         acc = float((z["label"] == z["pred"]).mean())
         assert len(z["label"]) == 3589
+        names = tuple(str(c) for c in z["class_names"])
     assert acc == pytest.approx(card["privatetest"]["accuracy"], abs=1e-6)
+    assert tuple(card["privatetest"]["per_class"]) == names
+    ck = torch.load(MODEL_DIR / "best.pt", weights_only=True)
+    assert ck["info"]["class_names"] == list(card["privatetest"]["per_class"])  # the label order, hashed
+    assert ck["config"]["amp"] is False and ck["info"]["threads"] is None
     cross = json.loads((REPO / "results" / "shipped" / "cross" / "ckplus" / "metrics.json").read_text())
     assert cross["n"] == 927 and cross["left_out"] == {"contempt": 54}
     assert cross["accuracy"] == pytest.approx(card["cross"]["FER2013 -> CK+48"]["accuracy"], abs=1e-6)
@@ -70,7 +75,7 @@ def test_a_damaged_file_is_refused_in_one_line(tmp_path):
         shipped_run(d)
 
 
-def test_a_file_that_would_run_code_is_refused_even_with_a_matching_card(tmp_path):
+def test_a_file_that_would_run_code_is_refused_even_with_a_matching_card(tmp_path, capsys):
     """Whoever replaces both the file and its card still cannot make lkr run code: weights_only."""
     import pickle
 
@@ -88,6 +93,32 @@ def test_a_file_that_would_run_code_is_refused_even_with_a_matching_card(tmp_pat
     (d / "card.json").write_text(json.dumps(c))
     with pytest.raises(RunError, match="refused, not loaded"):
         load_run_model(shipped_run(d))
+    assert "owned" not in capsys.readouterr().out  # the pickle's code never ran
+
+
+def test_the_package_folder_is_checked_against_the_codes_pin(tmp_path, monkeypatch, capsys, astronaut):
+    """The package's own folder: a file replaced together with its card is still refused (the
+    sha256 pinned in lkr/shipped.py), and the CLI says so in one line (exit 2), the code never run."""
+    import pickle
+
+    import lkr.shipped as shipped
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    d = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, d)
+    monkeypatch.setattr(shipped, "MODEL_DIR", d)
+    (d / "best.pt").write_bytes(pickle.dumps({"config": {}, "model": Evil()}, protocol=2))
+    c = json.loads((d / "card.json").read_text())
+    c["sha256"] = sha256_of(d / "best.pt")
+    (d / "card.json").write_text(json.dumps(c))
+    assert main(["predict", str(astronaut)]) == 2
+    out = capsys.readouterr()
+    assert "owned" not in out.out + out.err
+    (line,) = out.err.strip().splitlines()
+    assert line.startswith("lkr: error:") and "damaged or replaced" in line
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +144,17 @@ def test_about_prints_the_cards_summary(card, capsys):
     assert card["sha256"] in out and f"{100 * card['privatetest']['accuracy']:.1f}%" in out
     assert "not for decisions about people" in out
     assert out.strip() == about().strip()
+
+
+def test_about_on_an_incomplete_card_is_one_line(tmp_path):
+    d = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, d)
+    c = json.loads((d / "card.json").read_text())
+    del c["parameters"], c["cross"]["FER2013 -> CK+48"]["ci_low"]
+    (d / "card.json").write_text(json.dumps(c))
+    with pytest.raises(RunError, match="incomplete") as e:
+        about(d)
+    assert "\n" not in str(e.value)
 
 
 def test_predict_without_photos_says_so_in_one_line(capsys):

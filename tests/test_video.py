@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lkr.cli import main
 from lkr.predict import Predictor
@@ -79,6 +80,7 @@ def test_every_nth_frame(clip, predictor):
     r = predict_video(predictor, clip, every=5, progress=False)
     assert r.frames == FRAMES and r.analysed == 4
     assert [row["frame"] for row in r.rows] == [0, 5, 10, 15]
+    assert r.faces == [1]  # the face moved far between analysed frames and is still one face
 
 
 def test_tracker_keeps_ids_by_overlap_and_gives_new_ones():
@@ -90,6 +92,7 @@ def test_tracker_keeps_ids_by_overlap_and_gives_new_ones():
     t.assign([])
     t.assign([])
     assert t.assign([a]) == [4]  # face 1 unseen for more than max_gap analysed frames
+    assert t.assign([a + 3.5]) == [4]  # IoU 0.27, but the centre moved less than half the side
 
 
 def test_not_a_video_and_no_face_fail_one_line_each_and_the_others_run(clip, tmp_path, capsys):
@@ -118,3 +121,51 @@ def test_not_a_video_and_no_face_fail_one_line_each_and_the_others_run(clip, tmp
     assert [g["error"] is None for g in got] == [False, False, True] and len(got[2]["rows"]) == FRAMES
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.annotated.mp4", "astronaut.csv",
                                                      "astronaut.probabilities.png"]  # nothing half-written
+
+
+def _write_clip(path: Path, frames: list, rotation: int = 0) -> Path:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = frames[0].size[0], frames[0].size[1], "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)
+        for im in frames:
+            for packet in s.encode(av.VideoFrame.from_image(im)):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+def test_a_sideways_phone_video_is_turned_upright(clip, predictor, tmp_path):
+    """A portrait video is stored sideways with a display rotation: frames are turned by it, as
+    photos are by their EXIF orientation (the face is found, in the upright frame's place)."""
+    upright = _frames(clip)[:3]
+    stored = [im.rotate(-90, expand=True) for im in upright]  # shown upright after 90 degrees counter-clockwise
+    r = predict_video(predictor, _write_clip(tmp_path / "portrait.mp4", stored, rotation=90), progress=False)
+    assert r.error is None and r.faces == [1] and r.frames == 3
+    ref = predict_video(predictor, _write_clip(tmp_path / "upright.mp4", upright), progress=False)
+    np.testing.assert_allclose([[row[k] for k in ("x1", "y1", "x2", "y2")] for row in r.rows],
+                               [[row[k] for k in ("x1", "y1", "x2", "y2")] for row in ref.rows], atol=8)  # H.264 differs a little
+
+
+def test_two_clips_of_one_name_keep_their_own_outputs(clip, tmp_path, capsys):
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(clip, tmp_path / "a" / "clip.mp4")
+    _write_clip(tmp_path / "b" / "clip.mp4", [Image.new("RGB", (320, 240), (90, 90, 90))] * 4)  # no face
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "clip-2.csv").write_text("an earlier output\n")
+    rc = main(["predict", str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4"), str(clip),
+               "--save", str(out), "--device", "cpu"])
+    assert rc == 1
+    assert "b/clip.mp4: no face found in 4 frames" in capsys.readouterr().err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["astronaut.annotated.mp4", "astronaut.csv", "astronaut.probabilities.png",
+                     "clip-2.csv", "clip.annotated.mp4", "clip.csv", "clip.probabilities.png"]
+    assert (out / "clip-2.csv").read_text() == "an earlier output\n"  # the failed clip lost nothing
