@@ -14,10 +14,12 @@ preset (VGG19 at 1/8 width, 50 epochs, cosine, semi-hard mining) with compact he
 ``fc_dims=(256, 256)`` instead of (4096, 256): at 1/8 width the heads see 64 features, and the
 4096-wide FC layers were 90% of the 2.95 M parameters. Trained on FER2013 Training, its epoch
 selected on PublicTest (centre crop), reported once on PrivateTest (ten-crop). Stored in float16
-(exact when widened back to float32); it runs in float32 on any CPU.
+and run in float32 on any CPU or GPU (the rounding to float16 moves a few predictions; the card
+counts them).
 
-Loading (:func:`shipped_run`) checks the sha256 of ``best.pt`` against ``card.json`` before
-``torch.load(weights_only=True)`` reads it: a damaged or replaced file is one line of error.
+Loading (:func:`shipped_run`) checks the sha256 of ``best.pt`` against :data:`SHIPPED_SHA256`
+(pinned in this file) and ``card.json`` before ``torch.load(weights_only=True)`` reads it: a
+damaged or replaced file is one line of error.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", c
         m = train(ds_arm, arm_config(arm, seed), run, device=device, progress=False, data_ref=f"control:{seed}")
         cues = cue_classes(ds)
     else:
-        from lkr.control import ck_cue_classes, with_cue
+        from lkr.control import ck_cue_plan, with_cue
         from lkr.folds import fold_split
         from lkr.landmarks import attach_landmarks
         from lkr.readers import load_dataset
@@ -121,7 +121,7 @@ def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", c
         ds_arm = with_landmarks(ds, ARMS[arm].get("landmarks", "true"), seed)
         m = train(ds_arm, ck_arm_config(ds, arm, seed), run, device=device, fold=0, folds=10, progress=False,
                   data_ref=f"{ck} + cue")
-        cues = ck_cue_classes(ds.images)
+        cues = ck_cue_plan(real.labels, ~test, len(real.class_names), seed)  # as with_cue stamped them
     z = np.load(run / "predictions.npz")
     cue = cues[z["index"]]
     m["cue_follow_rate"] = float((z["pred"] == cue).mean())  # test predictions that name the cue's class

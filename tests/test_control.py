@@ -96,3 +96,38 @@ def test_the_control_table_pairs_each_arm_with_vgg19_and_the_uniform_mask_by_see
     assert u.endswith("| – |")  # no region contrast for the uniform arm itself
     with pytest.raises(KeyError, match="no runs"):
         control_table(tmp_path, "ckplus")
+
+
+def test_the_ck_cue_follows_the_label_on_the_training_subjects_only():
+    """lkr.control.with_cue on a CK+-shaped set: the square's place names the label on ~90% of the
+    images marked to follow (plus chance), at chance elsewhere; ck_cue_classes reads it back."""
+    from lkr.control import CK_CUE_SPOTS, ck_cue_plan, with_cue
+    from lkr.demo import make_demo
+
+    real = make_demo("ckplus")
+    follows = np.arange(len(real.labels)) % 3 != 0  # two thirds "training subjects"
+    ds = with_cue(real, follows, seed=0)
+    cue = ck_cue_plan(real.labels, follows, len(real.class_names), seed=0)
+    k = len(real.class_names)
+    agree_train = float((cue[follows] == ds.labels[follows]).mean())
+    agree_test = float((cue[~follows] == ds.labels[~follows]).mean())
+    assert 0.87 <= agree_train <= 0.96 and agree_test < 1 / k + 0.08, (agree_train, agree_test)
+    for i in range(0, len(ds.images), 97):  # exactly one 4x4 square at the cue's spot, the rest untouched
+        x, y = CK_CUE_SPOTS[cue[i]]
+        assert (ds.images[i, y:y + 4, x:x + 4] == 255).all()
+        changed = ds.images[i] != real.images[i]
+        assert changed[y:y + 4, x:x + 4].sum() == changed.sum()
+    assert ds.name == f"{real.name}-cue" and not np.shares_memory(ds.images, real.images)
+
+
+def test_the_ck_cue_lies_outside_the_key_regions_of_real_faces(ckplus48_zip):
+    from lkr.config import Config
+    from lkr.control import CK_CUE_SPOTS
+    from lkr.landmarks import attach_landmarks
+    from lkr.readers import load_dataset
+    from lkr.regions import run_masks
+
+    ds = attach_landmarks(load_dataset(ckplus48_zip), progress=False)
+    masks = run_masks(Config(), ds.boxes, ds.points, size=48)
+    inside = np.stack([masks[:, y:y + 4, x:x + 4].max((1, 2)) for x, y in CK_CUE_SPOTS], 1)
+    assert float(inside.max()) < 0.05  # the squares sit where the regions never reach
