@@ -273,7 +273,9 @@ NOTEBOOKS["06_your_photos.ipynb"] = _notebook(
     "48×48), gets its local key region mask from MTCNN's five points mapped into the crop, and all faces go "
     "through one ten-crop pass. The annotated photo shows each face's box, its label and probability, and the "
     "Grad-CAM of the predicted class laid over the face.\n\n"
-    "The same from the command line: `lkr predict PHOTO... [--run RUN] [--json] [--save DIR]`; the network as "
+    "The same from the command line: `lkr predict PHOTO... [--run RUN] [--json] [--save DIR]`; a video: "
+    "`lkr predict clip.mp4 --save DIR` (a CSV timeline of every face's probabilities, the annotated video, a plot); "
+    "the network as "
     "ONNX: `lkr export RUN --onnx FILE` (needs `pip install 'lkr[onnx]'`).",
     [
         ("code", "from IPython.display import Image, display\n\n"
