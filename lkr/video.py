@@ -46,8 +46,8 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".m
 
 VIDEO_MAX_SIDE = 320
 """Frames with a longer side are searched for faces at this size (faces >= 20 px there, 40 px
-in a 640x480 frame): MTCNN is most of a frame's time, and 320 px is 2.6x faster than 640 px
-(benchmarks/bench_video.py). The faces are still cut from the full-size frame."""
+in a 640x480 frame): MTCNN is most of a frame's time, and searching at 320 px took 27 ms a frame
+against 52 ms at 640 px (benchmarks/bench_video.py, docs/performance.md). The faces are still cut from the full-size frame."""
 
 
 PLOT_FACES = 6
