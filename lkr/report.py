@@ -335,8 +335,10 @@ def headline(root: str | Path) -> list[str]:
                            f"{F.LABELS.get(win, win)} above {F.LABELS.get(lose, lose)} by {_pts(abs(c.diff), sign=False)} "
                            f"points (seeds {','.join(map(str, c.seeds))}; Holm p {F._p(c.p_holm)} over test images, "
                            f"{F._p(c.p_seeds_holm)} over seeds).")
-    base = root / "control" / "synthetic"
-    if base.is_dir():
+    for name, label in (("synthetic", "synthetic"), ("ckplus", "CK+48 faces with a border cue")):
+        base = root / "control" / name
+        if not base.is_dir():
+            continue
         import json
 
         def acc(arm: str) -> dict[int, float]:
@@ -353,7 +355,7 @@ def headline(root: str | Path) -> list[str]:
                 d = [a[x] - u[x] for x in both]
                 lo, hi = seed_interval(d)
                 ci = "" if lo is None else f", over seeds {_pts(lo)} to {_pts(hi)}"
-                out.append(f"- Positive control (synthetic), mask at {stage}: the regions against a uniform mask "
+                out.append(f"- Positive control ({label}), mask at {stage}: the regions against a uniform mask "
                            f"{_pts(float(np.mean(d)))} points ({len(both)} seed{'' if len(both) == 1 else 's'}{ci}).")
     return out
 
