@@ -87,8 +87,9 @@ def train_augment(images: Tensor, masks: Tensor | None, cfg: Config,
     return to_input(x).unsqueeze(1), m
 
 
-def _crops(x: Tensor, crop: int) -> Tensor:
-    """x (B,H,W) -> (10,B,crop,crop): tl, tr, bl, br, centre, then the same five flipped."""
+def _crops(x: Tensor, crop: int, flip: bool = True) -> Tensor:
+    """x (B,H,W) -> (10,B,crop,crop): tl, tr, bl, br, centre, then the same five flipped (without
+    ``flip``: (5,B,crop,crop), the first five)."""
     h, w = x.shape[-2:]
     if crop > h or crop > w:
         raise ValueError(f"crop {crop} larger than the images ({h}x{w})")
@@ -96,25 +97,29 @@ def _crops(x: Tensor, crop: int) -> Tensor:
     five = [x[:, :crop, :crop], x[:, :crop, w - crop:], x[:, h - crop:, :crop],
             x[:, h - crop:, w - crop:], x[:, cy:cy + crop, cx:cx + crop]]
     five = torch.stack(five)  # (5, B, crop, crop)
-    return torch.cat([five, five.flip(-1)])
+    return torch.cat([five, five.flip(-1)]) if flip else five
 
 
 def ten_crop(images: Tensor, masks: Tensor | None = None,
-             crop: int = 44) -> tuple[Tensor, Tensor | None]:
-    """Ten-crop for testing.
+             crop: int = 44, flip: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Ten-crop for testing (five-crop without ``flip``).
 
     Args:
         images: (B,48,48) uint8 faces.
         masks: (B,48,48) float in [0,1] or None.
         crop: crop side.
+        flip: add the five crops flipped horizontally. A run trained without flips
+            (``flip_p == 0``, the positive control: a flip moves its cue to another class's place)
+            is tested without them too (:func:`lkr.evaluate.test_crops`).
 
     Returns:
         (x (10,B,1,crop,crop) float32 normalised by :func:`to_input`,
-        m (10,B,1,crop,crop) float32 or None). Order along the first axis: top-left, top-right,
-        bottom-left, bottom-right, centre, then the same five horizontally flipped.
+        m (10,B,1,crop,crop) float32 or None); 5 instead of 10 without ``flip``. Order along the
+        first axis: top-left, top-right, bottom-left, bottom-right, centre, then the same five
+        horizontally flipped.
     """
-    x = to_input(_crops(images, crop)).unsqueeze(2)
-    m = None if masks is None else _crops(masks, crop).float().unsqueeze(2)
+    x = to_input(_crops(images, crop, flip)).unsqueeze(2)
+    m = None if masks is None else _crops(masks, crop, flip).float().unsqueeze(2)
     return x, m
 
 

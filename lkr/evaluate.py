@@ -21,10 +21,18 @@ from lkr.prepare import prepare_data
 from lkr.runfolder import load_run_model
 
 
-CROPS = ("ten", "center")
+CROPS = ("ten", "five", "center")
 """How an image is predicted: "ten" = ten-crop (four corners and centre, each also flipped,
-softmax averaged; the reported split always), "center" = the centre crop alone (a tenth of the
-cost; epoch selection with ``Config.select_crops="center"``)."""
+softmax averaged; the reported split), "five" = the same five crops unflipped (the reported split
+of a run trained without flips, :func:`test_crops`), "center" = the centre crop alone (a tenth
+of the cost; epoch selection with ``Config.select_crops="center"``)."""
+
+
+def test_crops(cfg: Any) -> str:
+    """The crops a run's reported split is predicted with: ten-crop, or five-crop when the run
+    trained without horizontal flips (``flip_p == 0``: the positive control, whose cue and codes a
+    flip would move to another class's)."""
+    return "ten" if cfg.flip_p > 0 else "five"
 
 
 @torch.no_grad()
@@ -51,7 +59,7 @@ def predict(
         model: an :class:`lkr.model.LKRNet` (any mode; it is put in eval mode and restored).
         images: (N, 48, 48) uint8 on the model's device.
         masks: (N, 48, 48) float in [0, 1] on the same device, or None for single-branch models.
-        crops: "ten" or "center" (:data:`CROPS`).
+        crops: "ten", "five" or "center" (:data:`CROPS`).
         crop: crop side.
         amp: bf16 autocast (see :func:`lkr.device.autocast_for`); pass what the run trained with
             (:func:`lkr.device.run_bf16`).
@@ -64,9 +72,13 @@ def predict(
     """
     if crops not in CROPS:
         raise ValueError(f"crops must be one of {', '.join(CROPS)}, got {crops!r}")
-    n_crops = 10 if crops == "ten" else 1
-    cut = ten_crop if crops == "ten" else (lambda i, m, crop: tuple(None if t is None else t.unsqueeze(0)
-                                                                     for t in center_crop(i, m, crop=crop)))
+    n_crops = {"ten": 10, "five": 5, "center": 1}[crops]
+    if crops == "center":
+        def cut(i, m, crop):
+            return tuple(None if t is None else t.unsqueeze(0) for t in center_crop(i, m, crop=crop))
+    else:
+        def cut(i, m, crop):
+            return ten_crop(i, m, crop=crop, flip=crops == "ten")
     was_training = model.training
     model.eval()
     device = images.device
@@ -145,7 +157,7 @@ def run_test_probabilities(run: str | Path, *, data: str | None = None, device: 
     prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device=dev)
     test = prepared.index["test"]
     masks = None if prepared.masks is None else prepared.masks[test]
-    probs, _ = predict(model, prepared.images[test], masks, crops="ten", crop=cfg.crop,
+    probs, _ = predict(model, prepared.images[test], masks, crops=test_crops(cfg), crop=cfg.crop,
                        amp=run_bf16(cfg, info, dev), channels_last=cfg.channels_last)
     return probs.float().cpu().numpy(), prepared.labels[test].cpu().numpy(), tuple(ds.class_names)
 
@@ -213,7 +225,7 @@ def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds:
         from lkr.regions import run_masks
 
         masks = torch.from_numpy(run_masks(cfg, ds.boxes[idx], ds.points[idx], size=ds.images.shape[1])).to(dev)
-    probs, _ = predict(model, torch.from_numpy(ds.images[idx]).to(dev), masks, crops="ten", crop=cfg.crop,
+    probs, _ = predict(model, torch.from_numpy(ds.images[idx]).to(dev), masks, crops=test_crops(cfg), crop=cfg.crop,
                        amp=run_bf16(cfg, info, dev), channels_last=cfg.channels_last)
     cols = [names.index(c) for c in shared]  # the model's columns of the shared classes
     pred_shared = probs[:, cols].argmax(1).cpu().numpy()

@@ -272,14 +272,14 @@ class Predictor:
     def probabilities(self, faces: Sequence[Face], masks: np.ndarray | None = None) -> np.ndarray:
         """(N, K) float32 ten-crop class probabilities of the faces, in one batched pass."""
         from lkr.device import run_bf16
-        from lkr.evaluate import predict as predict_crops
+        from lkr.evaluate import predict as predict_crops, test_crops
 
         if not faces:
             return np.zeros((0, len(self.class_names)), np.float32)
         masks = self.masks(faces) if masks is None else masks
         images = torch.from_numpy(np.stack([f.image for f in faces])).to(self.device)
         m = torch.from_numpy(masks).to(self.device) if self.cfg.local_branch else None
-        probs, _ = predict_crops(self.model, images, m, crops="ten", crop=self.cfg.crop,
+        probs, _ = predict_crops(self.model, images, m, crops=test_crops(self.cfg), crop=self.cfg.crop,
                                  channels_last=self.cfg.channels_last,
                                  amp=run_bf16(self.cfg, self.info, images.device))  # as the run trained
         return probs.float().cpu().numpy()

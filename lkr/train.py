@@ -59,7 +59,7 @@ from lkr.config import FINE_TUNE, Config, scale_preset
 from lkr.dataset import FaceDataset
 from lkr.device import autocast_for, device_name, resolve_device
 from lkr.errors import ConfigError, RunError, TrainingError
-from lkr.evaluate import classification_metrics, predict
+from lkr.evaluate import classification_metrics, predict, test_crops
 from lkr import cpu
 from lkr.losses import class_balanced_batch, lkr_loss, sample_triplets
 from lkr.model import build_model
@@ -550,7 +550,8 @@ def _finish(ds: FaceDataset, run: _Run, state: _State, progress: bool) -> dict[s
     test = prepared.index["test"]
     t0 = time.perf_counter()
     probs, emb = predict(model, prepared.images[test], None if prepared.masks is None else prepared.masks[test],
-                         crops="ten", crop=cfg.crop, amp=run.bf16, channels_last=run.use_cl, with_embeddings=True)
+                         crops=test_crops(cfg), crop=cfg.crop, amp=run.bf16, channels_last=run.use_cl,
+                         with_embeddings=True)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t_eval = time.perf_counter() - t0
@@ -561,7 +562,8 @@ def _finish(ds: FaceDataset, run: _Run, state: _State, progress: bool) -> dict[s
     metrics.update({
         "variant": cfg.variant, "scale": cfg.scale, "width": cfg.width, "triplet_lambda": cfg.triplet_lambda,
         "local_branch": cfg.local_branch,
-        "test_split": prepared.split_names["test"], "select_split": prepared.split_names["select"],
+        "test_split": prepared.split_names["test"], "test_crops": test_crops(cfg),
+        "select_split": prepared.split_names["select"],
         "best_epoch": best["epoch"], "select_accuracy": best["select_accuracy"], "epochs": cfg.epochs,
         "n_train": int(len(prepared.index["train"])), "n_select": int(len(prepared.index["select"])),
         "train_seconds": float(sum(h["seconds"] for h in state.history)),

@@ -2,20 +2,22 @@
 into ``results/control/synthetic/<arm>/seed<s>/`` (small files), with the share of test
 predictions that follow the spurious cue in each ``metrics.json``.
 
-    python scripts/control.py                      # 5 arms x seeds 0-4, 1 thread each, 2 workers
+    python scripts/control.py                      # every arm (11) x seeds 0-4, 2 workers of 1 thread
     python scripts/control.py --seeds 0 1 --arms vgg19 lkrnet
     python scripts/control.py --ck ../shared/data/CK+48.zip   # the same arms on real faces (fold 0)
 
 With ``--ck``: CK+48 with a spurious border cue (:func:`lkr.control.with_cue`) that follows the
 label on fold 0's training and selection subjects and is random on its test subjects; every arm
-at the CPU scale (``--scale cpu``: 1/8 width, 50 epochs), fold 0 of 10 subject folds drawn with
+at the kit's CPU scale (1/8 width, 50 epochs, no flips), fold 0 of 10 subject folds drawn with
 the seed, into ``results/control/ckplus/``.
 
-Each seed draws the set and the network anew. Every arm trains the same thin VGG (the demo's
-stack), the same epochs, batch and images per step (semi-hard mining inside the batch for
+Each seed draws the set and the network anew. On the synthetic set every arm trains the same
+thin VGG (the demo's stack), the same epochs, batch and images per step (semi-hard mining inside the batch for
 LKRNet), selects its epoch on PublicTest (distributed as the training images: the cue follows the
-label there) and is reported once on PrivateTest (the cue at random). Runs go to
-``~/lkr-runs/runs/control/`` and resume when started again.
+label there) and is reported once on PrivateTest (the cue at random), five-crop without flips
+(as it trained). Runs go to ``~/lkr-runs/runs/control/`` and resume when started again; a
+finished run started again is tested again from its selected weights (nothing retrained), with
+this kit's test crops.
 """
 
 from __future__ import annotations
@@ -59,11 +61,13 @@ def ck_arm_config(ds, arm: str, seed: int) -> Config:
 
 
 def branch_accuracies(run: Path, ds) -> dict:
-    """Ten-crop test accuracy of each branch's own logits (the prediction is their mean), so the
-    table can say which branch does the work; {} for a single-branch run."""
+    """Test accuracy of each branch's own logits (the prediction is their mean), with the crops the
+    run is tested with (five-crop: the control trains without flips), so the table can say which
+    branch does the work; {} for a single-branch run."""
     import torch
 
     from lkr.augment import ten_crop
+    from lkr.evaluate import test_crops
     from lkr.prepare import prepare_data
     from lkr.runfolder import load_run_model
 
@@ -72,15 +76,16 @@ def branch_accuracies(run: Path, ds) -> dict:
         return {}
     prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device="cpu")
     test = prepared.index["test"]
+    flip = test_crops(cfg) == "ten"
     out = {"global": [], "local": []}
     with torch.no_grad():
         for s in range(0, len(test), 64):
             idx = test[s:s + 64]
-            x, m = ten_crop(prepared.images[idx], prepared.masks[idx], crop=cfg.crop)
-            b = x.shape[1]
-            o = model(x.reshape(10 * b, *x.shape[2:]), m.reshape(10 * b, *m.shape[2:]))
+            x, m = ten_crop(prepared.images[idx], prepared.masks[idx], crop=cfg.crop, flip=flip)
+            n, b = x.shape[:2]
+            o = model(x.reshape(n * b, *x.shape[2:]), m.reshape(n * b, *m.shape[2:]))
             for k in out:
-                out[k].append(torch.softmax(o[f"logits_{k}"].float(), 1).view(10, b, -1).mean(0).argmax(1))
+                out[k].append(torch.softmax(o[f"logits_{k}"].float(), 1).view(n, b, -1).mean(0).argmax(1))
     labels = prepared.labels[test]
     return {f"accuracy_{k}_branch": float((torch.cat(v) == labels).float().mean()) for k, v in out.items()}
 

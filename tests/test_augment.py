@@ -103,3 +103,32 @@ def test_center_crop():
     torch.testing.assert_close(m[:, 0], masks[:, 2:46, 2:46])
     tx, tm = ten_crop(imgs, masks, 44)
     torch.testing.assert_close(tx[4], x)  # ten-crop's fifth = the centre crop
+
+
+def test_a_run_trained_without_flips_is_tested_without_them():
+    """flip_p == 0 (the positive control: a flip moves its cue to another class's place): the
+    reported split is predicted from the five unflipped crops, the first five of the ten."""
+    import torch
+
+    from lkr.augment import ten_crop
+    from lkr.config import Config
+    from lkr.evaluate import predict, test_crops
+
+    assert test_crops(Config()) == "ten" and test_crops(Config(flip_p=0.0)) == "five"
+    imgs = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    masks = torch.rand(3, 48, 48)
+    x10, m10 = ten_crop(imgs, masks)
+    x5, m5 = ten_crop(imgs, masks, flip=False)
+    assert x10.shape[0] == 10 and x5.shape[0] == 5
+    assert torch.equal(x5, x10[:5]) and torch.equal(m5, m10[:5])
+    assert torch.equal(x10[5:], x10[:5].flip(-1))
+
+    class Mean(torch.nn.Module):  # logits that depend on the left-right layout of the crop
+        def forward(self, x, m=None):
+            left = x[..., :22].mean((1, 2, 3))
+            return {"logits": torch.stack([left, -left], 1)}
+
+    p5, _ = predict(Mean(), imgs, None, crops="five")
+    p10, _ = predict(Mean(), imgs, None, crops="ten")
+    want = torch.softmax(torch.stack([x5[..., :22].mean((2, 3, 4)), -x5[..., :22].mean((2, 3, 4))], 2), 2).mean(0)
+    assert torch.allclose(p5, want) and not torch.allclose(p5, p10)

@@ -94,6 +94,20 @@ def test_the_control_table_pairs_each_arm_with_vgg19_and_the_uniform_mask_by_see
     assert "| +20.0 (" in b  # against the uniform mask at the same stage
     u = next(r for r in rows if r.startswith("| uniform-mask-stage1 |"))
     assert u.endswith("| – |")  # no region contrast for the uniform arm itself
+    # the interval, p and Holm column of each contrast are scipy's and statsmodels' own
+    from scipy.stats import t as student, ttest_1samp
+    from statsmodels.stats.multitest import multipletests
+
+    def contrast(a, b):
+        d = 100 * (np.array(acc[a]) - np.array(acc[b]))
+        half = student.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        return d.mean(), d.mean() - half, d.mean() + half, ttest_1samp(d, 0).pvalue
+
+    arms_vs_vgg = ["baseline1-stage1", "uniform-mask-stage1"]
+    ps = [contrast(a, "vgg19")[3] for a in arms_vs_vgg]
+    holm = multipletests(ps, method="holm")[1]
+    mean, lo, hi, p = contrast("baseline1-stage1", "vgg19")
+    assert f"+{mean:.1f} (+{lo:.1f} to +{hi:.1f}; {p:.4f}, {holm[0]:.4f})" in b
     with pytest.raises(KeyError, match="no runs"):
         control_table(tmp_path, "ckplus")
 
