@@ -111,9 +111,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from lkr.predict import predict_cli
+    """``lkr predict PHOTO... [--run RUN] [--json] [--save DIR]`` (default: the shipped model),
+    or ``lkr predict --about``: exit 0, or 1 if a photo or video failed."""
+    from pathlib import Path
+    from typing import Any
 
-    return predict_cli(args)
+    from lkr.predict import MAX_SIDE, PhotoResult, Predictor, format_result
+    from lkr.video import format_video, is_video, predict_video
+
+    if args.about:
+        from lkr.shipped import about
+
+        print(about())
+        return 0
+    if not args.photos:
+        raise LkrError("lkr predict: give one or more photos or videos (or --about for the shipped model's card)")
+    if args.every < 1:
+        raise LkrError(f"lkr predict: --every {args.every}: give a whole number >= 1")
+    p = Predictor(args.run, device=args.device)
+    if p.is_demo:
+        print(f"lkr: note: {args.run} was trained on the synthetic demo set; its predictions on real "
+              "faces are meaningless", file=sys.stderr)
+    photos = [f for f in args.photos if not is_video(f)]
+    results: list[Any] = []
+
+    def report(r: Any) -> None:  # each file's lines as soon as it is done
+        results.append(r)
+        if r.error:
+            print(f"lkr: error: {r.error}", file=sys.stderr)
+        if getattr(r, "warning", None):
+            print(f"lkr: warning: {r.warning}", file=sys.stderr)
+        if not args.json:
+            text = format_result(r) if isinstance(r, PhotoResult) else format_video(r)
+            if text:
+                print(text, flush=True)
+
+    if photos:  # all faces of all photos in one pass
+        for r in p.predict(photos, save=args.save, min_prob=args.min_prob, max_side=args.max_side or MAX_SIDE):
+            report(r)
+    used: dict[str, int] = {}
+    for f in args.photos:
+        if is_video(f):
+            stem = Path(f).stem
+            used[stem] = used.get(stem, 0) + 1  # clip.mp4 and other/clip.mp4: clip.*, clip-2.*
+            report(predict_video(p, f, save=args.save, every=args.every, min_prob=args.min_prob,
+                                 max_side=args.max_side, progress=not args.json and sys.stderr.isatty(),
+                                 stem=stem if used[stem] == 1 else f"{stem}-{used[stem]}"))
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    return 1 if any(r.error for r in results) else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -415,4 +415,4 @@ def test_predict_centre_crop_is_the_middle_44x44():
     probs, _ = predict(CornerModel(), imgs, None, crops="center")
     assert probs.argmax(1).tolist() == [1, 0, 0, 0]
     with pytest.raises(ValueError, match="crops must be"):
-        predict(CornerModel(), imgs, None, crops="five")
+        predict(CornerModel(), imgs, None, crops="six")
