@@ -867,14 +867,14 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
         ax_gap.plot([w] * len(c.diff_per_seed), [100 * d for d in c.diff_per_seed], ".", color="#7f7f7f", alpha=0.6)
         top = max(c.ci_high, c.seed_ci_high if c.seed_ci_high is not None else c.ci_high)
         ax_gap.annotate(f"{scale}, seeds {','.join(map(str, c.seeds))}", (w, 100 * top), textcoords="offset points",
-                        xytext=(0, 5), ha="center", fontsize=7)
+                        xytext=(0, 9), ha="center", fontsize=7)
     for name in ("vgg19", "lkrnet"):
         xs = [float(res["lkrnet"].metrics.get("width") or 1.0) for _, res in points]
         ys = [np.mean([100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]) for _, res in points]
         ax_acc.plot(xs, ys, "-o", color=colors[name], label=LABELS[name])
     paper = paper_overall("fer2013")
-    ax_acc.plot([1.0], [paper["VGG19"]], "*", color=colors["vgg19"], ms=10, label="paper (full width)")
-    ax_acc.plot([1.0], [paper["Our method"]], "*", color=colors["lkrnet"], ms=10)
+    ax_acc.plot([1.0], [paper["VGG19"]], "*", color=colors["vgg19"], ms=10, label="paper's VGG19 (full width)")
+    ax_acc.plot([1.0], [paper["Our method"]], "*", color=colors["lkrnet"], ms=10, label="paper's LKRNet (full width)")
     ax_gap.plot([1.0], [paper["Our method"] - paper["VGG19"]], "*", color="#d62728", ms=10, label="the paper's gap")
     ax_gap.plot([], [], "s", color="#7f7f7f", ms=4, label="t 95% over seeds (dots: seeds)")
     ax_gap.axhline(0, color="k", lw=0.8)
