@@ -180,16 +180,8 @@ def ck_cue_plan(labels: np.ndarray, follows: np.ndarray, k: int, seed: int = 0, 
                 ) -> np.ndarray:
     """The class whose spot gets each image's cue square in :func:`with_cue` (seeded): the label
     on ``cue_follow`` of the images where ``follows``, a random class elsewhere. What the control
-    counts predictions against: reading the square back from the pixels
-    (:func:`ck_cue_classes`) is wrong on about 9 % of CK+48's images, whose border is already
-    white at another class's spot."""
+    counts predictions against: reading the square back from the pixels (the brightest spot) is
+    wrong on about 9 % of CK+48's images, whose border is already white at another class's spot."""
     rng = np.random.default_rng(seed + 4242)
     n = len(labels)
     return np.where(follows & (rng.random(n) < cue_follow), labels, rng.integers(0, k, n))
-
-
-def ck_cue_classes(images: np.ndarray) -> np.ndarray:
-    """The class whose CK+ spot is brightest in each image (the first on a tie): the stamped
-    square's class where the border is otherwise dark; see :func:`ck_cue_plan` for the exact one."""
-    spots = np.stack([images[:, y:y + 4, x:x + 4].reshape(len(images), -1).mean(1) for x, y in CK_CUE_SPOTS], 1)
-    return spots.argmax(1)

@@ -114,7 +114,7 @@ def test_the_control_table_pairs_each_arm_with_vgg19_and_the_uniform_mask_by_see
 
 def test_the_ck_cue_follows_the_label_on_the_training_subjects_only():
     """lkr.control.with_cue on a CK+-shaped set: the square's place names the label on ~90% of the
-    images marked to follow (plus chance), at chance elsewhere; ck_cue_classes reads it back."""
+    images marked to follow (plus chance), at chance elsewhere; each square sits at its class's spot."""
     from lkr.control import CK_CUE_SPOTS, ck_cue_plan, with_cue
     from lkr.demo import make_demo
 
