@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 MASK_POOLS = ("grid", "cover")
+MASK_SOURCES = ("regions", "uniform", "face", "centre", "off-landmark")
+"""Where the local branch's mask comes from (:func:`lkr.regions.run_masks`)."""
 TRIPLET_MININGS = ("random", "batch_hard", "semi_hard")
 
 # VGG19's conv stack as data: numbers are 3x3 conv widths, "M" a 2x2 max-pool (Fig. 3).
@@ -64,7 +66,12 @@ class Config:
             feature maps. 5 (default) = the last 2x2 maps of a 44x44 crop; 4 = the 5x5 maps.
         mask_source: where the local branch's mask comes from: "regions" (Eq. 1-3 around the five
             landmarks; the paper's) or "uniform" (M = 1 everywhere: the local branch with no
-            region information, a second head; a negative control, :mod:`lkr.control`).
+            region information, a second head; a negative control, :mod:`lkr.control`), and the
+            region control's masks without landmarks (:func:`lkr.regions.run_masks`): "face" (ones
+            inside the face box), "centre" (ones on the centre square, zeros on a border band of
+            ``mask_band`` pixels) and "off-landmark" (the five Eq. 3 rectangles centred on the
+            forehead and cheeks, away from the landmarks).
+        mask_band: width in pixels of the border band that ``mask_source="centre"`` zeroes.
         mask_pool: how the 44x44 mask is brought to the feature maps' size (Eq. 4's M(p)↓):
             "grid" = average-pooled on the grid the max-pools floor onto (44 -> 22 -> 11 -> 5 -> 2:
             only rows and columns 0-31 of the crop reach the 2x2 maps, so the mouth regions
@@ -149,6 +156,7 @@ class Config:
     mask_stage: int = 5
     mask_pool: str = "grid"
     mask_source: str = "regions"
+    mask_band: int = 7
     fc_dims: tuple = (4096, 256)
     dropout: float = 0.2
     fusion: str = "mean"
@@ -211,7 +219,8 @@ class Config:
             (self.select_crops in ("ten", "center"), "select_crops must be ten or center"),
             (self.cpu_precision in ("auto", "fp32", "bf16"), "cpu_precision must be auto, fp32 or bf16"),
             (self.mask_pool in MASK_POOLS, f"mask_pool must be one of {', '.join(MASK_POOLS)}"),
-            (self.mask_source in ("regions", "uniform"), "mask_source must be regions or uniform"),
+            (self.mask_source in MASK_SOURCES, f"mask_source must be one of {', '.join(MASK_SOURCES)}"),
+            (0 <= self.mask_band < 24, "mask_band must be in 0..23"),
             (self.triplet_mining in TRIPLET_MININGS, f"triplet_mining must be one of {', '.join(TRIPLET_MININGS)}"),
             (self.batch_classes >= 0 and (self.batch_classes == 0 or self.images_per_anchor == 1),
              "batch_classes must be >= 0, and > 0 only with in-batch triplet_mining (or lambda = 0)"),

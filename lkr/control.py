@@ -63,14 +63,37 @@ ARMS: dict[str, dict[str, Any]] = {
 
 
 def make_control(seed: int = 0, *, n_train: int = 40, n_select: int = 20, n_test: int = 100,
-                 signal: float = 28.0, noise: float = 14.0, cue_follow: float = 0.9) -> FaceDataset:
+                 signal: float = 28.0, noise: float = 14.0, cue_follow: float = 0.9, cue: str = "border",
+                 margin: int = 2) -> FaceDataset:
     """The synthetic control set (see the module docstring), FER2013-shaped: splits Training,
     PublicTest (selection, distributed as Training: the cue follows the label there too) and
     PrivateTest (the cue at random), ``n_*`` images per class of each.
 
+    Args:
+        cue: "border" (the first design's bright square on the border, :data:`CUE_SPOTS`) or
+            "inner" (the second design's class pattern inside the face box and outside every key
+            region, :func:`inner_spot` with ``margin``; a face with no free spot is drawn again).
+
     Returns:
-        a :class:`FaceDataset` named "control" with the true boxes and landmarks.
+        a :class:`FaceDataset` named "control" (``cue="inner"``: "control-inner") with the true
+        boxes and landmarks; :func:`control_cues` gives each image's cue class.
     """
+    return _make_control(seed, n_train, n_select, n_test, signal, noise, cue_follow, cue, margin)[0]
+
+
+def control_cues(seed: int = 0, cue: str = "border", **kw: Any) -> np.ndarray:
+    """(N,) the class each image of ``make_control(seed, cue=cue, **kw)`` carries the cue of (as
+    stamped)."""
+    args = {"n_train": 40, "n_select": 20, "n_test": 100, "signal": 28.0, "noise": 14.0, "cue_follow": 0.9,
+            "margin": 2} | kw
+    return _make_control(seed, args["n_train"], args["n_select"], args["n_test"], args["signal"], args["noise"],
+                         args["cue_follow"], cue, args["margin"])[1]
+
+
+def _make_control(seed: int, n_train: int, n_select: int, n_test: int, signal: float, noise: float,
+                  cue_follow: float, cue: str, margin: int) -> tuple[FaceDataset, np.ndarray]:
+    if cue not in ("border", "inner"):
+        raise ValueError(f"cue must be border or inner, got {cue!r}")
     rng = np.random.default_rng(seed)
     k = len(FER2013_CLASSES)
     sizes = {"Training": n_train, "PublicTest": n_select, "PrivateTest": n_test}
@@ -86,15 +109,20 @@ def make_control(seed: int = 0, *, n_train: int = 40, n_select: int = 20, n_test
     def blob(x: float, y: float, amp: float, sigma: float = 1.5) -> np.ndarray:
         return amp * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
 
+    rel = np.array([[0.32, 0.38], [0.68, 0.38], [0.5, 0.6], [0.34, 0.78], [0.66, 0.78]], np.float32)
     for i in range(n):
-        w, h = rng.uniform(22, 28), rng.uniform(26, 32)  # the face stays off the cue's border rows
-        x0, y0 = rng.uniform(7, SIZE - 7 - w), rng.uniform(7, SIZE - 7 - h)
+        while True:
+            w, h = rng.uniform(22, 28), rng.uniform(26, 32)  # the face stays off the cue's border rows
+            x0, y0 = rng.uniform(7, SIZE - 7 - w), rng.uniform(7, SIZE - 7 - h)
+            pts = np.stack([x0 + rel[:, 0] * w, y0 + rel[:, 1] * h], 1) + rng.normal(0, 0.7, (5, 2)).astype(np.float32)
+            spot = None if cue == "border" else inner_spot(np.array([x0, y0, x0 + w, y0 + h], np.float32), pts,
+                                                              margin=margin)
+            if cue == "border" or spot is not None:
+                break
         cx, cy = x0 + w / 2, y0 + h / 2
         img = 95 + 10 * rng.standard_normal() + np.zeros((SIZE, SIZE), np.float32)
         face = ((xx - cx) / (w / 2)) ** 2 + ((yy - cy) / (h / 2)) ** 2 <= 1
         img[face] += 45 - 12 * ((yy[face] - y0) / h)  # the same shading for every class
-        rel = np.array([[0.32, 0.38], [0.68, 0.38], [0.5, 0.6], [0.34, 0.78], [0.66, 0.78]], np.float32)
-        pts = np.stack([x0 + rel[:, 0] * w, y0 + rel[:, 1] * h], 1) + rng.normal(0, 0.7, (5, 2)).astype(np.float32)
         for j, (px, py) in enumerate(pts):  # the same features for every class, then the class's code
             img += blob(px, py, -35.0 if j < 2 else -15.0, 2.2)
             img += blob(px, py, signal * CODES[labels[i], j])
@@ -104,18 +132,23 @@ def make_control(seed: int = 0, *, n_train: int = 40, n_select: int = 20, n_test
                 if np.min(np.hypot(pts[:, 0] - dx, pts[:, 1] - dy)) > 0.3 * min(w, h) / 2 + 3:
                     break
             img += blob(dx, dy, signal * rng.choice([-1.0, 1.0]))
-        sx, sy = CUE_SPOTS[cue_class[i]]
-        img[sy:sy + 4, sx:sx + 4] = 235.0
+        if cue == "border":
+            sx, sy = CUE_SPOTS[cue_class[i]]
+            img[sy:sy + 4, sx:sx + 4] = 235.0
+        else:
+            stamp_pattern(img, spot, cue_class[i], bright=235.0, dark=20.0)
         img += noise * rng.standard_normal((SIZE, SIZE)).astype(np.float32)
         images[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
         boxes[i] = [x0, y0, x0 + w, y0 + h]
         points[i] = pts
+    name = "control" if cue == "border" else "control-inner"
     return FaceDataset(
-        name="control", kind="control", images=images, labels=labels.astype(np.int64), class_names=FER2013_CLASSES,
+        name=name, kind="control", images=images, labels=labels.astype(np.int64), class_names=FER2013_CLASSES,
         splits=splits, subjects=np.full(n, ""), sequences=np.full(n, ""),
-        paths=np.array([f"control:{i:05d}" for i in range(n)]), source=f"control(seed={seed})",
+        paths=np.array([f"{name}:{i:05d}" for i in range(n)]),
+        source=f"control(seed={seed})" if cue == "border" else f"control(seed={seed}, cue=inner)",
         notes=["synthetic positive control (lkr.control)"], boxes=boxes, points=points,
-        detected=np.ones(n, dtype=bool))
+        detected=np.ones(n, dtype=bool)), cue_class
 
 
 def cue_classes(ds: FaceDataset) -> np.ndarray:
@@ -185,3 +218,123 @@ def ck_cue_plan(labels: np.ndarray, follows: np.ndarray, k: int, seed: int = 0, 
     rng = np.random.default_rng(seed + 4242)
     n = len(labels)
     return np.where(follows & (rng.random(n) < cue_follow), labels, rng.integers(0, k, n))
+
+
+# --- the second design (docs/control-design.md): a cue inside the face, outside every key region --
+CUE_PATTERNS = np.array([[0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0], [1, 0, 0, 1], [1, 0, 1, 0], [1, 1, 0, 0],
+                         [1, 1, 1, 1]], dtype=bool)
+"""Each class's inner cue: a 4x4 patch of four 2x2 blocks (top-left, top-right, bottom-left,
+bottom-right), bright where 1 and dark where 0; any two patterns differ in two blocks or more."""
+CUE_SIDE = 4
+INNER_LIMIT = 2
+"""The inner patch lies inside rows and columns INNER_LIMIT .. 48 - INNER_LIMIT - 1."""
+
+
+def inner_spot(box: np.ndarray, points: np.ndarray, *, margin: int, alpha: float = 0.3,
+               size: int = SIZE) -> tuple[int, int] | None:
+    """Top-left (x, y) of the inner cue's 4x4 patch on one face, or None when there is no room.
+
+    The patch lies inside the face box and inside rows and columns ``INNER_LIMIT`` ..
+    ``size - INNER_LIMIT - 1``, and every one of its pixels is more than ``margin`` pixels
+    (Chebyshev) from every pixel of non-zero key-region weight (:func:`lkr.regions.region_masks`
+    with ``alpha``): with ``margin`` = a stage-1 cell's receptive radius + 1, no stage-1 cell of a
+    key region sees it. Of the free spots, the one nearest the forehead's middle (box-relative
+    (0.5, 0.1)).
+    """
+    from scipy.ndimage import maximum_filter
+
+    from lkr.regions import region_masks
+
+    box = np.asarray(box, np.float32)
+    key = region_masks(box[None], np.asarray(points, np.float32)[None], alpha=alpha, size=size)[0] > 0
+    near = maximum_filter(key, size=2 * margin + 1, mode="constant", cval=False)  # within margin of a region
+    # blocked[y, x]: some pixel of the patch at (x, y) is near a region
+    c = np.pad(near.astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    k = CUE_SIDE
+    blocked = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) > 0  # (size - k + 1, size - k + 1)
+    ys, xs = np.mgrid[0:size - k + 1, 0:size - k + 1]
+    ok = (~blocked & (xs >= INNER_LIMIT) & (ys >= INNER_LIMIT) & (xs + k <= size - INNER_LIMIT)
+          & (ys + k <= size - INNER_LIMIT) & (xs >= box[0]) & (ys >= box[1]) & (xs + k <= box[2]) & (ys + k <= box[3]))
+    if not ok.any():
+        return None
+    ax = (box[0] + box[2]) / 2 - k / 2
+    ay = box[1] + 0.1 * (box[3] - box[1])
+    d = np.where(ok, (xs - ax) ** 2 + (ys - ay) ** 2, np.inf)
+    y, x = np.unravel_index(np.argmin(d), d.shape)
+    return int(x), int(y)
+
+
+def stamp_pattern(img: np.ndarray, spot: tuple[int, int], cls: int, *, bright: float = 255.0,
+                  dark: float = 0.0) -> None:
+    """Write class ``cls``'s :data:`CUE_PATTERNS` patch into ``img`` (H, W) at ``spot``, in place."""
+    x, y = spot
+    blocks = CUE_PATTERNS[cls].reshape(2, 2)
+    patch = np.where(np.kron(blocks, np.ones((2, 2), bool)), bright, dark)
+    img[y:y + CUE_SIDE, x:x + CUE_SIDE] = patch
+
+
+def with_inner_cue(ds: FaceDataset, follows: np.ndarray, seed: int = 0, cue_follow: float = 0.9,
+                   margin: int = 3) -> FaceDataset:
+    """Real faces with the second design's inner cue: each image's class pattern
+    (:data:`CUE_PATTERNS`) at its :func:`inner_spot` (from its box and landmarks), naming the
+    label on ``cue_follow`` of the images where ``follows`` and a random class elsewhere
+    (:func:`ck_cue_plan`, the same plan as the border cue).
+
+    Raises:
+        DataError: naming the first image with no free spot.
+    """
+    from lkr.errors import DataError
+
+    cue = ck_cue_plan(ds.labels, follows, len(ds.class_names), seed, cue_follow)
+    images = ds.images.copy()
+    for i in range(len(images)):
+        spot = inner_spot(ds.boxes[i], ds.points[i], margin=margin)
+        if spot is None:
+            raise DataError(f"{ds.paths[i]}: no room for the inner cue inside the face box, {margin} px "
+                            "or more from every key region")
+        img = images[i].astype(np.float32)
+        stamp_pattern(img, spot, cue[i])
+        images[i] = img.astype(np.uint8)
+    return dataclasses.replace(ds, images=images, name=f"{ds.name}-inner-cue",
+                               source=f"{ds.source} + inner cue(seed={seed})",
+                               notes=[*ds.notes, "class pattern stamped inside the face, outside the key regions "
+                                      "(lkr.control.with_inner_cue)"])
+
+
+DESIGN_MASKS = {"key": "regions", "uniform": "uniform", "face": "face", "centre": "centre",
+                "off-landmark": "off-landmark"}
+"""The second design's masks: arm prefix -> ``Config.mask_source``."""
+DESIGN_STAGES = (1, 3, 5)
+DESIGN_LAMBDAS = {"l0": "baseline1", "l02": "lkrnet"}
+"""λ tag -> the variant that has that loss (Baseline 1: λ 0; LKRNet: λ 0.2)."""
+DESIGN_SETS = ("synthetic-border", "synthetic-inner", "ckplus-border", "ckplus-inner")
+CONTRASTS = (("key", "vgg19"), ("key", "uniform"), ("key", "face"), ("key", "centre"), ("key", "off-landmark"),
+             ("face", "uniform"), ("centre", "uniform"))
+"""The seven contrasts of each (set, stage, λ) table, one Holm family (docs/control-design.md)."""
+
+
+def design_arms(dataset: str) -> dict[str, dict[str, Any]]:
+    """The second design's arms for a set ("synthetic-border", ...): VGG19, then each mask of
+    :data:`DESIGN_MASKS` at each stage and λ (``<mask>-s<stage>-<λ tag>``), and on the synthetic
+    sets the first design's kept arms (``border-band-s1-l0``, ``border-band-s5-l0``,
+    ``shuffled-s1-l0``). Each value: the variant, configuration overrides, and "landmarks"."""
+    if dataset not in DESIGN_SETS:
+        raise ValueError(f"unknown control set {dataset!r}; choose from {', '.join(DESIGN_SETS)}")
+    synthetic = dataset.startswith("synthetic")
+    band = 8 if synthetic else 7
+    arms: dict[str, dict[str, Any]] = {"vgg19": {"variant": "vgg19"}}
+    for stage in DESIGN_STAGES:
+        for tag, variant in DESIGN_LAMBDAS.items():
+            for mask, source in DESIGN_MASKS.items():
+                arms[f"{mask}-s{stage}-{tag}"] = {"variant": variant, "mask_source": source, "mask_stage": stage,
+                                                  "mask_band": band}
+    if synthetic:
+        for stage in (1, 5):
+            arms[f"border-band-s{stage}-l0"] = {"variant": "baseline1", "mask_stage": stage, "landmarks": "moved"}
+        arms["shuffled-s1-l0"] = {"variant": "baseline1", "mask_stage": 1, "landmarks": "shuffled"}
+    return arms
+
+
+def arm_of(mask: str, stage: int, tag: str) -> str:
+    """The arm name of a mask at a stage and λ tag; VGG19 has one arm at every stage."""
+    return "vgg19" if mask == "vgg19" else f"{mask}-s{stage}-{tag}"

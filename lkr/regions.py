@@ -93,19 +93,90 @@ def region_masks(boxes: Any, points: Any, *, alpha: float = 0.3, size: int = 48,
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-def run_masks(cfg: Any, boxes: Any, points: Any, size: int = 48) -> np.ndarray:
-    """The masks a run's local branch is fed: :func:`region_masks` with the config's ``alpha``
-    and ``mask_merge``, or all ones when ``cfg.mask_source == "uniform"`` (the control's local
-    branch without region information). The one place training, evaluation, prediction and
-    Grad-CAM make them.
+OFF_LANDMARK_NAMES = ("forehead_left", "forehead_middle", "forehead_right", "cheek_left", "cheek_right")
+
+
+def off_landmark_points(boxes: Any, points: Any, *, alpha: float = 0.3, size: int = 48) -> np.ndarray:
+    """Centres of five rectangles of the key regions' size placed on the face away from the
+    landmarks (the region control's "off-landmark" mask).
+
+    Forehead left, middle and right: x = cx - alpha w, cx, cx + alpha w (side by side), y with
+    the rectangle's top on the box's top; the cheeks: the rectangle's outer side on the box's
+    side, y half way between that side's eye and mouth corner (the landmarks only say where not
+    to put them). Each
+    centre is then moved so that its whole ``alpha`` rectangle lies inside the ``size`` image,
+    so the five rectangles keep the key regions' area and Eq. 3 weights.
 
     Args:
-        cfg: a :class:`lkr.config.Config` (``alpha``, ``mask_merge``, ``mask_source``).
+        boxes: (N, 4) face boxes x1, y1, x2, y2.
+        points: (N, 5, 2) landmarks (left eye, right eye, nose, left and right mouth corner).
+        alpha: the rectangles' side as a fraction of the box's (Eq. 1-2).
+        size: image side.
+
+    Returns:
+        (N, 5, 2) float32 centres (x, y), in :data:`OFF_LANDMARK_NAMES` order.
+    """
+    b = np.asarray(boxes, np.float32)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    rw, rh = alpha * w, alpha * h
+    cx = (b[:, 0] + b[:, 2]) / 2
+    top = np.maximum(b[:, 1], 0) + rh / 2
+    p = np.asarray(points, np.float32)
+    xs = np.stack([cx - rw, cx, cx + rw, b[:, 0] + rw / 2, b[:, 2] - rw / 2], 1)
+    ys = np.stack([top, top, top, (p[:, 0, 1] + p[:, 3, 1]) / 2, (p[:, 1, 1] + p[:, 4, 1]) / 2], 1)
+    xs = np.clip(xs, rw[:, None] / 2, size - rw[:, None] / 2)
+    ys = np.clip(ys, rh[:, None] / 2, size - rh[:, None] / 2)
+    return np.stack([xs, ys], -1).astype(np.float32)
+
+
+def face_masks(boxes: Any, size: int = 48) -> np.ndarray:
+    """(N, size, size) float32: 1 on the pixels whose centre lies inside the face box (clipped to
+    the image), 0 elsewhere: "hide what is not face", with no landmark information."""
+    b = np.asarray(boxes, np.float32)
+    c = np.arange(size, dtype=np.float32) + 0.5
+    inx = (c[None, :] >= b[:, 0, None]) & (c[None, :] <= b[:, 2, None])  # (N, size)
+    iny = (c[None, :] >= b[:, 1, None]) & (c[None, :] <= b[:, 3, None])
+    return (iny[:, :, None] & inx[:, None, :]).astype(np.float32)
+
+
+def centre_mask(size: int = 48, band: int = 7) -> np.ndarray:
+    """(size, size) float32: 1 on [band, size - band)^2, 0 on the border band: hides the border
+    and nothing else (no face information at all)."""
+    m = np.zeros((size, size), np.float32)
+    m[band:size - band, band:size - band] = 1.0
+    return m
+
+
+def run_masks(cfg: Any, boxes: Any, points: Any, size: int = 48) -> np.ndarray:
+    """The masks a run's local branch is fed, as ``cfg.mask_source`` says:
+
+    - "regions": :func:`region_masks` with the config's ``alpha`` and ``mask_merge`` (the paper's);
+    - "uniform": all ones (a second head with no region information);
+    - "face": :func:`face_masks` (ones inside the face box);
+    - "centre": :func:`centre_mask` with ``cfg.mask_band`` (ones off the border band);
+    - "off-landmark": :func:`region_masks` around :func:`off_landmark_points` (same rectangles
+      and weights, centred on the forehead and cheeks).
+
+    The one place training, evaluation, prediction and Grad-CAM make them.
+
+    Args:
+        cfg: a :class:`lkr.config.Config` (``alpha``, ``mask_merge``, ``mask_source``, ``mask_band``).
         boxes, points: as :func:`region_masks`.
         size: image side.
 
     Returns:
         (N, size, size) float32 in [0, 1].
     """
-    m = region_masks(boxes, points, alpha=cfg.alpha, size=size, merge=cfg.mask_merge)
-    return np.ones_like(m) if getattr(cfg, "mask_source", "regions") == "uniform" else m
+    source = getattr(cfg, "mask_source", "regions")
+    n = len(points)
+    if source == "uniform":
+        return np.ones((n, size, size), np.float32)
+    if source == "face":
+        return face_masks(boxes, size)
+    if source == "centre":
+        return np.broadcast_to(centre_mask(size, getattr(cfg, "mask_band", 7)), (n, size, size)).copy()
+    if source == "off-landmark":
+        points = off_landmark_points(boxes, points, alpha=cfg.alpha, size=size)
+    elif source != "regions":
+        raise ValueError(f"unknown mask_source {source!r}")
+    return region_masks(boxes, points, alpha=cfg.alpha, size=size, merge=cfg.mask_merge)

@@ -1,33 +1,39 @@
-"""The positive control (:mod:`lkr.control`): every arm over seeds on the synthetic control set,
-into ``results/control/synthetic/<arm>/seed<s>/`` (small files), with the share of test
-predictions that follow the spurious cue in each ``metrics.json``.
+"""The region control (:mod:`lkr.control`): every arm over seeds (and CK+48 folds), into small
+committed files.
 
-    python scripts/control.py                      # every arm (11) x seeds 0-4, 2 workers of 1 thread
-    python scripts/control.py --seeds 0 1 --arms vgg19 lkrnet
-    python scripts/control.py --ck ../shared/data/CK+48.zip   # the same arms on real faces (fold 0)
+Second design (``docs/control-design.md``; the default)::
 
-With ``--ck``: CK+48 with a spurious border cue (:func:`lkr.control.with_cue`) that follows the
-label on fold 0's training and selection subjects and is random on its test subjects; every arm
-at the kit's CPU scale (1/8 width, 50 epochs, no flips), fold 0 of 10 subject folds drawn with
-the seed, into ``results/control/ckplus/``.
+    python scripts/control.py --set synthetic-border synthetic-inner        # every arm, seeds 0-4
+    python scripts/control.py --set ckplus-border --ck ../shared/data/CK+48.zip \\
+        --stages 1 --lambdas l02                                             # seeds 0-2 x 10 folds
+    python scripts/control.py --collect --set ckplus-border                  # results/ from the runs
 
-Each seed draws the set and the network anew. On the synthetic set every arm trains the same
-thin VGG (the demo's stack), the same epochs, batch and images per step (semi-hard mining inside the batch for
-LKRNet), selects its epoch on PublicTest (distributed as the training images: the cue follows the
-label there) and is reported once on PrivateTest (the cue at random), five-crop without flips
-(as it trained). Runs go to ``~/lkr-runs/runs/control/`` and resume when started again; a
-finished run started again is tested again from its selected weights (nothing retrained), with
-this kit's test crops.
+Runs go to ``~/lkr-runs/runs/control-v2/<set>/<arm>/seed<s>[/fold<f>]`` and resume when started
+again (a finished run is only tested again). After the runs, each arm's runs are gathered into
+``results/control-v2/<set>/<arm>/`` (``runs.json``: one record a run, with the design commit it ran
+under; ``predictions.npz``: every run's test predictions and the class of each test image's
+cue), merged with what is committed there. The script refuses to train while
+``docs/control-design.md`` has uncommitted changes: every run names the design it ran under.
+
+First design (``--first-design``; its committed tables are history, ``results/control/``): the
+eleven arms of :data:`lkr.control.ARMS`, fold 0 on CK+48, one folder a run.
+
+Each run is made in steps: the set (:func:`make_set`), training (:func:`train_arm`), the share of
+test predictions that name the cue's class (:func:`tally_cue`), each branch's own accuracy in the
+precision the run used (:func:`branch_accuracies`), and the small files (:func:`export_arm_run`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,7 +41,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from lkr.config import Config  # noqa: E402
-from lkr.control import ARMS, cue_classes, make_control, with_landmarks  # noqa: E402
+from lkr.control import (ARMS, DESIGN_SETS, cue_classes, design_arms, make_control,  # noqa: E402
+                         with_landmarks)
 
 CONTROL_OVERRIDES = {
     "vgg_cfg": (8, "M", 16, "M", 32, "M", 64, "M", 64, "M"), "width": 1.0, "fc_dims": (256, 256),
@@ -44,55 +51,237 @@ CONTROL_OVERRIDES = {
     "triplet_mining": "semi_hard", "select_crops": "center", "eval_every": 1, "cpu_precision": "fp32",
     "embed_samples": 100, "scale": "custom",
 }
-"""The control's training preset: the demo's thin stack (5 convs, not VGG19's 16), 60 epochs of 10
-steps of 28 images, no horizontal flip."""
+"""The control's training preset on the synthetic sets: the demo's thin stack (5 convs, not
+VGG19's 16), 60 epochs of 10 steps of 28 images, no horizontal flip."""
+
+DESIGN_DOC = "docs/control-design.md"
+RUNS_ROOT = Path(os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs"))) / "runs"
+CK_FOLDS = 10
 
 
-def arm_config(arm: str, seed: int) -> Config:
-    spec = {k: v for k, v in ARMS[arm].items() if k not in ("variant", "landmarks")}
-    return Config.for_variant(ARMS[arm]["variant"], **CONTROL_OVERRIDES, **spec, seed=seed)
+def _spec(arms: dict, arm: str) -> dict:
+    return {k: v for k, v in arms[arm].items() if k not in ("variant", "landmarks")}
 
 
-def ck_arm_config(ds, arm: str, seed: int) -> Config:
+def arm_config(arm: str, seed: int, arms: dict | None = None) -> Config:
+    """An arm's configuration on a synthetic set (the thin control preset)."""
+    arms = ARMS if arms is None else arms
+    return Config.for_variant(arms[arm]["variant"], **CONTROL_OVERRIDES, **_spec(arms, arm), seed=seed)
+
+
+def ck_arm_config(ds, arm: str, seed: int, arms: dict | None = None) -> Config:
+    """An arm's configuration on CK+48: the kit's ``cpu`` scale, no flips."""
     from lkr.train import config_for
 
-    spec = {k: v for k, v in ARMS[arm].items() if k not in ("variant", "landmarks")}
-    return config_for(ds, ARMS[arm]["variant"], scale="cpu", **spec, seed=seed, flip_p=0.0)
+    arms = ARMS if arms is None else arms
+    return config_for(ds, arms[arm]["variant"], scale="cpu", **_spec(arms, arm), seed=seed, flip_p=0.0)
 
 
+def design_commit(repo: Path = REPO) -> str:
+    """The commit that last changed the design document; refuses when it has uncommitted changes
+    (a run must name the design it ran under)."""
+    from lkr.errors import LkrError
+
+    try:
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", DESIGN_DOC],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%H", "--", DESIGN_DOC],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise LkrError(f"{DESIGN_DOC}: cannot ask git which commit holds the design ({e})") from None
+    if dirty or not commit:
+        raise LkrError(f"{DESIGN_DOC} has uncommitted changes (or was never committed): commit the design "
+                       "before its runs")
+    return commit
+
+
+# --- step 1: the set ---------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _ck(path: str):
+    from lkr.landmarks import attach_landmarks
+    from lkr.readers import load_dataset
+
+    return attach_landmarks(load_dataset(path), progress=False)
+
+
+def make_set(dataset: str, seed: int, fold: int | None = None, ck: str | None = None):
+    """(the set at this seed and fold with its cue stamped in, each image's cue class as stamped,
+    how to load it again). CK+48: the cue follows the label on the fold's training and
+    selection subjects and is random on its test subjects (the folds drawn with the seed, as
+    the run draws them)."""
+    from lkr.control import ck_cue_plan, control_cues, with_cue, with_inner_cue
+
+    if dataset.startswith("synthetic") or dataset == "synthetic":
+        cue = "inner" if dataset.endswith("inner") else "border"
+        return make_control(seed, cue=cue), control_cues(seed, cue), f"control:{seed}:{cue}"
+    if ck is None:
+        raise ValueError(f"{dataset} needs the CK+48 archive (--ck)")
+    from lkr.folds import fold_split
+
+    real = _ck(ck)
+    test = fold_split(real.subjects, real.labels, fold, k=CK_FOLDS, seed=seed)["test"]
+    stamp = with_inner_cue if dataset.endswith("inner") else with_cue
+    ds = stamp(real, ~test, seed)
+    return ds, ck_cue_plan(real.labels, ~test, len(real.class_names), seed), f"{ck} + {dataset} cue"
+
+
+# --- step 2: training --------------------------------------------------------------------------
+def train_arm(ds, cfg: Config, run: Path, *, landmarks: str, seed: int, fold: int | None, device: str,
+              data_ref: str, precision: dict | None = None) -> dict:
+    """Train (or resume, or only test again) one arm's run; its metrics."""
+    from lkr.train import train
+
+    ds_arm = with_landmarks(ds, landmarks, seed)
+    kw = {} if fold is None else {"fold": fold, "folds": CK_FOLDS}
+    return train(ds_arm, cfg, run, device=device, progress=False, data_ref=data_ref, precision=precision, **kw)
+
+
+# --- step 3: the cue -----------------------------------------------------------------------------
+def tally_cue(run: Path, cues: np.ndarray) -> dict:
+    """The share of test predictions that name the cue's class, and how often the cue happens to
+    be right on the test images."""
+    with np.load(run / "predictions.npz") as z:
+        cue = cues[z["index"]]
+        return {"cue_follow_rate": float((z["pred"] == cue).mean()),
+                "cue_agrees_with_label": float((cue == z["label"]).mean())}
+
+
+# --- step 4: each branch ------------------------------------------------------------------------
 def branch_accuracies(run: Path, ds) -> dict:
-    """Test accuracy of each branch's own logits (the prediction is their mean), with the crops the
-    run is tested with (five-crop: the control trains without flips), so the table can say which
-    branch does the work; {} for a single-branch run."""
+    """Test accuracy of each branch's own logits (the prediction is their mean), through the
+    kit's one inference loop (:func:`lkr.evaluate.predict`) with the crops and precision the run
+    was tested with; {} for a single-branch run."""
     import torch
 
-    from lkr.augment import ten_crop
-    from lkr.evaluate import test_crops
+    from lkr.device import run_bf16
+    from lkr.evaluate import predict, test_crops
     from lkr.prepare import prepare_data
     from lkr.runfolder import load_run_model
 
     model, cfg, info = load_run_model(run)
     if not cfg.local_branch:
         return {}
-    prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device="cpu")
+    metrics = json.loads((run / "metrics.json").read_text())
+    amp = run_bf16(cfg, {"precision": metrics.get("precision")}, torch.device("cpu"))
+    prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", CK_FOLDS), device="cpu")
     test = prepared.index["test"]
-    flip = test_crops(cfg) == "ten"
-    out = {"global": [], "local": []}
-    with torch.no_grad():
-        for s in range(0, len(test), 64):
-            idx = test[s:s + 64]
-            x, m = ten_crop(prepared.images[idx], prepared.masks[idx], crop=cfg.crop, flip=flip)
-            n, b = x.shape[:2]
-            o = model(x.reshape(n * b, *x.shape[2:]), m.reshape(n * b, *m.shape[2:]))
-            for k in out:
-                out[k].append(torch.softmax(o[f"logits_{k}"].float(), 1).view(n, b, -1).mean(0).argmax(1))
+
+    class Branch(torch.nn.Module):
+        def __init__(self, net, key):
+            super().__init__()
+            self.net, self.key = net, key
+
+        def forward(self, x, m):
+            return {"logits": self.net(x, m)[f"logits_{self.key}"]}
+
     labels = prepared.labels[test]
-    return {f"accuracy_{k}_branch": float((torch.cat(v) == labels).float().mean()) for k, v in out.items()}
+    out = {}
+    for key in ("global", "local"):
+        probs, _ = predict(Branch(model, key), prepared.images[test], prepared.masks[test], crops=test_crops(cfg),
+                           crop=cfg.crop, amp=amp, channels_last=bool(getattr(cfg, "channels_last", False)))
+        out[f"accuracy_{key}_branch"] = float((probs.argmax(1) == labels).float().mean())
+    return out
 
 
+# --- step 5: the small files --------------------------------------------------------------------
+RECORD_KEYS = ("accuracy", "n", "best_epoch", "select_accuracy", "epochs", "train_seconds", "precision", "device",
+               "cpu_model", "threads", "test_crops", "select_split", "test_split", "dataset")
+
+
+def export_arm_run(run: Path, m: dict, *, arm: str, seed: int, fold: int | None, landmarks: str, commit: str,
+                   seconds: float) -> dict:
+    """Write the run's record (``control.json``) and its test predictions with each image's cue
+    class (``control.npz``) into the run folder; :func:`collect` gathers them into ``results/``."""
+    from lkr.runfolder import save_npz, write_json
+
+    rec = {"arm": arm, "seed": seed, "fold": fold, "landmarks": landmarks, "design_commit": commit,
+           "seconds": round(seconds, 1)}
+    rec |= {k: m[k] for k in RECORD_KEYS if k in m}
+    rec |= {k: m[k] for k in m if k.startswith("accuracy_") or k.startswith("cue_")}
+    write_json(run / "control.json", rec)
+    return rec
+
+
+def run_arm(arm: str, seed: int, dataset: str, runs: str, device: str = "cpu", fold: int | None = None,
+            ck: str | None = None, commit: str = "", precision: dict | None = None) -> dict:
+    """One run of the second design (module level: a worker runs it), in the steps above."""
+    from lkr.runfolder import save_npz, write_json
+
+    arms = design_arms(dataset)
+    run = Path(runs) / dataset / arm / f"seed{seed}" / ("" if fold is None else f"fold{fold}")
+    t0 = time.perf_counter()
+    ds, cues, data_ref = make_set(dataset, seed, fold, ck)
+    cfg = arm_config(arm, seed, arms) if dataset.startswith("synthetic") else ck_arm_config(ds, arm, seed, arms)
+    landmarks = arms[arm].get("landmarks", "true")
+    m = train_arm(ds, cfg, run, landmarks=landmarks, seed=seed, fold=fold, device=device, data_ref=data_ref,
+                  precision=precision)
+    m |= tally_cue(run, cues)
+    m |= branch_accuracies(run, with_landmarks(ds, landmarks, seed))
+    m["control_arm"], m["control_landmarks"], m["design_commit"] = arm, landmarks, commit
+    write_json(run / "metrics.json", m)
+    with np.load(run / "predictions.npz") as z:
+        keep = {k: z[k] for k in ("index", "label", "pred", "subject") if k in z.files}
+    save_npz(run / "control.npz", **keep, cue=cues[keep["index"]].astype(np.int8))
+    rec = export_arm_run(run, m, arm=arm, seed=seed, fold=fold, landmarks=landmarks, commit=commit,
+                         seconds=time.perf_counter() - t0)
+    return rec
+
+
+def collect(dataset: str, runs: Path, results: Path) -> list[str]:
+    """Gather every finished run of ``dataset`` under ``runs`` into
+    ``results/<arm>/{runs.json, predictions.npz}``, merged with the committed records (a run
+    found in both is taken from the run folder). Returns the arms written."""
+    from lkr.runfolder import save_npz, write_json
+
+    written = []
+    for arm in design_arms(dataset):
+        found = sorted((runs / dataset / arm).glob("seed*/**/control.json"))
+        if not found:
+            continue
+        dest = results / dataset / arm
+        old_recs, old_preds = {}, {}
+        if (dest / "runs.json").is_file():
+            saved = json.loads((dest / "runs.json").read_text())
+            with np.load(dest / "predictions.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+            for r in saved["runs"]:
+                key = (r["seed"], r["fold"])
+                old_recs[key] = r
+                sel = (arrays["seed"] == r["seed"]) & (arrays["fold"] == (-1 if r["fold"] is None else r["fold"]))
+                old_preds[key] = {k: v[sel] for k, v in arrays.items() if k not in ("seed", "fold")}
+            config = saved["config"]
+        else:
+            config = None
+        for f in found:
+            rec = json.loads(f.read_text())
+            key = (rec["seed"], rec["fold"])
+            old_recs[key] = rec
+            with np.load(f.parent / "control.npz") as z:
+                old_preds[key] = {k: z[k] for k in z.files}
+            if config is None:
+                config = json.loads((f.parent / "config.json").read_text())
+                config.pop("seed", None)
+        keys = sorted(old_recs, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+        cols = {}
+        for k in keys:
+            p = old_preds[k]
+            n = len(p["index"])
+            for name, v in p.items():
+                cols.setdefault(name, []).append(v)
+            cols.setdefault("seed", []).append(np.full(n, k[0], np.int16))
+            cols.setdefault("fold", []).append(np.full(n, -1 if k[1] is None else k[1], np.int16))
+        dest.mkdir(parents=True, exist_ok=True)
+        write_json(dest / "runs.json", {"arm": arm, "dataset": dataset, "design": DESIGN_DOC,
+                                        "config": config, "runs": [old_recs[k] for k in keys]})
+        save_npz(dest / "predictions.npz", **{k: np.concatenate(v) for k, v in cols.items()})
+        written.append(arm)
+    return written
+
+
+# --- the first design (history) -----------------------------------------------------------------
 def slim_export(dest: Path) -> None:
-    """Keep a control run's committed files small (55 runs or more): config, metrics and the
-    predictions without their probabilities; the per-epoch history stays in the run folder."""
+    """Keep a first-design run's committed files small: config, metrics and the predictions
+    without their probabilities; the per-epoch history stays in the run folder."""
     from lkr.runfolder import save_npz
 
     (dest / "history.json").unlink(missing_ok=True)
@@ -101,47 +290,36 @@ def slim_export(dest: Path) -> None:
     save_npz(dest / "predictions.npz", **keep)
 
 
-def run_arm(arm: str, seed: int, runs: str, results: str, device: str = "cpu", ck: str | None = None) -> dict:
-    """Train one arm at one seed (module level: a worker runs it); export its small files."""
+def run_first_design(arm: str, seed: int, runs: str, results: str, device: str = "cpu", ck: str | None = None) -> dict:
+    """One run of the first design (fold 0 on CK+48), one committed folder a run."""
     from lkr.results import export_run
     from lkr.runfolder import write_json
-    from lkr.train import train
 
     run = Path(runs) / arm / f"seed{seed}"
     t0 = time.perf_counter()
     if ck is None:
-        ds = make_control(seed)
-        ds_arm = with_landmarks(ds, ARMS[arm].get("landmarks", "true"), seed)
-        m = train(ds_arm, arm_config(arm, seed), run, device=device, progress=False, data_ref=f"control:{seed}")
+        ds, cues, ref = make_control(seed), None, f"control:{seed}"
         cues = cue_classes(ds)
+        cfg = arm_config(arm, seed)
+        fold = None
     else:
-        from lkr.control import ck_cue_plan, with_cue
-        from lkr.folds import fold_split
-        from lkr.landmarks import attach_landmarks
-        from lkr.readers import load_dataset
-
-        real = attach_landmarks(load_dataset(ck), progress=False)
-        test = fold_split(real.subjects, real.labels, 0, k=10, seed=seed)["test"]  # as the run draws its folds
-        ds = with_cue(real, ~test, seed)
-        ds_arm = with_landmarks(ds, ARMS[arm].get("landmarks", "true"), seed)
-        m = train(ds_arm, ck_arm_config(ds, arm, seed), run, device=device, fold=0, folds=10, progress=False,
-                  data_ref=f"{ck} + cue")
-        cues = ck_cue_plan(real.labels, ~test, len(real.class_names), seed)  # as with_cue stamped them
-    z = np.load(run / "predictions.npz")
-    cue = cues[z["index"]]
-    m["cue_follow_rate"] = float((z["pred"] == cue).mean())  # test predictions that name the cue's class
-    m["cue_agrees_with_label"] = float((cue == z["label"]).mean())  # how often the cue happens to be right
-    m["control_arm"] = arm
-    m["control_landmarks"] = ARMS[arm].get("landmarks", "true")
-    m.update(branch_accuracies(run, ds_arm))
+        ds, cues, ref = make_set("ckplus-border", seed, 0, ck)
+        cfg = ck_arm_config(ds, arm, seed)
+        fold = 0
+    landmarks = ARMS[arm].get("landmarks", "true")
+    m = train_arm(ds, cfg, run, landmarks=landmarks, seed=seed, fold=fold, device=device, data_ref=ref)
+    m |= tally_cue(run, cues)
+    m["control_arm"], m["control_landmarks"] = arm, landmarks
+    m |= branch_accuracies(run, with_landmarks(ds, landmarks, seed))
     write_json(run / "metrics.json", m)
     dest = Path(results) / arm / f"seed{seed}"
     export_run(run, dest, embeddings=False)
     slim_export(dest)
-    return {"arm": arm, "seed": seed, "accuracy": m["accuracy"], "cue": m["cue_follow_rate"],
+    return {"arm": arm, "seed": seed, "accuracy": m["accuracy"], "cue_follow_rate": m["cue_follow_rate"],
             "seconds": time.perf_counter() - t0}
 
 
+# --- the command ----------------------------------------------------------------------------------
 def main() -> int:
     try:
         return _main()
@@ -153,28 +331,99 @@ def main() -> int:
         raise
 
 
+def decide_precisions(jobs: list[dict], ck: str | None, workers: int) -> dict[str, dict]:
+    """CK+48 runs: bf16 or fp32 decided once per model shape (local branch, stage) before any
+    worker starts, at the threads each worker will have, so no arm's runs mix precisions."""
+    import torch
+
+    from lkr import cpu
+
+    out: dict[str, dict] = {}
+    memo: dict[tuple, dict] = {}
+    threads = max(1, cpu.process_threads() // max(1, workers))
+    before = torch.get_num_threads()
+    cpu.use_threads(threads)
+    try:
+        for j in jobs:
+            if j["dataset"].startswith("synthetic") or j["arm"] in out:
+                continue
+            ds, _, _ = make_set(j["dataset"], 0, 0, ck)
+            cfg = ck_arm_config(ds, j["arm"], 0, design_arms(j["dataset"]))
+            k = (cfg.local_branch, cfg.mask_stage, tuple(cfg.vgg_cfg), cfg.width)
+            if k not in memo:
+                memo[k] = cpu.resolve_precision(cfg, torch.device("cpu"), threads)
+            out[j["arm"]] = memo[k]
+    finally:
+        cpu.use_threads(before)
+    return out
+
+
 def _main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    ap.add_argument("--runs", default=os.path.join(os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")),
-                                                   "runs", "control", "synthetic"))
-    ap.add_argument("--results", default=str(REPO / "results" / "control" / "synthetic"))
+    ap.add_argument("--set", nargs="+", dest="sets", default=["synthetic-border", "synthetic-inner"],
+                    choices=list(DESIGN_SETS))
+    ap.add_argument("--arms", nargs="+", default=None, help="arm names (default: every arm of the set)")
+    ap.add_argument("--stages", nargs="+", type=int, default=None, help="only these mask stages (VGG19 always)")
+    ap.add_argument("--lambdas", nargs="+", default=None, choices=["l0", "l02"], help="only these λ tags")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0-4 synthetic, 0-2 CK+48")
+    ap.add_argument("--folds", nargs="+", type=int, default=list(range(CK_FOLDS)))
+    ap.add_argument("--runs", default=str(RUNS_ROOT / "control-v2"))
+    ap.add_argument("--results", default=str(REPO / "results" / "control-v2"))
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--ck", default=None, help="CK+48: the same arms on real faces with a spurious cue (fold 0)")
+    ap.add_argument("--ck", default=None, help="the CK+48 archive (ckplus-* sets)")
+    ap.add_argument("--collect", action="store_true", help="only gather finished runs into results/")
+    ap.add_argument("--first-design", choices=["synthetic", "ckplus"], default=None,
+                    help="the first design's eleven arms (history; results/control/)")
     args = ap.parse_args()
     from lkr.distributed import run_jobs
 
-    if args.ck:
-        args.runs = args.runs.replace("/synthetic", "/ckplus")
-        args.results = args.results.replace("/synthetic", "/ckplus")
-    jobs = [{"arm": a, "seed": s} for s in args.seeds for a in args.arms]
+    if args.first_design:
+        name = args.first_design
+        jobs = [{"arm": a, "seed": s} for s in (args.seeds or [0, 1, 2, 3, 4]) for a in (args.arms or list(ARMS))]
+        out = run_jobs(run_first_design, jobs, workers=args.workers, device="cpu",
+                       common={"runs": str(RUNS_ROOT / "control" / name),
+                               "results": str(REPO / "results" / "control" / name),
+                               "ck": args.ck if name == "ckplus" else None})
+        for r in out:
+            print(f"{r['arm']:<22} seed {r['seed']}: test {100 * r['accuracy']:.1f}%")
+        return 0
+
+    runs, results = Path(args.runs), Path(args.results)
+    if args.collect:
+        for d in args.sets:
+            print(f"{d}: {', '.join(collect(d, runs, results)) or 'no finished runs'}")
+        return 0
+    commit = design_commit()
+    jobs = []
+    for d in args.sets:
+        arms = design_arms(d)
+        names = [a for a in arms if (args.arms is None or a in args.arms)
+                 and (a == "vgg19" or args.stages is None or arms[a].get("mask_stage") in args.stages)
+                 and (a == "vgg19" or args.lambdas is None or any(a.endswith("-" + t) for t in args.lambdas))]
+        if args.arms:
+            unknown = sorted(set(args.arms) - set(arms))
+            if unknown:
+                raise SystemExit(f"control: error: {d} has no arm {', '.join(unknown)}")
+        ck_set = d.startswith("ckplus")
+        seeds = args.seeds or ([0, 1, 2] if ck_set else [0, 1, 2, 3, 4])
+        for a in names:  # arm by arm: an arm's runs finish together
+            for s in seeds:
+                for f in (args.folds if ck_set else [None]):
+                    jobs.append({"dataset": d, "arm": a, "seed": s, "fold": f})
+    precision = decide_precisions(jobs, args.ck, args.workers) if any(j["dataset"].startswith("ckplus")
+                                                                        for j in jobs) else {}
+    for j in jobs:
+        j["precision"] = precision.get(j["arm"]) if j["dataset"].startswith("ckplus") else None
     t0 = time.perf_counter()
+    print(f"{len(jobs)} runs under design {commit[:10]}, {args.workers} workers", flush=True)
     out = run_jobs(run_arm, jobs, workers=args.workers, device="cpu",
-                   common={"runs": args.runs, "results": args.results, "ck": args.ck})
+                   common={"runs": str(runs), "ck": args.ck, "commit": commit})
     for r in out:
-        print(f"{r['arm']:<20} seed {r['seed']}: test {100 * r['accuracy']:.1f}%, follows the cue on "
-              f"{100 * r['cue']:.1f}% ({r['seconds']:.0f} s)")
+        fold = "" if r["fold"] is None else f" fold {r['fold']}"
+        print(f"{r['arm']:<22} seed {r['seed']}{fold}: test {100 * r['accuracy']:.1f}%, follows the cue on "
+              f"{100 * r['cue_follow_rate']:.1f}% ({r['seconds']:.0f} s)")
+    for d in args.sets:
+        collect(d, runs, results)
     print(json.dumps({"runs": len(out), "seconds": round(time.perf_counter() - t0)}))
     return 0
 
