@@ -23,7 +23,10 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``capacity``                       LKRNet − VGG19 on FER2013 at each width measured
 ``headline``                       the README's findings, as bullet lines
 ``cross <target>``                 FER2013 runs on another dataset's images (FER2013 -> CK+48)
-``control <name>``                 the positive control's arms over seeds (:mod:`lkr.control`)
+``control <name>``                 the first region control's arms over seeds (history)
+``control-ten-crop ckplus``        the first CK+48 control as tested with ten-crop (history)
+``design <set> <stage> <λ tag>``   the second region control's table and its Holm family of seven
+``design-verdicts``                the second region control's reading of each set, as bullet lines
 ``shipped``                        the model that ships with lkr (its card, :mod:`lkr.shipped`)
 ================================== ==========================================================
 """
@@ -237,19 +240,23 @@ def capacity_table(root: str | Path) -> list[str]:
     return lines
 
 
-def control_table(root: str | Path, name: str = "synthetic") -> list[str]:
-    """The positive control (``results/control/<name>/<arm>/seed<s>``, :mod:`lkr.control`): each
-    arm's test accuracy over seeds (mean ± sd), each branch's own accuracy (the prediction is their
-    mean), the share of test predictions that name the spurious cue's class, and two contrasts
-    paired by seed (each seed is one set and one network per arm), each with its t interval over
-    seeds and a paired t-test over seeds, Holm-corrected over the arms: against VGG19, and against
-    the uniform mask at the same stage (the compute-matched test of the regions themselves)."""
+def control_table(root: str | Path, name: str = "synthetic", *, ten_crop: bool = False) -> list[str]:
+    """The first region control (``results/control/<name>/<arm>/seed<s>``, :mod:`lkr.control`;
+    history since the second design, ``docs/control-design.md``): each arm's test accuracy over
+    seeds (mean ± sd), each branch's own accuracy (the prediction is their mean), the share of
+    test predictions that name the spurious cue's class, and two contrasts paired by seed (each
+    seed is one set and one network per arm), each with its t interval over seeds and a paired
+    t-test over seeds: against VGG19, and against the uniform mask at the same stage. Every
+    contrast the table shows is in **one** Holm family. ``ten_crop``: the CK+48 runs as first
+    tested, with ten-crop (``results/control/ckplus-ten-crop``, ``scripts/control_history.py``)."""
     import json
+
+    from statsmodels.stats.multitest import multipletests
 
     from lkr.control import ARMS
     from lkr.stats import seed_interval, seed_test
 
-    base = Path(root) / "control" / name
+    base = Path(root) / "control" / (f"{name}-ten-crop" if ten_crop else name)
     rec: dict[str, dict[int, dict]] = {}
     for arm in ARMS:
         for d in sorted((base / arm).glob("seed*")):
@@ -257,15 +264,15 @@ def control_table(root: str | Path, name: str = "synthetic") -> list[str]:
     if not rec:
         raise KeyError(f"table 'control {name}': no runs in {base}")
 
-    def contrast(arm: str, other: str) -> tuple[str, str, float | None]:
+    def contrast(arm: str, other: str) -> list | None:
         if other not in rec or arm == other:
-            return "–", "–", None
+            return None
         both = [s for s in sorted(rec[arm]) if s in rec[other]]
         d = [rec[arm][s]["accuracy"] - rec[other][s]["accuracy"] for s in both]
         if not d:
-            return "–", "–", None
+            return None
         lo, hi = seed_interval(d)
-        return _pts(float(np.mean(d))), ("–" if lo is None else f"{_pts(lo)} to {_pts(hi)}"), seed_test(d)
+        return [_pts(float(np.mean(d))), ("–" if lo is None else f"{_pts(lo)} to {_pts(hi)}"), seed_test(d), None]
 
     rows = []
     for arm in ARMS:
@@ -274,24 +281,20 @@ def control_table(root: str | Path, name: str = "synthetic") -> list[str]:
         stage = ARMS[arm].get("mask_stage")
         uniform = "uniform-mask" + (f"-stage{stage}" if stage else "")
         regions = ARMS[arm]["variant"] != "vgg19" and ARMS[arm].get("mask_source") != "uniform"
-        rows.append((arm, contrast(arm, "vgg19"), contrast(arm, uniform) if regions else ("–", "–", None)))
-    for k in (1, 2):  # Holm over the arms, each contrast apart (a missing p counts as 1)
-        ps = [r[k][2] if r[k][2] is not None else 1.0 for r in rows if r[k][0] != "–"]
-        if ps:
-            from statsmodels.stats.multitest import multipletests
-
-            adj = iter(multipletests(ps, method="holm")[1])
-            rows = [(r[0], *[(c[0], c[1], c[2], next(adj)) if i == k - 1 and c[0] != "–" else c
-                             for i, c in enumerate(r[1:])]) for r in rows]
-    lines = ["| arm | seeds | test accuracy | global branch | local branch | follows the cue | − VGG19 (points; "
-             "t 95% over seeds; p paired t, Holm) | − uniform mask, same stage (points; t 95%; p, Holm) |",
+        rows.append((arm, contrast(arm, "vgg19"), contrast(arm, uniform) if regions else None))
+    family = [c for r in rows for c in r[1:] if c is not None]  # one family: every contrast shown
+    if family:
+        for c, q in zip(family, multipletests([1.0 if c[2] is None else c[2] for c in family], method="holm")[1]):
+            c[3] = float(q)
+    lines = [f"| arm | seeds | test accuracy | global branch | local branch | follows the cue | − VGG19 (points; "
+             f"t 95% over seeds; p paired t, Holm over all {len(family)}) | − uniform mask, same stage (points; "
+             f"t 95%; p, Holm over all {len(family)}) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
 
     def cell(c) -> str:
-        if c[0] == "–":
+        if c is None:
             return "–"
-        p = "–" if c[2] is None else F._p(c[2])
-        return f"{c[0]} ({c[1]}; {p}, {F._p(c[3]) if len(c) > 3 else '–'})"
+        return f"{c[0]} ({c[1]}; {'–' if c[2] is None else F._p(c[2])}, {F._p(c[3])})"
 
     for arm, vs_vgg, vs_uni in rows:
         seeds = sorted(rec[arm])
@@ -304,11 +307,80 @@ def control_table(root: str | Path, name: str = "synthetic") -> list[str]:
     return lines
 
 
+def _ci(lo: float | None, hi: float | None) -> str:
+    return "–" if lo is None else f"{_pts(lo)} to {_pts(hi)}"
+
+
+def design_lines(root: str | Path, dataset: str, stage: int, tag: str) -> list[str]:
+    """One table of the second region control (``docs/control-design.md``): each arm's accuracy
+    over seeds, each branch's own accuracy and the share of predictions that follow the cue;
+    then its seven contrasts, one Holm family, both noises, each with its verdict. While a run
+    is missing, the arms' rows say how many and no contrast is shown."""
+    from lkr.control import CONTRASTS, arm_of
+    from lkr.control_results import MASK_LABELS, design_table, kept_arms, load_arm, told
+
+    t = design_table(root, dataset, stage, tag)
+    unit = "subjects" if dataset.startswith("ckplus") else "test positions"
+    lines = ["| arm | seeds | runs | test accuracy | global branch | local branch | follows the cue |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    rows = [(MASK_LABELS[m], arm_of(m, stage, tag), a) for m, a in t.arms.items()]
+    rows += [(name, name, load_arm(root, dataset, name)) for name in kept_arms(dataset, stage, tag)]
+    for label, name, a in rows:
+        if a is None:
+            lines.append(f"| {label} (`{name}`) | – | 0 | – | – | – | – |")
+            continue
+        acc = a.seed_accuracy()
+        br = {k: a.seed_mean(f"accuracy_{k}_branch") for k in ("global", "local")}
+        brc = {k: (_mean_sd(list(v.values())) if len(v) == len(acc) else "–") for k, v in br.items()}
+        follow = a.seed_mean("cue_follow_rate")
+        lines.append(f"| {label} (`{name}`) | {','.join(map(str, sorted(acc)))} | {len(a.records)} | "
+                     f"{_mean_sd(list(acc.values()))} | {brc['global']} | {brc['local']} | "
+                     f"{100 * np.mean(list(follow.values())):.1f} % |")
+    lines.append("")
+    if not t.complete:
+        left = ", ".join(f"{MASK_LABELS[m]} {n}" for m, n in t.missing.items() if n)
+        lines.append(f"In progress: runs still missing ({left}); no contrast is shown until every run is in.")
+        return lines
+    lines += [f"| contrast (one Holm family of {len(CONTRASTS)}) | difference (points) | over {unit}: 95 % | "
+              "p (Holm) | over seeds: t 95 % | p (Holm) | verdict |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for (a, b), c in zip(CONTRASTS, t.comparisons):
+        lines.append(f"| {MASK_LABELS[a]} − {MASK_LABELS[b]} | {_pts(c.diff)} | {_ci(c.ci_low, c.ci_high)} | "
+                     f"{F._p(c.p)} ({F._p(c.p_holm)}) | {_ci(c.seed_ci_low, c.seed_ci_high)} | "
+                     f"{F._p(c.p_seeds)} ({F._p(c.p_seeds_holm)}) | {told(c)} |")
+    return lines
+
+
+def design_verdicts(root: str | Path, stage: int = 1, tag: str = "l02") -> list[str]:
+    """The README's bullets on the second region control: for each set, at stage 1 with
+    LKRNet's loss, key regions − centre, − face, − off-landmark and − uniform mask with both
+    intervals and Holm p, and the design's reading of the table (``set_verdict``)."""
+    from lkr.control import DESIGN_SETS
+    from lkr.control_results import MASK_LABELS, SET_LABELS, design_table, set_verdict, told
+
+    out = []
+    for dataset in DESIGN_SETS:
+        t = design_table(root, dataset, stage, tag)
+        head = f"- Region control, {SET_LABELS[dataset]}, mask at stage {stage}, λ {0.2 if tag == 'l02' else 0}"
+        if not t.complete:
+            n = sum(t.missing.values())
+            out.append(f"{head}: in progress ({n} runs of the table still to come; no verdict yet).")
+            continue
+        parts = []
+        for other in ("centre", "face", "off-landmark", "uniform"):
+            c = t.contrast("key", other)
+            parts.append(f"key regions − {MASK_LABELS[other]} {_pts(c.diff)} points (over "
+                         f"{'subjects' if dataset.startswith('ckplus') else 'test positions'} "
+                         f"{_ci(c.ci_low, c.ci_high)}, Holm p {F._p(c.p_holm)}; over seeds "
+                         f"{_ci(c.seed_ci_low, c.seed_ci_high)}, Holm p {F._p(c.p_seeds_holm)}): {told(c)}")
+        out.append(f"{head}: {set_verdict(t)}. " + "; ".join(parts) + ".")
+    return out
+
+
 def headline(root: str | Path) -> list[str]:
     """The README's findings as bullet lines, every number from ``root``: LKRNet − VGG19 on FER2013
     at each width against the paper's gap, every comparison told apart at any scale (both
-    noises), and the positive control's contrast of the regions at the paper's stage and at
-    stage 1."""
+    noises), and the region control's reading of each set (:func:`design_verdicts`)."""
     from lkr.config import SCALE_NAMES
     from lkr.paper import paper_overall
     from lkr.stats import compare
@@ -335,28 +407,8 @@ def headline(root: str | Path) -> list[str]:
                            f"{F.LABELS.get(win, win)} above {F.LABELS.get(lose, lose)} by {_pts(abs(c.diff), sign=False)} "
                            f"points (seeds {','.join(map(str, c.seeds))}; Holm p {F._p(c.p_holm)} over test images, "
                            f"{F._p(c.p_seeds_holm)} over seeds).")
-    for name, label in (("synthetic", "synthetic"), ("ckplus", "CK+48 faces with a border cue")):
-        base = root / "control" / name
-        if not base.is_dir():
-            continue
-        import json
-
-        def acc(arm: str) -> dict[int, float]:
-            return {int(d.name[4:]): json.loads((d / "metrics.json").read_text())["accuracy"]
-                    for d in sorted((base / arm).glob("seed*"))}
-
-        for stage, regions, uniform in (("the paper's stage 5", "baseline1", "uniform-mask"),
-                                        ("stage 1", "baseline1-stage1", "uniform-mask-stage1")):
-            a, u = acc(regions), acc(uniform)
-            both = sorted(set(a) & set(u))
-            if both:
-                from lkr.stats import seed_interval
-
-                d = [a[x] - u[x] for x in both]
-                lo, hi = seed_interval(d)
-                ci = "" if lo is None else f", over seeds {_pts(lo)} to {_pts(hi)}"
-                out.append(f"- Positive control ({label}), mask at {stage}: the regions against a uniform mask "
-                           f"{_pts(float(np.mean(d)))} points ({len(both)} seed{'' if len(both) == 1 else 's'}{ci}).")
+    if (root / "control-v2").is_dir():  # the region control's reading of each set (its first design is history)
+        out += design_verdicts(root)
     return out
 
 
@@ -455,6 +507,9 @@ def table(spec: str, root: str | Path) -> list[str]:
         "headline": lambda: headline(root),
         "cross": lambda: cross_table(root, *args[:1]),
         "control": lambda: control_table(root, *args[:1]),
+        "control-ten-crop": lambda: control_table(root, *args[:1], ten_crop=True),
+        "design": lambda: design_lines(root, args[0], int(args[1]), args[2]),
+        "design-verdicts": lambda: design_verdicts(root),
         "shipped": shipped_table,
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),

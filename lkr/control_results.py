@@ -1,0 +1,159 @@
+"""The second region control's committed results (``results/control-v2/<set>/<arm>/``, written
+by ``scripts/control.py``; design: ``docs/control-design.md``): loading, completeness, and the
+one Holm family of seven contrasts of each (set, stage, λ) table.
+
+Each arm's folder holds ``runs.json`` (one record a run: seed, fold, accuracy, each branch's
+accuracy, the share of predictions that follow the cue, the design commit it ran under) and
+``predictions.npz`` (every run's test predictions: seed, fold, index, label, pred, cue, and on
+CK+48 subject). A seed's CK+48 runs are its ten folds, pooled: every seed tests all 981 images.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lkr.control import CONTRASTS, DESIGN_MASKS, arm_of, design_arms
+
+SEEDS = {"synthetic": (0, 1, 2, 3, 4), "ckplus": (0, 1, 2)}
+FOLDS = 10
+MASK_LABELS = {"vgg19": "VGG19", "key": "key regions", "uniform": "uniform mask", "face": "face mask",
+               "centre": "centre mask", "off-landmark": "off-landmark regions"}
+SET_LABELS = {"synthetic-border": "synthetic, border cue", "synthetic-inner": "synthetic, cue inside the face",
+              "ckplus-border": "CK+48, border cue", "ckplus-inner": "CK+48, cue inside the face"}
+TAG_LABELS = {"l0": "λ 0", "l02": "λ 0.2"}
+
+
+def expected_runs(dataset: str) -> set[tuple[int, int | None]]:
+    """(seed, fold) of every run an arm of ``dataset`` has when complete."""
+    if dataset.startswith("ckplus"):
+        return {(s, f) for s in SEEDS["ckplus"] for f in range(FOLDS)}
+    return {(s, None) for s in SEEDS["synthetic"]}
+
+
+@dataclass
+class Arm:
+    """One arm's committed runs."""
+
+    name: str
+    records: list[dict[str, Any]]
+    arrays: dict[str, np.ndarray]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def runs(self) -> set[tuple[int, int | None]]:
+        return {(r["seed"], r["fold"]) for r in self.records}
+
+    def seed_predictions(self) -> dict[int, dict[str, np.ndarray]]:
+        """{seed: predictions} for :func:`lkr.stats.compare`, a CK+48 seed's folds pooled."""
+        out = {}
+        for s in sorted(set(int(x) for x in self.arrays["seed"])):
+            sel = self.arrays["seed"] == s
+            out[s] = {k: self.arrays[k][sel] for k in ("index", "label", "pred", "subject") if k in self.arrays}
+        return out
+
+    def seed_accuracy(self) -> dict[int, float]:
+        return {s: float((p["pred"] == p["label"]).mean()) for s, p in self.seed_predictions().items()}
+
+    def seed_mean(self, key: str) -> dict[int, float]:
+        """Per seed, a run record's number averaged over the seed's runs weighted by their test
+        images (a CK+48 seed's folds)."""
+        out: dict[int, list] = {}
+        for r in self.records:
+            if r.get(key) is not None:
+                out.setdefault(r["seed"], []).append((r[key], r["n"]))
+        return {s: float(np.average([v for v, _ in xs], weights=[n for _, n in xs])) for s, xs in out.items()}
+
+
+def load_arm(root: str | Path, dataset: str, arm: str) -> Arm | None:
+    """The arm's committed runs, or None when it has none."""
+    d = Path(root) / "control-v2" / dataset / arm
+    if not (d / "runs.json").is_file():
+        return None
+    saved = json.loads((d / "runs.json").read_text())
+    with np.load(d / "predictions.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    return Arm(arm, saved["runs"], arrays, saved.get("config") or {})
+
+
+@dataclass
+class DesignTable:
+    """One (set, stage, λ) table: its arms, whether every run is in, and its seven contrasts
+    (one Holm family; None while the table is incomplete)."""
+
+    dataset: str
+    stage: int
+    tag: str
+    arms: dict[str, Arm | None]
+    missing: dict[str, int]
+    comparisons: list[Any] | None
+
+    @property
+    def complete(self) -> bool:
+        return not any(self.missing.values())
+
+    def contrast(self, a: str, b: str):
+        """The comparison of masks ``a`` − ``b`` ("key", "vgg19", ...), or None."""
+        for (x, y), c in zip(CONTRASTS, self.comparisons or []):
+            if (x, y) == (a, b):
+                return c
+        return None
+
+
+def design_table(root: str | Path, dataset: str, stage: int, tag: str) -> DesignTable:
+    """Load the arms of one table and, when all their runs are in, compare them: the seven
+    :data:`lkr.control.CONTRASTS`, Holm-corrected together (both noises,
+    :func:`lkr.stats.holm`)."""
+    from lkr.stats import compare, holm
+
+    names = ["vgg19", *DESIGN_MASKS]
+    arms = {m: load_arm(root, dataset, arm_of(m, stage, tag)) for m in names}
+    want = expected_runs(dataset)
+    missing = {m: len(want - (a.runs() if a else set())) for m, a in arms.items()}
+    comparisons = None
+    if not any(missing.values()):
+        comparisons = [compare(a, b, arms[a].seed_predictions(), arms[b].seed_predictions()) for a, b in CONTRASTS]
+        holm(comparisons)
+    return DesignTable(dataset, stage, tag, arms, missing, comparisons)
+
+
+def kept_arms(dataset: str, stage: int, tag: str) -> list[str]:
+    """The first design's arms kept on the synthetic sets that belong in this table (no contrasts)."""
+    return [a for a, spec in design_arms(dataset).items() if "landmarks" in spec
+            and spec.get("mask_stage") == stage and a.endswith("-" + tag)]
+
+
+def told(c) -> str:
+    """A comparison's verdict in the kit's words: "told apart (<winner> above)" or "not told apart"."""
+    v = c.verdict()
+    if v == "not told apart":
+        return v
+    win = c.a if v.startswith(c.a) else c.b
+    return f"told apart ({MASK_LABELS.get(win, win)} above)"
+
+
+def favours(c, mask: str) -> bool:
+    """Whether comparison ``c`` is told apart with ``mask`` above."""
+    return c is not None and c.verdict() == f"{mask} better"
+
+
+def set_verdict(t: DesignTable) -> str:
+    """The design's reading of one stage-1 table (docs/control-design.md, "What each outcome
+    means"), from its verdicts alone."""
+    if not t.complete:
+        return "in progress"
+    key_centre, key_face, key_off = t.contrast("key", "centre"), t.contrast("key", "face"), t.contrast("key", "off-landmark")
+    if t.dataset.endswith("border"):
+        if favours(key_centre, "key") and favours(key_face, "key") and favours(key_off, "key"):
+            return "the landmarks carry the gain"
+        if not favours(key_centre, "key"):
+            return "hiding the border does as well"
+        if not favours(key_off, "key"):
+            return "the regions help by what they hide, not by where the landmarks are"
+        return "the key regions beat the centre mask but not every mask without landmarks"
+    if favours(key_face, "key"):
+        return "the regions hide an on-face distractor that a face mask lets through"
+    return "the regions do not help even against a distractor they cannot see"
