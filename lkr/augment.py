@@ -100,26 +100,35 @@ def _crops(x: Tensor, crop: int, flip: bool = True) -> Tensor:
     return torch.cat([five, five.flip(-1)]) if flip else five
 
 
-def ten_crop(images: Tensor, masks: Tensor | None = None,
-             crop: int = 44, flip: bool = True) -> tuple[Tensor, Tensor | None]:
-    """Ten-crop for testing (five-crop without ``flip``).
+def ten_crop(images: Tensor, masks: Tensor | None = None, crop: int = 44) -> tuple[Tensor, Tensor | None]:
+    """Ten-crop for testing: the four corner crops and the centre crop, then the same five
+    flipped horizontally.
 
     Args:
         images: (B,48,48) uint8 faces.
         masks: (B,48,48) float in [0,1] or None.
         crop: crop side.
-        flip: add the five crops flipped horizontally. A run trained without flips
-            (``flip_p == 0``, the positive control: a flip moves its cue to another class's place)
-            is tested without them too (:func:`lkr.evaluate.test_crops`).
 
     Returns:
         (x (10,B,1,crop,crop) float32 normalised by :func:`to_input`,
-        m (10,B,1,crop,crop) float32 or None); 5 instead of 10 without ``flip``. Order along the
-        first axis: top-left, top-right, bottom-left, bottom-right, centre, then the same five
-        horizontally flipped.
+        m (10,B,1,crop,crop) float32 or None). Order along the first axis: top-left, top-right,
+        bottom-left, bottom-right, centre, then the same five flipped.
     """
-    x = to_input(_crops(images, crop, flip)).unsqueeze(2)
-    m = None if masks is None else _crops(masks, crop, flip).float().unsqueeze(2)
+    x = to_input(_crops(images, crop, True)).unsqueeze(2)
+    m = None if masks is None else _crops(masks, crop, True).float().unsqueeze(2)
+    return x, m
+
+
+def five_crop(images: Tensor, masks: Tensor | None = None, crop: int = 44) -> tuple[Tensor, Tensor | None]:
+    """Five-crop for testing a run trained without flips (``flip_p == 0``, the region control: a
+    flip would move its cue to another class's place; :func:`lkr.evaluate.test_crops`): the first
+    five crops of :func:`ten_crop`, unflipped.
+
+    Returns:
+        (x (5,B,1,crop,crop), m (5,B,1,crop,crop) or None), in :func:`ten_crop`'s order.
+    """
+    x = to_input(_crops(images, crop, False)).unsqueeze(2)
+    m = None if masks is None else _crops(masks, crop, False).float().unsqueeze(2)
     return x, m
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lkr.augment import center_crop, ten_crop
+from lkr.augment import center_crop, five_crop, ten_crop
 from lkr.device import autocast_for, resolve_device, run_bf16
 from lkr.prepare import prepare_data
 from lkr.runfolder import load_run_model
@@ -78,7 +78,7 @@ def predict(
             return tuple(None if t is None else t.unsqueeze(0) for t in center_crop(i, m, crop=crop))
     else:
         def cut(i, m, crop):
-            return ten_crop(i, m, crop=crop, flip=crops == "ten")
+            return (ten_crop if crops == "ten" else five_crop)(i, m, crop=crop)
     was_training = model.training
     model.eval()
     device = images.device

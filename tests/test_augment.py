@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lkr.augment import MEAN, STD, center_crop, ten_crop, to_input, train_augment
+from lkr.augment import MEAN, STD, center_crop, five_crop, ten_crop, to_input, train_augment
 from lkr.config import Config
 
 
@@ -118,7 +118,7 @@ def test_a_run_trained_without_flips_is_tested_without_them():
     imgs = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
     masks = torch.rand(3, 48, 48)
     x10, m10 = ten_crop(imgs, masks)
-    x5, m5 = ten_crop(imgs, masks, flip=False)
+    x5, m5 = five_crop(imgs, masks)
     assert x10.shape[0] == 10 and x5.shape[0] == 5
     assert torch.equal(x5, x10[:5]) and torch.equal(m5, m10[:5])
     assert torch.equal(x10[5:], x10[:5].flip(-1))
