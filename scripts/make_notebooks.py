@@ -183,34 +183,44 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
                    "tables above show mean ± sd over them."),
             ("code", 'F.draw("differences_fer2013", res, figures_dir, run_scale) if "fer2013" in res else "no fer2013 results at this scale"'),
             ("code", 'F.draw("differences_ckplus", res, figures_dir, run_scale) if "ckplus" in res else "no ckplus results at this scale"'),
-            ("md", "## A positive control: can this implementation find an effect where one must exist?\n\n"
-                   "Beyond the paper (`lkr/control.py`, `scripts/control.py`, docs/method.md). A synthetic set, made "
-                   "by the kit from a seed, where the label lives only in small codes at the five landmarks, and a "
-                   "spurious bright square on the border follows the label on 90% of the training and selection "
-                   "images but is random on the test images: a network that does not look at the key regions "
-                   "learns the shortcut. The same on real CK+48 faces (fold 0) with such a square stamped on the "
-                   "border. Arms: VGG19, Baseline 1 (local branch, λ 0), LKRNet, and the negative controls: a "
-                   "uniform mask (a second head with no region information) and masks moved off the key regions; "
-                   "with the mask at the paper's stage 5 (2×2 maps) and earlier (stage 3, 11×11; stage 1, 44×44). "
-                   "Seeds 0-4 each; the tables below are the committed runs of the kit (`results/control/`), "
-                   "whatever the scale of this notebook. Three training images of the synthetic set, with their "
-                   "key region masks and the cue:"),
+            ("md", "## The region control: key regions, or only a hidden border?\n\n"
+                   "Beyond the paper (`lkr/control.py`, `scripts/control.py`, docs/control-design.md, committed "
+                   "before its runs). A synthetic set, made by the kit from a seed, where the label lives only in "
+                   "small codes at the five landmarks, and real CK+48 faces; each with a class-linked mark that "
+                   "names the label on 90% of the training and selection images and is random on the test images: "
+                   "a square on the border, or a pattern inside the face box out of sight of every key region. "
+                   "Beside the key regions: a uniform mask (a second head), a face mask (the face box), a centre "
+                   "mask (zeros on the border band only) and off-landmark regions (the same rectangles on the "
+                   "forehead and cheeks), at stages 1, 3 and 5 with λ 0 and 0.2. The tables below are the kit's "
+                   "committed runs (`results/control-v2/`), whatever the scale of this notebook. Three training "
+                   "images of each synthetic set with the masks of the key regions, the face, the centre and the "
+                   "off-landmark regions:"),
             ("code", "import matplotlib.pyplot as plt\n\n"
                      "import lkr\nfrom lkr.control import make_control\nfrom lkr.regions import run_masks\n"
                      "from lkr.config import Config\n\n"
-                     "ctl = make_control(0)\nmasks = run_masks(Config(), ctl.boxes[:3], ctl.points[:3], size=48)\n"
-                     "fig, ax = plt.subplots(2, 3, figsize=(6, 4))\n"
-                     "for i in range(3):\n"
-                     "    ax[0, i].imshow(ctl.images[i], cmap=\"gray\", vmin=0, vmax=255)\n"
-                     "    ax[0, i].set_title(ctl.class_names[ctl.labels[i]], fontsize=9)\n"
-                     "    ax[1, i].imshow(masks[i], cmap=\"gray\", vmin=0, vmax=1)\n"
+                     "sources = (\"regions\", \"face\", \"centre\", \"off-landmark\")\n"
+                     "fig, ax = plt.subplots(2 * 3, 1 + len(sources), figsize=(7, 9))\n"
+                     "for r, cue in enumerate((\"border\", \"inner\")):\n"
+                     "    ctl = make_control(0, cue=cue)\n"
+                     "    for i in range(3):\n"
+                     "        row = ax[3 * r + i]\n"
+                     "        row[0].imshow(ctl.images[i], cmap=\"gray\", vmin=0, vmax=255)\n"
+                     "        row[0].set_title(f\"{cue}: {ctl.class_names[ctl.labels[i]]}\", fontsize=8)\n"
+                     "        for j, src in enumerate(sources):\n"
+                     "            m = run_masks(Config(mask_source=src, mask_band=8), ctl.boxes[i:i + 1], ctl.points[i:i + 1])\n"
+                     "            row[1 + j].imshow(m[0], cmap=\"gray\", vmin=0, vmax=1)\n"
+                     "            row[1 + j].set_title(src, fontsize=8)\n"
                      "for a in ax.flat:\n    a.axis(\"off\")\nplt.tight_layout()"),
-            ("code", "from IPython.display import Markdown\nfrom lkr.report import control_table\n\n"
+            ("md", "Each set's reading at stage 1 (LKRNet's loss), by the design's own rules, then the stage-1 "
+                   "tables: each arm over seeds, and seven contrasts in one Holm family with both noises (a table "
+                   "with a run missing shows no contrast)."),
+            ("code", "from IPython.display import Markdown\nfrom lkr.report import design_lines, design_verdicts\n\n"
                      "committed = Path(lkr.__file__).resolve().parents[1] / \"results\"  # the kit's own runs\n"
-                     "tables = []\nfor name in (\"synthetic\", \"ckplus\"):\n"
-                     "    if (committed / \"control\" / name).is_dir():\n"
-                     "        tables += [f\"**{name}**\", \"\", *control_table(committed, name), \"\"]\n"
-                     "Markdown(\"\\n\".join(tables) or \"no committed control runs\")"),
+                     "tables = [*design_verdicts(committed), \"\"]\n"
+                     "for name in (\"synthetic-border\", \"synthetic-inner\", \"ckplus-border\", \"ckplus-inner\"):\n"
+                     "    for tag in (\"l02\", \"l0\"):\n"
+                     "        tables += [f\"**{name}, stage 1, {tag}**\", \"\", *design_lines(committed, name, 1, tag), \"\"]\n"
+                     "Markdown(\"\\n\".join(tables))"),
         ],
     ),
     "04_embeddings.ipynb": _notebook(
