@@ -115,7 +115,8 @@ def verify(results: str | Path, *, fer: str | None = None, ck: str | None = None
     data = {"fer2013": _load(fer, "FER2013"), "ckplus": _load(ck, "CK+")}
     rep = Report()
     _verify_control(root / "control" / "synthetic", rep)  # generated here: needs no archive
-    for scale_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "control"):
+    _verify_design(root / "control-v2", data["ckplus"], rep)
+    for scale_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("control", "control-v2")):
         for key, ds in data.items():
             kdir = scale_dir / key
             if not kdir.is_dir():
@@ -157,6 +158,79 @@ def _verify_control(base: Path, rep: Report) -> None:
         if s not in sets:
             sets[s] = make_control(s)
         _check_run(d, sets[s], rep, "PrivateTest")
+
+
+def _verify_design(base: Path, ck: Any, rep: Report) -> None:
+    """The second region control (``results/control-v2/<set>/<arm>/``): each run's stored labels,
+    test images and cue classes against the set drawn again (synthetic: from its seed; CK+48: the
+    archive, the seed's folds and cue plan), and each run's recorded accuracy against its
+    predictions; a CK+48 seed with all ten folds tests every image once."""
+    if not base.is_dir():
+        return
+    from lkr.control import ck_cue_plan, control_cues, make_control
+    from lkr.folds import fold_split
+
+    sets: dict[tuple, Any] = {}
+    for arm_dir in sorted(p for p in base.glob("*/*") if p.is_dir()):
+        dataset = arm_dir.parent.name
+        runs_f, pred_f = arm_dir / "runs.json", arm_dir / "predictions.npz"
+        if not runs_f.is_file() or not pred_f.is_file():
+            rep.problems.append(f"{arm_dir}: runs.json or predictions.npz missing")
+            continue
+        if dataset.startswith("ckplus") and ck is None:
+            rep.skipped.append(f"{arm_dir} (no --ck given)")
+            continue
+        try:
+            records = json.loads(runs_f.read_text())["runs"]
+            with np.load(pred_f, allow_pickle=False) as z:
+                z = {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError) as e:
+            rep.problems.append(f"{arm_dir}: cannot be read ({type(e).__name__})")
+            continue
+        seen: dict[int, list[np.ndarray]] = {}
+        for r in records:
+            rep.runs += 1
+            fold = -1 if r["fold"] is None else r["fold"]
+            sel = (z["seed"] == r["seed"]) & (z["fold"] == fold)
+            idx, pred = z["index"][sel].astype(np.int64), z["pred"][sel].astype(np.int64)
+            where = f"{pred_f} (seed {r['seed']}{'' if r['fold'] is None else f', fold {fold}'})"
+            if dataset.startswith("synthetic"):
+                cue_kind = "inner" if dataset.endswith("inner") else "border"
+                key = (cue_kind, r["seed"])
+                if key not in sets:
+                    sets[key] = (make_control(r["seed"], cue=cue_kind), control_cues(r["seed"], cue_kind))
+                ds, cues = sets[key]
+                want_idx = np.flatnonzero(np.asarray(ds.splits) == "PrivateTest")
+            else:
+                ds = ck
+                test = fold_split(ck.subjects, ck.labels, fold, k=10, seed=r["seed"])["test"]
+                cues = ck_cue_plan(ck.labels, ~test, len(ck.class_names), r["seed"])
+                want_idx = np.flatnonzero(test)
+                seen.setdefault(r["seed"], []).append(idx)
+            rep.numbers += 4
+            if not np.array_equal(np.sort(idx), want_idx):
+                rep.problems.append(f"{where}: tested on {len(idx)} images, not the {len(want_idx)} of its test part")
+                continue
+            real = np.asarray(ds.labels)[idx]
+            if not np.array_equal(z["label"][sel].astype(np.int64), real):
+                rep.problems.append(f"{where}: {(z['label'][sel] != real).sum()} stored labels differ from the set's")
+            if not np.array_equal(z["cue"][sel].astype(np.int64), cues[idx]):
+                rep.problems.append(f"{where}: stored cue classes differ from the cue plan")
+            acc = float((pred == real).mean())
+            if abs(float(r.get("accuracy", -1)) - acc) > 1e-9:
+                rep.problems.append(f"{runs_f} (seed {r['seed']}{'' if r['fold'] is None else f', fold {fold}'}): "
+                                    f"accuracy {100 * float(r.get('accuracy', 0)):.2f}% but its predictions give "
+                                    f"{100 * acc:.2f}%")
+            if "subject" in z:
+                rep.numbers += 1
+                if not np.array_equal(z["subject"][sel].astype(str), np.asarray(ds.subjects)[idx].astype(str)):
+                    rep.problems.append(f"{where}: stored subject ids differ from the archive's")
+        for seed, parts in seen.items():
+            if len(parts) == 10:
+                rep.numbers += 1
+                idx = np.sort(np.concatenate(parts))
+                if not np.array_equal(idx, np.arange(len(ck.labels))):
+                    rep.problems.append(f"{pred_f} (seed {seed}): its ten folds do not test every image once")
 
 
 def verify_cli(args: Any) -> int:
