@@ -116,7 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
     from typing import Any
 
-    from lkr.predict import MAX_SIDE, PhotoResult, Predictor, format_result
+    from lkr.predict import MAX_SIDE, OutputNames, PhotoResult, Predictor, drop_if_empty, format_result, save_folder
     from lkr.video import format_video, is_video, predict_video
 
     if args.about:
@@ -128,6 +128,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise LkrError("lkr predict: give one or more photos or videos (or --about for the shipped model's card)")
     if args.every < 1:
         raise LkrError(f"lkr predict: --every {args.every}: give a whole number >= 1")
+    created = save_folder(args.save) if args.save else False  # one line, before any work
     p = Predictor(args.run, device=args.device)
     if p.is_demo:
         print(f"lkr: note: {args.run} was trained on the synthetic demo set; its predictions on real "
@@ -146,17 +147,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if text:
                 print(text, flush=True)
 
+    names = OutputNames([Path(f).stem for f in args.photos])  # no output of this call overwrites another
     if photos:  # all faces of all photos in one pass
-        for r in p.predict(photos, save=args.save, min_prob=args.min_prob, max_side=args.max_side or MAX_SIDE):
+        for r in p.predict(photos, save=args.save, min_prob=args.min_prob, max_side=args.max_side or MAX_SIDE,
+                           names=names):
             report(r)
-    used: dict[str, int] = {}
     for f in args.photos:
         if is_video(f):
-            stem = Path(f).stem
-            used[stem] = used.get(stem, 0) + 1  # clip.mp4 and other/clip.mp4: clip.*, clip-2.*
             report(predict_video(p, f, save=args.save, every=args.every, min_prob=args.min_prob,
                                  max_side=args.max_side, progress=not args.json and sys.stderr.isatty(),
-                                 stem=stem if used[stem] == 1 else f"{stem}-{used[stem]}"))
+                                 stem=names.take(Path(f).stem)))
+    if args.save:
+        drop_if_empty(args.save, created)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     return 1 if any(r.error for r in results) else 0

@@ -38,6 +38,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 MASK_POOLS = ("grid", "cover")
 MASK_SOURCES = ("regions", "uniform", "face", "centre", "off-landmark")
+SILENT_NEW_FIELDS = frozenset({"mask_band"})
+"""Fields added after records were written whose default changes nothing for a record without
+them (``mask_band`` acts only with ``mask_source="centre"``, which such a record cannot have): a
+run folder that lacks them is read without a warning."""
 """Where the local branch's mask comes from (:func:`lkr.regions.run_masks`)."""
 TRIPLET_MININGS = ("random", "batch_hard", "semi_hard")
 

@@ -41,6 +41,8 @@ CLI prints a note.
 
 from __future__ import annotations
 
+import os
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +136,60 @@ class PhotoResult:
 
 
 # --- photos and faces -----------------------------------------------------------------------
+def save_folder(save: str | Path) -> bool:
+    """Make sure ``save`` is a folder this process can write into, before any work (so a bad
+    ``--save`` loses nothing): created when missing, then a file written and removed there.
+
+    Returns:
+        whether this call created the folder (:func:`drop_if_empty` removes it again when nothing
+        was written into it).
+
+    Raises:
+        LkrError: one line naming the folder.
+    """
+    import tempfile
+
+    out = Path(save)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".lkr-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise LkrError(f"{save}: cannot write into the --save folder ({e.strerror or e})") from None
+    return created
+
+
+def drop_if_empty(save: str | Path, created: bool) -> None:
+    """Remove a ``--save`` folder this call created when nothing was written into it (a photo
+    with no face leaves no empty folder behind)."""
+    out = Path(save)
+    if created and out.is_dir() and not any(out.iterdir()):
+        try:
+            out.rmdir()
+        except OSError:
+            pass
+
+
+class OutputNames:
+    """Output stems of one call, none taken twice: ``clip``, then ``clip-2``, ``clip-3`` ...
+    skipping any stem a file of the same call already has (``x/clip.mp4``, ``clip-2.mp4`` and
+    ``y/clip.mp4`` give ``clip``, ``clip-2`` and ``clip-3``)."""
+
+    def __init__(self, stems: Sequence[str] = ()):
+        self.taken: set[str] = set()
+        self.wanted = set(stems)  # the inputs' own stems: a later "clip-2.mp4" keeps its name
+
+    def take(self, stem: str) -> str:
+        name, n = stem, 1
+        while name in self.taken or (n > 1 and name in self.wanted):
+            n += 1
+            name = f"{stem}-{n}"
+        self.taken.add(name)
+        return name
+
+
 def read_photo(path: str | Path) -> Image.Image:
     """A photo as an RGB PIL image, turned upright by its EXIF orientation.
 
@@ -285,24 +341,22 @@ class Predictor:
         return probs.float().cpu().numpy()
 
     def predict(self, photos: Sequence[str | Path], *, save: str | Path | None = None,
-                min_prob: float = MIN_PROB, max_side: int = MAX_SIDE) -> list[PhotoResult]:
+                min_prob: float = MIN_PROB, max_side: int = MAX_SIDE,
+                names: OutputNames | None = None) -> list[PhotoResult]:
         """Faces and expressions of each photo.
 
         Args:
             photos: image files (anything PIL reads).
             save: a folder for the annotated PNGs (``<stem>.png``; ``<stem>-2.png`` ... when
-                stems repeat), or None.
+                stems repeat, :class:`OutputNames`), or None. A PNG that cannot be written sets
+                that photo's ``error``; the others are still written.
             min_prob: smallest MTCNN face probability kept.
             max_side: photos with a longer side are searched for faces at this size.
 
         Returns:
             One :class:`PhotoResult` per photo, in order; a photo that failed has ``error`` set.
         """
-        if save is not None:  # check before any work, so a bad --save loses nothing
-            try:
-                Path(save).mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise LkrError(f"{save}: cannot create the --save folder ({e.strerror})") from None
+        created = save_folder(save) if save is not None else False  # before any work
         results: list[PhotoResult] = []
         images: list[Image.Image | None] = []
         faces: list[Face] = []
@@ -333,16 +387,17 @@ class Predictor:
                 label=self.class_names[int(k)], cam=cam))
         if save is not None:
             out = Path(save)
-            out.mkdir(parents=True, exist_ok=True)
-            used: dict[str, int] = {}
+            names = names or OutputNames([Path(r.photo).stem for r in results])
             for res, im in zip(results, images):
                 if im is None or not res.faces:
                     continue
-                stem = Path(res.photo).stem
-                used[stem] = used.get(stem, 0) + 1
-                name = f"{stem}.png" if used[stem] == 1 else f"{stem}-{used[stem]}.png"
-                res.annotated = out / name
-                annotate(im, res.faces).save(res.annotated)
+                target = out / f"{names.take(Path(res.photo).stem)}.png"
+                try:
+                    annotate(im, res.faces).save(target)
+                    res.annotated = target
+                except OSError as e:
+                    res.error = f"{res.photo}: cannot write {target} ({e.strerror or e})"
+            drop_if_empty(out, created)
         return results
 
     def cams(self, faces: Sequence[Face], masks: np.ndarray, labels: np.ndarray,

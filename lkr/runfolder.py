@@ -251,9 +251,11 @@ def config_of_record(d: dict[str, Any], where: Path) -> Config:
     import dataclasses
     import warnings
 
+    from lkr.config import SILENT_NEW_FIELDS
+
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(d) - known)
-    missing = sorted(known - set(d))
+    missing = sorted(known - set(d) - SILENT_NEW_FIELDS)
     if unknown or missing:
         parts = ([f"unknown fields {', '.join(unknown)} (ignored)"] if unknown else []) + (
             [f"missing fields {', '.join(missing)} (defaults used)"] if missing else [])

@@ -215,10 +215,9 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
     res = VideoResult(video=str(path))
     out = None if save is None else Path(save)
     if out is not None:  # before any work, so a bad --save loses nothing
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise LkrError(f"{save}: cannot create the --save folder ({e.strerror})") from None
+        from lkr.predict import save_folder
+
+        save_folder(out)
     try:
         container, stream = _open(path)
     except BadImageError as e:
@@ -280,12 +279,11 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
             bar.update(1)
     except OSError as e:  # the annotated video cannot be written (disk full, permissions)
         res.error = f"{path}: cannot write {out} ({e.strerror or e})"
-    except Exception as e:  # av.FFmpegError mid-stream: a damaged file
+    except Exception as e:  # noqa: BLE001 - av.FFmpegError mid-stream (a damaged file), or anything else: one line
         import av
 
-        if not isinstance(e, av.FFmpegError):
-            raise
-        res.error = f"{path}: cannot decode frame {i} ({e})"
+        what = "cannot decode" if isinstance(e, av.FFmpegError) else f"failed at ({type(e).__name__})"
+        res.error = f"{path}: {what} frame {i} ({e})"
     finally:
         bar.close()
         container.close()
@@ -311,7 +309,10 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
             res.error = f"{path}: cannot write the outputs to {out} ({getattr(e, 'strerror', None) or e})"
         res.seconds["write"] += clock() - t0
     if res.error is not None and writer is not None:
-        writer.path.unlink(missing_ok=True)  # only this call's temporary file
+        try:
+            writer.path.unlink(missing_ok=True)  # only this call's temporary file
+        except OSError:  # a folder that turned read-only: the error above already says so
+            pass
     return res
 
 

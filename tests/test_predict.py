@@ -295,3 +295,70 @@ def test_a_run_evaluated_on_another_dataset_maps_classes_by_name(demo_run, tmp_p
     assert main(["evaluate", str(run), "--data", "demo-ckplus"]) == 0
     out = capsys.readouterr().out
     assert "over the 6 shared classes" in out and f"left out: contempt {contempt}" in out
+
+
+def test_output_names_of_one_call_never_collide():
+    from lkr.predict import OutputNames
+
+    n = OutputNames(["clip", "clip-2", "clip"])  # x/clip.mp4, clip-2.mp4, y/clip.mp4
+    assert [n.take("clip"), n.take("clip-2"), n.take("clip")] == ["clip", "clip-2", "clip-3"]
+    n = OutputNames(["clip", "clip", "clip-2"])  # the same inputs in another order
+    assert [n.take("clip"), n.take("clip"), n.take("clip-2")] == ["clip", "clip-3", "clip-2"]
+
+
+def test_a_photo_with_no_face_leaves_no_empty_save_folder(demo_run, photos, tmp_path, capsys):
+    out = tmp_path / "new" / "annotated"
+    rc = main(["predict", str(photos["blank"]), "--run", str(demo_run), "--save", str(out), "--device", "cpu"])
+    assert rc == 1 and not (tmp_path / "new" / "annotated").exists()
+    assert "no face found" in capsys.readouterr().err
+    kept = tmp_path / "kept"
+    kept.mkdir()  # a folder the user made stays, empty or not
+    main(["predict", str(photos["blank"]), "--run", str(demo_run), "--save", str(kept), "--device", "cpu"])
+    assert kept.is_dir()
+
+
+def test_an_unwritable_save_folder_is_one_line_and_loses_nothing(demo_run, photos, tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as m:  # a read-only mount: nothing can be created there
+        m.setattr(tempfile, "mkstemp", refuse)
+        rc = main(["predict", str(photos["one"]), "--run", str(demo_run), "--save", str(tmp_path / "ro"),
+                   "--device", "cpu"])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == ""
+    assert cap.err.strip() == f"lkr: error: {tmp_path / 'ro'}: cannot write into the --save folder (Permission denied)"
+    # the folder turns read-only while photos are written: that photo's error, the others written
+    real_save = Image.Image.save
+
+    def save(self, fp, *a, **k):
+        if str(fp).endswith("one.png"):
+            raise PermissionError(13, "Permission denied")
+        return real_save(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    out = tmp_path / "half"
+    rc = main(["predict", str(photos["one"]), str(photos["two"]), "--run", str(demo_run), "--save", str(out),
+               "--device", "cpu"])
+    cap = capsys.readouterr()
+    assert rc == 1
+    assert f"lkr: error: {photos['one']}: cannot write {out / 'one.png'} (Permission denied)" in cap.err
+    assert sorted(p.name for p in out.iterdir()) == ["two.png"]
+
+
+def test_a_record_from_before_mask_band_loads_without_a_warning(tmp_path):
+    """The shipped model and every committed run predate ``mask_band`` (it acts only with the
+    centre mask): reading them must not warn on every ``lkr predict``."""
+    import warnings
+
+    from lkr.config import Config
+    from lkr.runfolder import config_of_record
+
+    d = Config().to_dict()
+    d.pop("mask_band")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = config_of_record(d, tmp_path / "config.json")
+    assert cfg.mask_band == 7 and cfg.mask_source == "regions"

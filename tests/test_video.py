@@ -169,3 +169,40 @@ def test_two_clips_of_one_name_keep_their_own_outputs(clip, tmp_path, capsys):
     assert names == ["astronaut.annotated.mp4", "astronaut.csv", "astronaut.probabilities.png",
                      "clip-2.csv", "clip.annotated.mp4", "clip.csv", "clip.probabilities.png"]
     assert (out / "clip-2.csv").read_text() == "an earlier output\n"  # the failed clip lost nothing
+
+
+def test_any_failure_inside_a_clip_is_one_line_and_the_next_clip_runs(clip, tmp_path, capsys, monkeypatch):
+    """Not only FFmpeg's errors: anything that breaks mid-clip becomes that clip's one-line error,
+    its temporary file is cleared (or left, when the folder turned read-only, without a
+    traceback), and the next clip is still processed."""
+    import shutil
+
+    import lkr.video as V
+
+    (tmp_path / "a").mkdir()
+    shutil.copy(clip, tmp_path / "a" / "broken.mp4")
+    real_assign = V.BoxTracker.assign
+    calls = {"n": 0}
+
+    def assign(self, boxes):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first clip's second analysed frame
+            raise RuntimeError("tracker gave up")
+        return real_assign(self, boxes)
+
+    monkeypatch.setattr(V.BoxTracker, "assign", assign)
+    real_unlink = Path.unlink
+
+    def unlink(self, *a, **k):
+        if self.name.endswith(".tmp"):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    out = tmp_path / "out"
+    rc = main(["predict", str(tmp_path / "a" / "broken.mp4"), str(clip), "--save", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"lkr: error: {tmp_path / 'a' / 'broken.mp4'}: failed at (RuntimeError) frame 1 (tracker gave up)" in err
+    assert "Traceback" not in err
+    assert (out / "astronaut.csv").is_file() and not (out / "broken.csv").exists()
