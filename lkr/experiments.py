@@ -261,8 +261,11 @@ def decide_precision(cfgs: dict[str, Config], device: str | None, workers: int =
 
     On a CPU, ``cpu_precision="auto"`` is measured here (:func:`lkr.cpu.resolve_precision`) at the
     thread count each run will have (this process's threads, shared among ``workers``), once per
-    model shape, and the answer is handed to every configuration: no set is trained in two
-    precisions, and no two workers race to write the cache. Elsewhere (CUDA) each run decides as
+    conv stack, width and crop: the timing is of the single-branch network
+    (:func:`lkr.cpu.calibrate_precision`), so VGG19 and LKRNet of one set get one answer on
+    purpose (a comparison of the two is never a comparison of two precisions). The answer is
+    handed to every configuration: no set is trained in two precisions, and no two workers race
+    to write the cache. Elsewhere (CUDA) each run decides as
     it always does.
 
     Returns:
