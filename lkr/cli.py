@@ -284,8 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dataset (default: the one the run was trained on); another dataset (FER2013 <-> CK+48) is "
                          "evaluated on its images over the shared classes, into <run>/cross/<dataset>/")
     ev.add_argument("--out", default=None, metavar="DIR",
-                    help="where a cross-dataset evaluation goes (default <run>/cross/<dataset>; for --shipped "
-                         "out/shipped/cross/<dataset>)")
+                    help="where the metrics go: a cross-dataset evaluation's (default <run>/cross/<dataset>; for "
+                         "--shipped out/shipped/cross/<dataset>), or the re-evaluation's metrics.json (default: "
+                         "printed only)")
     ev.add_argument("--device", default=None)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)

@@ -156,6 +156,10 @@ def run_test_probabilities(run: str | Path, *, data: str | None = None, device: 
     ds = load_dataset(ds_path)
     prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device=dev)
     test = prepared.index["test"]
+    if not len(test):
+        from lkr.errors import LkrError
+
+        raise LkrError(f"{data or info.get('data')}: the run's test split holds no image of this dataset")
     masks = None if prepared.masks is None else prepared.masks[test]
     probs, _ = predict(model, prepared.images[test], masks, crops=test_crops(cfg), crop=cfg.crop,
                        amp=run_bf16(cfg, info, dev), channels_last=cfg.channels_last)
@@ -207,13 +211,22 @@ def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds:
         use_threads(info.get("threads"))
     names = run_class_names(run, cfg.num_classes, info)
     ds = load_dataset(data) if ds is None else ds
-    if ds.name == info.get("dataset"):
-        raise LkrError(f"{data}: the run was trained on {ds.name} itself; use lkr evaluate {run} without --data "
-                       "for its own test split")
+    from lkr.runfolder import dataset_identity
+
+    if info.get("dataset") is not None and dataset_identity(ds.name) == dataset_identity(info["dataset"]):
+        raise LkrError(f"{data}: the run was trained on {info['dataset']} ({dataset_identity(ds.name)}) itself; use "
+                       f"lkr evaluate {run} without --data for its own test split")
     shared = [c for c in ds.class_names if c in names]
     if not shared:
         raise LkrError(f"{data}: none of its classes ({', '.join(ds.class_names)}) is one the run learned")
-    pick = np.flatnonzero(ds.splits == "PrivateTest") if ds.evaluation == "splits" else np.arange(len(ds.labels))
+    if ds.evaluation == "splits":  # the reported split: PrivateTest, or Test of a folder without prefixes
+        split = "PrivateTest" if (ds.splits == "PrivateTest").any() else "Test"
+        pick = np.flatnonzero(ds.splits == split)
+        if not len(pick):
+            raise LkrError(f"{data}: no PrivateTest (or Test) images to evaluate on; its splits are "
+                           f"{', '.join(sorted(set(map(str, ds.splits))))}")
+    else:
+        pick = np.arange(len(ds.labels))
     target = np.asarray(ds.class_names)[ds.labels[pick]]
     keep = np.isin(target, shared)
     left_out = {c: int((target == c).sum()) for c in ds.class_names if c not in shared}
@@ -236,7 +249,7 @@ def evaluate_cross(run: str | Path, data: str, *, device: str | None = None, ds:
     _, low, high = bootstrap_difference(right, np.zeros_like(right), groups=groups)
     m.update({"left_out": left_out, "shared_classes": shared, "ci_low": low, "ci_high": high,
               "resampled": "subjects" if groups is not None else "images", "dataset": ds.name, "data": str(data),
-              "source_dataset": info.get("dataset"), "images": "PrivateTest" if ds.evaluation == "splits" else "all"})
+              "source_dataset": info.get("dataset"), "images": split if ds.evaluation == "splits" else "all"})
     out = run / "cross" / ds.name if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     extra = {"subject": groups} if groups is not None else {}
@@ -273,9 +286,12 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     if args.data:  # another dataset than the run's own: the cross-dataset evaluation
         from lkr.readers import load_dataset
 
+        from lkr.runfolder import dataset_identity
+
         other = load_dataset(args.data)
-        if other.name == _trained_on(args.run):
-            other = None
+        trained = _trained_on(args.run)
+        if trained is not None and dataset_identity(other.name) == dataset_identity(trained):
+            other = None  # the run's own dataset (a cue-stamped copy too): its own test split
     if other is not None:
         out = args.out
         if out is None and args.shipped:
@@ -293,11 +309,16 @@ def evaluate_cli(args: argparse.Namespace) -> int:
             print(f"  {c:<10} {'-' if a is None else f'{100 * a:5.1f}%'}  (n={m['class_counts'][c]})")
         return 0
     m = evaluate_run(args.run, data=args.data, device=args.device)
+    if args.out:  # the re-evaluation's metrics where asked (never over the run's own)
+        from lkr.runfolder import write_json
+
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(args.out) / "metrics.json", m)
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
     print(f"{'the shipped model' if args.shipped else args.run}: ten-crop accuracy {100 * m['accuracy']:.2f}% on "
-          f"{m['n']} test images")
+          f"{m['n']} test images" + (f"; written to {Path(args.out) / 'metrics.json'}" if args.out else ""))
     for c, a in m["per_class"].items():
         print(f"  {c:<10} {'-' if a is None else f'{100 * a:5.1f}%'}  (n={m['class_counts'][c]})")
     return 0

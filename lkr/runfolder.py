@@ -196,9 +196,10 @@ def weights_sha256(run: str | Path) -> str:
 
 
 def dataset_identity(name: str) -> str:
-    """The dataset a name stands for, whatever was done to its images: "ckplus-cue" (the control's
-    stamped copy) is "ckplus"."""
-    return str(name).removesuffix("-cue")
+    """The dataset a name stands for, whatever was done to its images: "ckplus-cue" and
+    "ckplus-inner-cue" (the region control's stamped copies) are "ckplus", "control-inner" (the
+    synthetic set with the cue inside the face) is "control"."""
+    return str(name).removesuffix("-inner-cue").removesuffix("-cue").removesuffix("-inner")
 
 
 def init_source(source: str | Path, target_dataset: str) -> tuple[Path, str]:

@@ -362,3 +362,39 @@ def test_a_record_from_before_mask_band_loads_without_a_warning(tmp_path):
         warnings.simplefilter("error")
         cfg = config_of_record(d, tmp_path / "config.json")
     assert cfg.mask_band == 7 and cfg.mask_source == "regions"
+
+
+def test_dataset_identity_sees_through_the_controls_stamped_copies():
+    from lkr.runfolder import dataset_identity
+
+    assert [dataset_identity(n) for n in ("ckplus-cue", "ckplus-inner-cue", "ckplus", "control-inner", "fer2013",
+                                          "demo-fer2013")] == ["ckplus", "ckplus", "ckplus", "control", "fer2013",
+                                                               "demo-fer2013"]
+
+
+def test_a_fer2013_folder_without_prefixes_is_evaluated_on_its_test_folder(demo_run, tmp_path, capsys):
+    """The image release without Training_/PrivateTest_ names: the cross-dataset evaluation takes
+    its test/ folder (one split "Test") instead of ending in an IndexError."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"):
+            d = tmp_path / "fer" / split / c
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(d / f"{i}.png")
+    out = tmp_path / "cross"
+    rc = main(["evaluate", str(demo_run), "--data", str(tmp_path / "fer"), "--out", str(out), "--json",
+               "--device", "cpu"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    m = json.loads(cap.out)
+    assert m["images"] == "Test" and m["n"] == 14
+    assert (out / "metrics.json").is_file()
+
+
+def test_evaluate_writes_its_metrics_where_out_says(demo_run, tmp_path, capsys):
+    out = tmp_path / "again"
+    rc = main(["evaluate", str(demo_run), "--out", str(out), "--device", "cpu"])
+    assert rc == 0 and f"written to {out / 'metrics.json'}" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["accuracy"] == json.loads((demo_run / "metrics.json").read_text())["accuracy"]
