@@ -235,7 +235,44 @@ def init_source(source: str | Path, target_dataset: str) -> tuple[Path, str]:
         raise ConfigError(f"init_from {run}: it was trained on {trained_on}, the dataset this run trains on "
                           f"({target_dataset}); a source must come from another dataset (a run of another fold "
                           "has seen this fold's test subjects)")
+    for ancestor, name in source_lineage(run):  # the source's own source, and so on: the whole chain
+        if dataset_identity(name) == dataset_identity(target_dataset):
+            raise ConfigError(f"init_from {run}: it started from {ancestor}, trained on {name}, the dataset this run "
+                              f"trains on ({target_dataset}); no run in a source's chain may come from it")
     return run, weights_sha256(run)
+
+
+def source_lineage(run: str | Path) -> list[tuple[str, str]]:
+    """(run folder, dataset) of every run a run was started from, nearest first: what its
+    ``metrics.json`` recorded when it trained (``init_lineage``), else found by following each
+    ``config.json``'s ``init_from``.
+
+    Raises:
+        RunError: a link of the chain cannot be read (its folder is gone and no record says
+            what it was trained on).
+    """
+    run = Path(run)
+    try:
+        m = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        m = {}
+    if isinstance(m.get("init_lineage"), list):
+        return [(str(a), str(b)) for a, b in m["init_lineage"]]
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    src = cfg.get("init_from")
+    if not src:
+        return []
+    src = Path(src).expanduser()
+    src = src.parent if src.name == "best.pt" else src
+    try:
+        name = json.loads((src / "metrics.json").read_text())["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunError(f"init_from {run}: it started from {src}, which cannot be read to say what it was trained "
+                       "on; the whole chain of sources must be checked") from None
+    return [(str(src), str(name)), *source_lineage(src)]
 
 
 def _plain(v: Any) -> Any:

@@ -64,7 +64,7 @@ from lkr import cpu
 from lkr.losses import class_balanced_batch, lkr_loss, sample_triplets
 from lkr.model import build_model
 from lkr.prepare import Prepared, prepare_data, split_indices
-from lkr.runfolder import (init_source, init_weights_from, load_checkpoint, open_run_folder, save_npz, save_torch,
+from lkr.runfolder import (init_source, source_lineage, init_weights_from, load_checkpoint, open_run_folder, save_npz, save_torch,
                            write_json)
 
 
@@ -268,7 +268,9 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
             "cpu_model": cpu.cpu_name()}
     _announce(ds, cfg, dev, group.world_size, progress)
     if cfg.init_from:  # refused when trained on this dataset; its weights' hash joins the record
-        info["init_sha256"] = init_source(cfg.init_from, ds.name)[1]
+        src, info["init_sha256"] = init_source(cfg.init_from, ds.name)
+        info["init_lineage"] = [[str(src), json.loads((src / "metrics.json").read_text())["dataset"]],
+                                *map(list, source_lineage(src))]
     prepared = _data_on_device(ds, cfg, dev, fold=fold, folds=folds, progress=progress)
     resuming = resume and (out / "checkpoint.pt").exists()  # its weights replace any init_from copy
     model, opt, notes, use_cl = _build(cfg, dev, group.world_size, prepared.notes, progress, copy_init=not resuming)

@@ -276,3 +276,33 @@ def test_a_source_that_names_no_dataset_or_the_same_one_under_another_name_is_re
     with pytest.raises(ConfigError, match="trained on ckplus"):
         init_source(run, "ckplus-cue")  # the control's stamped copy is still CK+
     assert init_source(run, "fer2013")[0] == run
+
+
+def test_a_source_whose_own_source_came_from_the_target_dataset_is_refused(tmp_path):
+    """CK+ -> FER2013 -> CK+: the FER2013 run passes the direct check, its own source does not."""
+    import json
+
+    from lkr.runfolder import init_source, source_lineage
+
+    def fake(name, dataset, init_from=None, record=None):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "best.pt").write_bytes(b"x")
+        (run / "metrics.json").write_text(json.dumps({"dataset": dataset} | ({"init_lineage": record} if record else {})))
+        (run / "config.json").write_text(json.dumps({"init_from": init_from}))
+        return run
+
+    ck = fake("ck", "ckplus")
+    fer = fake("fer", "fer2013", init_from=str(ck / "best.pt"))
+    assert source_lineage(fer) == [(str(ck), "ckplus")]
+    with pytest.raises(ConfigError, match="started from .*ck, trained on ckplus"):
+        init_source(fer, "ckplus-cue")
+    assert init_source(fer, "demo-fer2013")[0] == fer  # another dataset altogether: fine
+    import shutil
+
+    shutil.rmtree(ck)  # a link that cannot be read is not waved through
+    with pytest.raises(RunError, match="whole chain"):
+        init_source(fer, "ckplus")
+    fer2 = fake("fer2", "fer2013", init_from=str(tmp_path / "gone"), record=[[str(tmp_path / "gone"), "ckplus"]])
+    with pytest.raises(ConfigError, match="trained on ckplus"):  # what the run recorded when it trained
+        init_source(fer2, "ckplus")
