@@ -43,7 +43,11 @@ SILENT_NEW_FIELDS = frozenset({"mask_band"})
 them (``mask_band`` acts only with ``mask_source="centre"``, which such a record cannot have): a
 run folder that lacks them is read without a warning."""
 """Where the local branch's mask comes from (:func:`lkr.regions.run_masks`)."""
-TRIPLET_MININGS = ("random", "batch_hard", "semi_hard")
+TRIPLET_IMAGES_PER_ANCHOR = {"random": 3, "batch_hard": 1, "semi_hard": 1}
+"""Each triplet mining mode and the images a step feeds per anchor: [anchors; positives;
+negatives] for random triplets, the batch itself for the in-batch miners (:mod:`lkr.losses`
+forms the triplets; this table is owned here, so the config never imports the losses)."""
+TRIPLET_MININGS = tuple(TRIPLET_IMAGES_PER_ANCHOR)
 
 # VGG19's conv stack as data: numbers are 3x3 conv widths, "M" a 2x2 max-pool (Fig. 3).
 VGG19_CFG: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -290,10 +294,8 @@ class Config:
     def images_per_anchor(self) -> int:
         """Images a step feeds per anchor: 3 with random triplets ([anchors; positives;
         negatives]), else 1 (lambda = 0, or triplets mined inside the batch); from
-        :data:`lkr.losses.TRIPLET_MODES`."""
-        from lkr.losses import TRIPLET_MODES
-
-        return TRIPLET_MODES[self.triplet_mining].images_per_anchor if self.uses_triplet else 1
+        :data:`TRIPLET_IMAGES_PER_ANCHOR`."""
+        return TRIPLET_IMAGES_PER_ANCHOR[self.triplet_mining] if self.uses_triplet else 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:  # annotations only: lkr.config reads TRIPLET_MODES from here
+from lkr.config import TRIPLET_IMAGES_PER_ANCHOR
+
+if TYPE_CHECKING:
     from lkr.config import Config
 
 
@@ -173,9 +175,9 @@ class TripletMode:
 
 
 TRIPLET_MODES: dict[str, TripletMode] = {
-    "random": TripletMode(3, _random_triplet_term),
-    "batch_hard": TripletMode(1, _mined(batch_hard_triplet_loss)),
-    "semi_hard": TripletMode(1, _mined(semi_hard_triplet_loss)),
+    "random": TripletMode(TRIPLET_IMAGES_PER_ANCHOR["random"], _random_triplet_term),
+    "batch_hard": TripletMode(TRIPLET_IMAGES_PER_ANCHOR["batch_hard"], _mined(batch_hard_triplet_loss)),
+    "semi_hard": TripletMode(TRIPLET_IMAGES_PER_ANCHOR["semi_hard"], _mined(semi_hard_triplet_loss)),
 }
 """Every triplet mode, by ``Config.triplet_mining`` name: the one place that says what a mode
 feeds and how its loss is computed (:attr:`Config.images_per_anchor` and :func:`lkr_loss` read it)."""
