@@ -17,8 +17,8 @@ selected on PublicTest (centre crop), reported once on PrivateTest (ten-crop). S
 and run in float32 on any CPU or GPU (the rounding to float16 moves a few predictions; the card
 counts them).
 
-Loading (:func:`shipped_run`) checks the sha256 of ``best.pt`` against :data:`SHIPPED_SHA256`
-(pinned in this file) and ``card.json`` before ``torch.load(weights_only=True)`` reads it: a
+Loading (:func:`shipped_run`) checks the sha256 of ``best.pt`` against :func:`pinned_sha256`
+(``lkr/data/shipped-model.sha256``, outside the model's folder) and ``card.json`` before ``torch.load(weights_only=True)`` reads it: a
 damaged or replaced file is one line of error.
 """
 
@@ -39,9 +39,21 @@ SHIP_FC_DIMS = (256, 256)
 
 SHIP_SEED = 0
 
-SHIPPED_SHA256 = "a4ace9e2639d5160fcedce850aa1f84178426034d9347c6399e7d9473d82bda1"
-"""The sha256 of the shipped ``best.pt``, pinned in the code (scripts/ship_model.py writes it
-here and in ``card.json``): a file replaced together with its card is still refused."""
+PIN_FILE = Path(__file__).resolve().parent / "data" / "shipped-model.sha256"
+"""The sha256 of the shipped ``best.pt``, pinned outside the model's folder (scripts/ship_model.py
+writes it there and in ``card.json``): a model folder replaced together with its card is still
+refused."""
+
+
+def pinned_sha256() -> str:
+    """The pin of :data:`PIN_FILE` (one line, 64 hex digits)."""
+    try:
+        pin = PIN_FILE.read_text().strip()
+    except OSError:
+        raise RunError(f"{PIN_FILE}: missing; {REINSTALL}") from None
+    if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise RunError(f"{PIN_FILE}: not a sha256; {REINSTALL}")
+    return pin
 
 TARGET = 0.67
 """The PrivateTest accuracy the shipped model was meant to reach (issue 26: the CPU-scale
@@ -93,7 +105,7 @@ def shipped_run(model_dir: str | Path | None = None) -> Path:
     if not best.is_file():
         raise RunError(f"{best}: missing; {REINSTALL}")
     got = sha256_of(best)
-    want = SHIPPED_SHA256 if is_shipped(d) else card["sha256"]  # the package's own: the code's pin
+    want = pinned_sha256() if is_shipped(d) else card["sha256"]  # the package's own: the pin
     if got != want or got != card["sha256"]:
         raise RunError(f"{best}: damaged or replaced (sha256 {got[:16]}..., expected {want[:16]}...); {REINSTALL}")
     return d

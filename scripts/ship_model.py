@@ -30,14 +30,10 @@ import numpy as np  # noqa: E402
 
 
 def pin_sha256(sha: str) -> None:
-    """Write the new file's sha256 into lkr/shipped.py's SHIPPED_SHA256 (the code's pin)."""
-    import re
+    """Write the new file's sha256 into the pin the code reads (lkr/data/shipped-model.sha256)."""
+    from lkr.shipped import PIN_FILE
 
-    src = REPO / "lkr" / "shipped.py"
-    text, n = re.subn(r'^SHIPPED_SHA256 = "[0-9a-f]{64}"$', f'SHIPPED_SHA256 = "{sha}"', src.read_text(), flags=re.M)
-    if n != 1:
-        raise SystemExit("ship_model: cannot find SHIPPED_SHA256 in lkr/shipped.py")
-    src.write_text(text)
+    PIN_FILE.write_text(sha + "\n")
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import torch
 
 from lkr.cli import main
 from lkr.errors import RunError
-from lkr.shipped import MODEL_DIR, SHIP_FC_DIMS, SHIPPED_SHA256, about, model_card, read_card, sha256_of, shipped_run
+from lkr.shipped import MODEL_DIR, SHIP_FC_DIMS, about, pinned_sha256, model_card, read_card, sha256_of, shipped_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_the_shipped_file_is_small_and_matches_its_card(card):
     best = MODEL_DIR / "best.pt"
     assert best.stat().st_size <= 1_500_000  # everything tracked travels with every GPU call
     assert card["bytes"] == best.stat().st_size
-    assert card["sha256"] == sha256_of(best) == SHIPPED_SHA256  # the card and the code's pin
+    assert card["sha256"] == sha256_of(best) == pinned_sha256()  # the card and the pin
     assert shipped_run() == MODEL_DIR
     ck = torch.load(best, weights_only=True)
     floats = [v for v in ck["model"].values() if v.is_floating_point()]
@@ -180,3 +180,17 @@ def test_the_shipped_model_on_ck_plus_again(ckplus48_zip, card, tmp_path, capsys
     m = json.loads(capsys.readouterr().out)
     assert m["n"] == 927
     assert m["accuracy"] == pytest.approx(card["cross"]["FER2013 -> CK+48"]["accuracy"], abs=1e-6)
+
+
+def test_the_pin_is_data_the_code_reads_and_a_wrong_pin_refuses_the_model(tmp_path, monkeypatch):
+    import lkr.shipped as S
+
+    assert S.PIN_FILE.parent != S.MODEL_DIR  # a model folder copied in does not bring its own pin
+    pin = tmp_path / "pin"
+    pin.write_text("0" * 64 + "\n")
+    monkeypatch.setattr(S, "PIN_FILE", pin)
+    with pytest.raises(RunError, match="damaged or replaced"):
+        S.shipped_run()
+    pin.write_text("not a hash\n")
+    with pytest.raises(RunError, match="not a sha256"):
+        S.shipped_run()
