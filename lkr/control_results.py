@@ -68,15 +68,22 @@ class Arm:
         return {s: float(np.average([v for v, _ in xs], weights=[n for _, n in xs])) for s, xs in out.items()}
 
 
+def read_runs(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(the saved ``runs.json``, its run records with what they share (``common``) merged in)."""
+    saved = json.loads(Path(path).read_text())
+    common = saved.get("common") or {}
+    return saved, [{**common, **r} for r in saved["runs"]]
+
+
 def load_arm(root: str | Path, dataset: str, arm: str) -> Arm | None:
     """The arm's committed runs, or None when it has none."""
     d = Path(root) / "control-v2" / dataset / arm
     if not (d / "runs.json").is_file():
         return None
-    saved = json.loads((d / "runs.json").read_text())
+    saved, records = read_runs(d / "runs.json")
     with np.load(d / "predictions.npz") as z:
         arrays = {k: z[k] for k in z.files}
-    return Arm(arm, saved["runs"], arrays, saved.get("config") or {})
+    return Arm(arm, records, arrays, saved.get("config") or {})
 
 
 @dataclass

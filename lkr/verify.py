@@ -180,8 +180,10 @@ def _verify_design(base: Path, ck: Any, rep: Report) -> None:
         if dataset.startswith("ckplus") and ck is None:
             rep.skipped.append(f"{arm_dir} (no --ck given)")
             continue
+        from lkr.control_results import read_runs
+
         try:
-            records = json.loads(runs_f.read_text())["runs"]
+            records = read_runs(runs_f)[1]
             with np.load(pred_f, allow_pickle=False) as z:
                 z = {k: z[k] for k in z.files}
         except (OSError, ValueError, KeyError) as e:
@@ -207,20 +209,20 @@ def _verify_design(base: Path, ck: Any, rep: Report) -> None:
                 cues = ck_cue_plan(ck.labels, ~test, len(ck.class_names), r["seed"])
                 want_idx = np.flatnonzero(test)
                 seen.setdefault(r["seed"], []).append(idx)
-            rep.numbers += 4
+            rep.numbers += 5
             if not np.array_equal(np.sort(idx), want_idx):
                 rep.problems.append(f"{where}: tested on {len(idx)} images, not the {len(want_idx)} of its test part")
                 continue
             real = np.asarray(ds.labels)[idx]
             if not np.array_equal(z["label"][sel].astype(np.int64), real):
                 rep.problems.append(f"{where}: {(z['label'][sel] != real).sum()} stored labels differ from the set's")
-            if not np.array_equal(z["cue"][sel].astype(np.int64), cues[idx]):
-                rep.problems.append(f"{where}: stored cue classes differ from the cue plan")
-            acc = float((pred == real).mean())
-            if abs(float(r.get("accuracy", -1)) - acc) > 1e-9:
-                rep.problems.append(f"{runs_f} (seed {r['seed']}{'' if r['fold'] is None else f', fold {fold}'}): "
-                                    f"accuracy {100 * float(r.get('accuracy', 0)):.2f}% but its predictions give "
-                                    f"{100 * acc:.2f}%")
+            rec = f"{runs_f} (seed {r['seed']}{'' if r['fold'] is None else f', fold {fold}'})"
+            for name, got in (("accuracy", float((pred == real).mean())),
+                              ("cue_follow_rate", float((pred == cues[idx]).mean())),  # the cue as the plan stamped it
+                              ("cue_agrees_with_label", float((cues[idx] == real).mean()))):
+                if abs(float(r.get(name, -1)) - got) > 1e-5:  # runs.json keeps 6 digits
+                    rep.problems.append(f"{rec}: {name} {100 * float(r.get(name, 0)):.2f}% but its predictions "
+                                        f"give {100 * got:.2f}%")
             if "subject" in z:
                 rep.numbers += 1
                 if not np.array_equal(z["subject"][sel].astype(str), np.asarray(ds.subjects)[idx].astype(str)):

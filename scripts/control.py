@@ -230,7 +230,14 @@ def run_arm(arm: str, seed: int, dataset: str, runs: str, device: str = "cpu", f
 def collect(dataset: str, runs: Path, results: Path) -> list[str]:
     """Gather every finished run of ``dataset`` under ``runs`` into
     ``results/<arm>/{runs.json, predictions.npz}``, merged with the committed records (a run
-    found in both is taken from the run folder). Returns the arms written."""
+    found in both is taken from the run folder). Returns the arms written.
+
+    Small on purpose (many arms are committed): ``runs.json`` holds once what every run shares
+    (``common``) and per run only what differs, floats to 6 digits; ``predictions.npz`` holds per
+    test image and run the seed, fold, dataset index, label, prediction (and CK+ subject), in
+    small integer types. Each image's cue class is not stored: the set's seed (and fold) give it
+    again (:func:`make_set`; ``lkr verify`` recomputes it and the share that follows it)."""
+    from lkr.control_results import read_runs
     from lkr.runfolder import save_npz, write_json
 
     written = []
@@ -239,40 +246,47 @@ def collect(dataset: str, runs: Path, results: Path) -> list[str]:
         if not found:
             continue
         dest = results / dataset / arm
-        old_recs, old_preds = {}, {}
+        recs, preds, config = {}, {}, None
         if (dest / "runs.json").is_file():
-            saved = json.loads((dest / "runs.json").read_text())
+            saved, records = read_runs(dest / "runs.json")
             with np.load(dest / "predictions.npz") as z:
                 arrays = {k: z[k] for k in z.files}
-            for r in saved["runs"]:
+            for r in records:
                 key = (r["seed"], r["fold"])
-                old_recs[key] = r
+                recs[key] = r
                 sel = (arrays["seed"] == r["seed"]) & (arrays["fold"] == (-1 if r["fold"] is None else r["fold"]))
-                old_preds[key] = {k: v[sel] for k, v in arrays.items() if k not in ("seed", "fold")}
+                preds[key] = {k: v[sel] for k, v in arrays.items() if k not in ("seed", "fold")}
             config = saved["config"]
-        else:
-            config = None
         for f in found:
             rec = json.loads(f.read_text())
             key = (rec["seed"], rec["fold"])
-            old_recs[key] = rec
+            rec["precision"] = (rec.get("precision") or {}).get("precision", rec.get("precision"))
+            recs[key] = rec
             with np.load(f.parent / "control.npz") as z:
-                old_preds[key] = {k: z[k] for k in z.files}
+                preds[key] = {k: z[k] for k in z.files if k != "cue"}
             if config is None:
                 config = json.loads((f.parent / "config.json").read_text())
                 config.pop("seed", None)
-        keys = sorted(old_recs, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
-        cols = {}
+        keys = sorted(recs, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+        cols: dict[str, list] = {}
         for k in keys:
-            p = old_preds[k]
+            p = preds[k]
             n = len(p["index"])
-            for name, v in p.items():
-                cols.setdefault(name, []).append(v)
-            cols.setdefault("seed", []).append(np.full(n, k[0], np.int16))
-            cols.setdefault("fold", []).append(np.full(n, -1 if k[1] is None else k[1], np.int16))
+            cols.setdefault("seed", []).append(np.full(n, k[0], np.int8))
+            cols.setdefault("fold", []).append(np.full(n, -1 if k[1] is None else k[1], np.int8))
+            cols.setdefault("index", []).append(p["index"].astype(np.int16))
+            cols.setdefault("label", []).append(p["label"].astype(np.int8))
+            cols.setdefault("pred", []).append(p["pred"].astype(np.int8))
+            if "subject" in p:
+                cols.setdefault("subject", []).append(p["subject"])
+        rows = [recs[k] for k in keys]
+        shared = {k: rows[0][k] for k in rows[0] if k not in ("seed", "fold")
+                  and all(k in r and r[k] == rows[0][k] for r in rows)}
         dest.mkdir(parents=True, exist_ok=True)
-        write_json(dest / "runs.json", {"arm": arm, "dataset": dataset, "design": DESIGN_DOC,
-                                        "config": config, "runs": [old_recs[k] for k in keys]})
+        write_json(dest / "runs.json", {"arm": arm, "dataset": dataset, "design": DESIGN_DOC, "config": config,
+                                        "common": shared,
+                                        "runs": [{k: v for k, v in r.items() if k not in shared} for r in rows]},
+                   digits=6)
         save_npz(dest / "predictions.npz", **{k: np.concatenate(v) for k, v in cols.items()})
         written.append(arm)
     return written

@@ -182,7 +182,7 @@ def _fake_arm(root: Path, dataset: str, arm: str, acc: list[float], seeds=(0, 1,
 
     rng = np.random.default_rng(zlib.crc32(arm.encode()))
     label = np.tile(np.arange(7), n // 7).astype(np.int8)
-    cols = {k: [] for k in ("seed", "fold", "index", "label", "pred", "cue")}
+    cols = {k: [] for k in ("seed", "fold", "index", "label", "pred")}
     runs = []
     for s, a in zip(seeds, acc):
         right = rng.random(n) < a
@@ -192,7 +192,6 @@ def _fake_arm(root: Path, dataset: str, arm: str, acc: list[float], seeds=(0, 1,
         cols["index"].append(np.arange(420, 420 + n))
         cols["label"].append(label)
         cols["pred"].append(pred)
-        cols["cue"].append(rng.integers(0, 7, n).astype(np.int8))
         runs.append({"seed": s, "fold": None, "n": n, "accuracy": float(right.mean()), "cue_follow_rate": 0.2,
                      "accuracy_global_branch": 0.5, "accuracy_local_branch": 0.6, "design_commit": "x"})
     d = root / "control-v2" / dataset / arm

@@ -99,10 +99,12 @@ def test_verify_checks_the_synthetic_control_with_no_archive(tmp_path, capsys):
 
 
 def test_verify_checks_the_region_control_runs_and_names_a_tampered_file(tmp_path):
-    """results/control-v2: each run's test images, labels and cue classes against the set drawn
-    again from its seed, and its recorded accuracy against its predictions."""
+    """results/control-v2: each run's test images and labels against the set drawn again from its
+    seed, and its recorded accuracy and share of predictions that follow the cue (the cue plan
+    drawn again) against its predictions."""
     import json
 
+    from lkr import verify as V
     from lkr.control import control_cues, make_control
 
     ds = make_control(1, cue="inner")
@@ -110,35 +112,37 @@ def test_verify_checks_the_region_control_runs_and_names_a_tampered_file(tmp_pat
     label = ds.labels[idx].astype(np.int8)
     pred = label.copy()
     pred[:70] = (pred[:70] + 1) % 7
+    cue = control_cues(1, "inner")[idx]
     d = tmp_path / "control-v2" / "synthetic-inner" / "key-s1-l02"
     d.mkdir(parents=True)
-    np.savez(d / "predictions.npz", seed=np.full(len(idx), 1, np.int16), fold=np.full(len(idx), -1, np.int16),
-             index=idx, label=label, pred=pred, cue=control_cues(1, "inner")[idx].astype(np.int8))
-    runs = {"runs": [{"seed": 1, "fold": None, "n": len(idx), "accuracy": 0.9}], "config": {}}
-    (d / "runs.json").write_text(json.dumps(runs))
-    from lkr import verify as V
+    np.savez(d / "predictions.npz", seed=np.full(len(idx), 1, np.int8), fold=np.full(len(idx), -1, np.int8),
+             index=idx.astype(np.int16), label=label, pred=pred)
+    run = {"seed": 1, "fold": None, "accuracy": 0.9, "cue_follow_rate": float((pred == cue).mean()),
+           "cue_agrees_with_label": float((cue == label).mean())}
+    saved = {"common": {"n": len(idx)}, "runs": [run], "config": {}}
 
-    rep = V.Report()
-    V._verify_design(tmp_path / "control-v2", None, rep)
+    def check(runs=None):
+        (d / "runs.json").write_text(json.dumps(saved))
+        rep = V.Report()
+        V._verify_design(tmp_path / "control-v2", None, rep)
+        return rep
+
+    rep = check()
     assert rep.runs == 1 and not rep.problems, rep.problems
-    runs["runs"][0]["accuracy"] = 0.99  # a number typed over the record
-    (d / "runs.json").write_text(json.dumps(runs))
-    rep = V.Report()
-    V._verify_design(tmp_path / "control-v2", None, rep)
-    assert len(rep.problems) == 1 and "runs.json" in rep.problems[0] and "90.00%" in rep.problems[0]
-    runs["runs"][0]["accuracy"] = 0.9
-    (d / "runs.json").write_text(json.dumps(runs))
-    with np.load(d / "predictions.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    arrays["cue"] = (arrays["cue"] + 1) % 7  # cue classes that are not the plan's
-    np.savez(d / "predictions.npz", **arrays)
-    rep = V.Report()
-    V._verify_design(tmp_path / "control-v2", None, rep)
-    assert any("cue classes differ" in p and "predictions.npz" in p for p in rep.problems)
+    run["accuracy"] = 0.99  # a number typed over the record
+    rep = check()
+    assert len(rep.problems) == 1 and "runs.json" in rep.problems[0] and "accuracy 99.00%" in rep.problems[0]
+    run["accuracy"], run["cue_follow_rate"] = 0.9, run["cue_follow_rate"] + 0.01
+    rep = check()
+    assert len(rep.problems) == 1 and "cue_follow_rate" in rep.problems[0]
+    run["cue_follow_rate"] -= 0.01
+    np.savez(d / "predictions.npz", seed=np.full(len(idx), 1, np.int8), fold=np.full(len(idx), -1, np.int8),
+             index=idx.astype(np.int16), label=(label + 1) % 7, pred=pred)
+    rep = check()
+    assert any("stored labels differ" in p and "predictions.npz" in p for p in rep.problems)
     # a CK+48 arm without the archive is named as skipped, not passed over
     (tmp_path / "control-v2" / "ckplus-border" / "vgg19").mkdir(parents=True)
     (tmp_path / "control-v2" / "ckplus-border" / "vgg19" / "runs.json").write_text('{"runs": []}')
     np.savez(tmp_path / "control-v2" / "ckplus-border" / "vgg19" / "predictions.npz", seed=np.zeros(0))
-    rep = V.Report()
-    V._verify_design(tmp_path / "control-v2", None, rep)
+    rep = check()
     assert any("ckplus-border/vgg19" in s for s in rep.skipped)
