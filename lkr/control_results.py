@@ -164,3 +164,39 @@ def set_verdict(t: DesignTable) -> str:
     if favours(key_face, "key"):
         return "the regions hide an on-face distractor that a face mask lets through"
     return "the regions do not help even against a distractor they cannot see"
+
+
+TEN_CROP_COMMIT = "7c519e825e89a061744d5689da46e33d00c62408"
+"""2026-11-30 07:28 UTC: the first CK+48 control's 55 runs as first tested, with ten-crop."""
+TEN_CROP_KEYS = ("accuracy", "n", "cue_follow_rate", "cue_agrees_with_label", "accuracy_global_branch",
+                 "accuracy_local_branch", "control_arm", "fold", "best_epoch")
+
+
+def ten_crop_history(repo: str | Path) -> dict[str, dict[str, Any]]:
+    """{``<arm>/seed<s>/metrics.json``: the numbers the tables use} of every run of the first
+    CK+48 control at :data:`TEN_CROP_COMMIT`, read from git, with ``test_crops`` "ten".
+
+    Raises:
+        LkrError: the git history is not there (a copy without it cannot check them).
+    """
+    import subprocess
+
+    from lkr.errors import LkrError
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+    try:
+        names = git("ls-tree", "-r", "--name-only", TEN_CROP_COMMIT, "results/control/ckplus/").split()
+        out = {}
+        for name in names:
+            if name.endswith("/metrics.json"):
+                m = json.loads(git("show", f"{TEN_CROP_COMMIT}:{name}"))
+                rel = str(Path(name).relative_to("results/control/ckplus"))
+                out[rel] = {k: m[k] for k in TEN_CROP_KEYS if k in m} | {"test_crops": "ten",
+                                                                          "from_commit": TEN_CROP_COMMIT}
+    except (OSError, subprocess.CalledProcessError):
+        raise LkrError(f"needs the git history (commit {TEN_CROP_COMMIT[:10]}) to be checked") from None
+    if not out:
+        raise LkrError(f"commit {TEN_CROP_COMMIT[:10]} holds no CK+48 control run")
+    return out

@@ -32,6 +32,8 @@ class Report:
     numbers: int = 0
     problems: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    checked: set[Path] = field(default_factory=set)
+    unchecked: list[str] = field(default_factory=list)
 
 
 def _load(path: str | None, what: str):
@@ -50,6 +52,7 @@ def _check_run(d: Path, ds: Any, rep: Report, split: str | None) -> tuple[np.nda
     if not pred_f.exists() or not met_f.exists():
         return None
     rep.runs += 1
+    rep.checked |= {pred_f.resolve(), met_f.resolve()}
     try:
         with np.load(pred_f, allow_pickle=False) as z:
             z = {k: z[k] for k in z.files}
@@ -85,7 +88,13 @@ def _check_run(d: Path, ds: Any, rep: Report, split: str | None) -> tuple[np.nda
 
 
 def _compare(met_f: Path, m: dict[str, Any], again: dict[str, Any], rep: Report) -> None:
-    rep.numbers += 3
+    rep.numbers += 4
+    rep.checked.add(met_f.resolve())
+    per = m.get("per_class")
+    if per is not None and (set(per) != set(again["per_class"]) or any(
+            (per[c] is None) != (again["per_class"][c] is None)
+            or (per[c] is not None and abs(per[c] - again["per_class"][c]) > 1e-9) for c in per)):
+        rep.problems.append(f"{met_f}: per-class accuracy differs from its predictions'")
     if abs(float(m.get("accuracy", -1)) - again["accuracy"]) > 1e-9:
         rep.problems.append(f"{met_f}: accuracy {100 * float(m.get('accuracy', 0)):.2f}% but its predictions give "
                             f"{100 * again['accuracy']:.2f}%")
@@ -115,12 +124,23 @@ def verify(results: str | Path, *, fer: str | None = None, ck: str | None = None
     data = {"fer2013": _load(fer, "FER2013"), "ckplus": _load(ck, "CK+")}
     rep = Report()
     _verify_control(root / "control" / "synthetic", rep)  # generated here: needs no archive
+    _verify_first_ck_control(root / "control" / "ckplus", data["ckplus"], rep)
+    _verify_ten_crop_history(root / "control" / "ckplus-ten-crop", rep)
     _verify_design(root / "control-v2", data["ckplus"], rep)
-    for scale_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("control", "control-v2")):
+    _verify_shipped(root / "shipped", data, rep)
+    for scale_dir in sorted(p for p in root.iterdir()
+                            if p.is_dir() and p.name not in ("control", "control-v2", "shipped")):
         for key, ds in data.items():
             kdir = scale_dir / key
             if not kdir.is_dir():
                 continue
+            for cfg_dir in sorted(p for p in kdir.iterdir() if p.is_dir()):
+                for d in _seed_dirs(cfg_dir):
+                    if (d / "cross" / "ckplus").is_dir():  # FER2013 runs on CK+48's images: needs CK+48 only
+                        if data["ckplus"] is None:
+                            rep.skipped.append(f"{d / 'cross' / 'ckplus'} (no --ck given)")
+                        else:
+                            _check_cross(d / "cross" / "ckplus", data["ckplus"], rep)
             if ds is None:
                 rep.skipped.append(f"{kdir} (no --{'fer' if key == 'fer2013' else 'ck'} given)")
                 continue
@@ -142,7 +162,140 @@ def verify(results: str | Path, *, fer: str | None = None, ck: str | None = None
                     real = np.asarray(ds.labels)[idx].astype(np.int64)
                     _compare(d / "metrics.json", json.loads((d / "metrics.json").read_text()),
                              classification_metrics(real, pred, tuple(ds.class_names)), rep)
+    _inventory(root, data, rep)
     return rep
+
+
+NUMBER_FILES = ("metrics.json", "predictions.npz", "runs.json")
+"""The committed files that carry results (configs, histories, embeddings and CAM arrays are
+what a run made, not what it claims)."""
+
+
+def _inventory(root: Path, data: dict[str, Any], rep: Report) -> None:
+    """Every results file of :data:`NUMBER_FILES` that no check read: named with why (an archive
+    not given: skipped; else unchecked, which fails ``lkr verify``)."""
+    given = {"fer2013": data["fer2013"] is not None, "ckplus": data["ckplus"] is not None}
+    for f in sorted(p for name in NUMBER_FILES for p in root.rglob(name)):
+        if f.resolve() in rep.checked:
+            continue
+        parts = set(f.relative_to(root).parts)
+        needs = [k for k in ("fer2013", "ckplus") if any(p == k or p.startswith(f"{k}-") for p in parts)]
+        if needs and not all(given[k] for k in needs):
+            continue  # its folder is already named under skipped
+        rep.unchecked.append(f"{f}: no check reads it")
+
+
+def _check_cross(d: Path, ds: Any, rep: Report) -> None:
+    """A FER2013 run on CK+48's images (``lkr evaluate --data``): the stored images are every CK+48
+    image of a shared class, their labels and subjects the archive's, and the metrics (accuracy,
+    counts, confusion, per class, the subject-resampled interval) what the predictions give."""
+    from lkr.evaluate import classification_metrics
+    from lkr.stats import bootstrap_difference
+
+    pred_f, met_f = d / "predictions.npz", d / "metrics.json"
+    if not pred_f.is_file() or not met_f.is_file():
+        rep.problems.append(f"{d}: predictions.npz or metrics.json missing")
+        return
+    rep.runs += 1
+    rep.checked |= {pred_f.resolve(), met_f.resolve()}
+    with np.load(pred_f, allow_pickle=False) as z:
+        z = {k: z[k] for k in z.files}
+    m = json.loads(met_f.read_text())
+    shared = [str(c) for c in z["class_names"]]
+    names = np.asarray(ds.class_names)
+    want = np.flatnonzero(np.isin(names[ds.labels], shared))
+    idx = z["index"].astype(np.int64)
+    rep.numbers += 3
+    if not np.array_equal(np.sort(idx), want):
+        rep.problems.append(f"{pred_f}: not every CK+48 image of the shared classes ({len(idx)} of {len(want)})")
+        return
+    if not np.array_equal(np.asarray(shared)[z["label"]], names[ds.labels[idx]]):
+        rep.problems.append(f"{pred_f}: stored labels differ from the archive's")
+    if "subject" in z and not np.array_equal(z["subject"].astype(str), np.asarray(ds.subjects)[idx].astype(str)):
+        rep.problems.append(f"{pred_f}: stored subject ids differ from the archive's")
+    again = classification_metrics(z["label"].astype(np.int64), z["pred"].astype(np.int64), tuple(shared))
+    _compare(met_f, m, again, rep)
+    right = (z["label"] == z["pred"]).astype(float)
+    groups = z["subject"].astype(str) if "subject" in z else None
+    _, low, high = bootstrap_difference(right, np.zeros_like(right), groups=groups)
+    rep.numbers += 1
+    if abs(m.get("ci_low", -1) - low) > 1e-9 or abs(m.get("ci_high", -1) - high) > 1e-9:
+        rep.problems.append(f"{met_f}: its 95% interval is not what its predictions give")
+
+
+def _verify_first_ck_control(base: Path, ck: Any, rep: Report) -> None:
+    """The first CK+48 control (fold 0 of each seed): each run against the archive, tested on its
+    seed's fold-0 subjects."""
+    if not base.is_dir():
+        return
+    if ck is None:
+        rep.skipped.append(f"{base} (no --ck given)")
+        return
+    from lkr.folds import fold_split
+
+    for d in sorted(base.glob("*/seed*")):
+        got = _check_run(d, ck, rep, None)
+        if got is None:
+            continue
+        rep.numbers += 1
+        want = np.flatnonzero(fold_split(ck.subjects, ck.labels, 0, k=10, seed=int(d.name[4:]))["test"])
+        if not np.array_equal(np.sort(got[0]), want):
+            rep.problems.append(f"{d / 'predictions.npz'}: not the test subjects of fold 0 of seed {d.name[4:]}")
+
+
+def _verify_ten_crop_history(base: Path, rep: Report) -> None:
+    """The first CK+48 control as first tested (history: its numbers as the git commit that held
+    them has them, :func:`lkr.control_results.ten_crop_history`)."""
+    if not base.is_dir():
+        return
+    from lkr.control_results import ten_crop_history
+
+    try:
+        history = ten_crop_history(Path(__file__).resolve().parents[1])  # the kit's own git history
+    except LkrError as e:
+        for f in sorted(base.rglob("metrics.json")):
+            rep.unchecked.append(f"{f}: {e}")
+            rep.checked.add(f.resolve())
+        return
+    for f in sorted(base.rglob("metrics.json")):
+        rep.runs += 1
+        rep.numbers += 1
+        rep.checked.add(f.resolve())
+        rel = str(f.relative_to(base))
+        if rel not in history or json.loads(f.read_text()) != history[rel]:
+            rep.problems.append(f"{f}: differs from the commit it was taken from")
+
+
+def _verify_shipped(base: Path, data: dict[str, Any], rep: Report) -> None:
+    """The shipped model: its PrivateTest predictions against the FER2013 archive and its card's
+    metrics (``lkr/data/model/metrics.json``), its CK+48 evaluation as any cross-dataset one."""
+    from lkr.shipped import MODEL_DIR
+
+    fer_f = base / "fer2013" / "predictions.npz"
+    if fer_f.is_file():
+        if data["fer2013"] is None:
+            rep.skipped.append(f"{base / 'fer2013'} (no --fer given)")
+        else:
+            from lkr.evaluate import classification_metrics
+
+            ds = data["fer2013"]
+            rep.runs += 1
+            rep.checked.add(fer_f.resolve())
+            with np.load(fer_f, allow_pickle=False) as z:
+                z = {k: z[k] for k in z.files}
+            real = np.asarray(ds.labels)[np.asarray(ds.splits) == "PrivateTest"].astype(np.int64)
+            rep.numbers += 1
+            if not np.array_equal(z["label"].astype(np.int64), real):
+                rep.problems.append(f"{fer_f}: its labels are not PrivateTest's, in order")
+            else:
+                met_f = MODEL_DIR / "metrics.json"
+                _compare(met_f, json.loads(met_f.read_text()),
+                         classification_metrics(real, z["pred"].astype(np.int64), tuple(ds.class_names)), rep)
+    if (base / "cross" / "ckplus").is_dir():
+        if data["ckplus"] is None:
+            rep.skipped.append(f"{base / 'cross' / 'ckplus'} (no --ck given)")
+        else:
+            _check_cross(base / "cross" / "ckplus", data["ckplus"], rep)
 
 
 def _verify_control(base: Path, rep: Report) -> None:
@@ -180,6 +333,7 @@ def _verify_design(base: Path, ck: Any, rep: Report) -> None:
         if dataset.startswith("ckplus") and ck is None:
             rep.skipped.append(f"{arm_dir} (no --ck given)")
             continue
+        rep.checked |= {runs_f.resolve(), pred_f.resolve()}
         from lkr.control_results import read_runs
 
         try:
@@ -241,9 +395,13 @@ def verify_cli(args: Any) -> int:
         print(f"skipped: {s}")
     for p in rep.problems:
         print(f"MISMATCH {p}")
+    for u in rep.unchecked:
+        print(f"UNCHECKED {u}")
     if rep.runs == 0:
         print(f"{args.results}: no run with predictions to check")
         return 1
     verdict = "all match" if not rep.problems else f"{len(rep.problems)} mismatches"
+    if rep.unchecked:
+        verdict += f"; {len(rep.unchecked)} files no check reads"
     print(f"checked {rep.runs} runs ({rep.numbers} checks) in {args.results}: {verdict}")
-    return 1 if rep.problems else 0
+    return 1 if rep.problems or rep.unchecked else 0

@@ -146,3 +146,52 @@ def test_verify_checks_the_region_control_runs_and_names_a_tampered_file(tmp_pat
     np.savez(tmp_path / "control-v2" / "ckplus-border" / "vgg19" / "predictions.npz", seed=np.zeros(0))
     rep = check()
     assert any("ckplus-border/vgg19" in s for s in rep.skipped)
+
+
+def test_verify_reads_every_results_file_and_names_each_tampered_one(fer2013_zip, ckplus48_zip, tmp_path, capsys):
+    """One tampered file of each kind the first verify passed over (the first CK+48 control, a
+    FER2013 -> CK+48 evaluation, the shipped model's, the ten-crop history, a per-class number),
+    and a results file no check reads: each is named, and the command fails."""
+    import json
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    res = tmp_path / "results"
+    for part in ("control/ckplus", "control/ckplus-ten-crop", "cpu-quarter/fer2013/vgg19", "shipped"):
+        shutil.copytree(repo / "results" / part, res / part)
+    assert main(["verify", str(res), "--fer", str(fer2013_zip), "--ck", str(ckplus48_zip)]) == 0
+    capsys.readouterr()
+
+    def edit_json(path, fn):
+        m = json.loads(path.read_text())
+        fn(m)
+        path.write_text(json.dumps(m))
+
+    tampered = {
+        res / "control/ckplus/lkrnet-stage1/seed0/metrics.json": lambda m: m.update(accuracy=0.99),
+        res / "control/ckplus-ten-crop/vgg19/seed1/metrics.json": lambda m: m.update(accuracy=0.99),
+        res / "cpu-quarter/fer2013/vgg19/seed1/metrics.json":
+            lambda m: m["per_class"].update(anger=m["per_class"]["anger"] + 0.01),
+    }
+    for path, fn in tampered.items():
+        edit_json(path, fn)
+    cross = res / "cpu-quarter/fer2013/vgg19/cross/ckplus/predictions.npz"
+    with np.load(cross) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["pred"][:40] = (arrays["pred"][:40] + 1) % len(arrays["class_names"])
+    np.savez(cross, **arrays)
+    shipped = res / "shipped/fer2013/predictions.npz"
+    with np.load(shipped) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["label"][:5] = (arrays["label"][:5] + 1) % 7
+    np.savez(shipped, **arrays)
+    stray = res / "cpu-quarter/somewhere/metrics.json"
+    stray.parent.mkdir(parents=True)
+    stray.write_text('{"accuracy": 0.9}')
+    assert main(["verify", str(res), "--fer", str(fer2013_zip), "--ck", str(ckplus48_zip)]) == 1
+    out = capsys.readouterr().out
+    for path in tampered:
+        assert f"MISMATCH {path}" in out, path
+    assert f"MISMATCH {cross.parent / 'metrics.json'}" in out  # its accuracy is no longer the predictions'
+    assert f"MISMATCH {shipped}: its labels are not PrivateTest's" in out
+    assert f"UNCHECKED {stray}: no check reads it" in out
