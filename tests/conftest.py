@@ -42,11 +42,32 @@ def _one_torch_thread():
         os.environ["LKR_THREADS"] = old
 
 
+MISSING_DATA_REASON = "real dataset not present"
+
+
 def _shared(name: str) -> Path:
     p = SHARED_DATA / name
     if not p.exists():
-        pytest.skip(f"{p} not present")
+        pytest.skip(f"{MISSING_DATA_REASON}: {p}")
     return p
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say at the end of the run how many tests skipped for want of the real archives, and how
+    to point the suite at them (a silent skip looks like a pass)."""
+    missing: dict[str, int] = {}
+    for rep in terminalreporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if MISSING_DATA_REASON in reason:
+            path = reason.split(f"{MISSING_DATA_REASON}: ", 1)[-1]
+            missing[path] = missing.get(path, 0) + 1
+    if missing:
+        n = sum(missing.values())
+        terminalreporter.write_line(
+            f"lkr: {n} test{'s' if n != 1 else ''} skipped without the real datasets ("
+            + ", ".join(f"{p}: {k}" for p, k in sorted(missing.items()))
+            + "); put fer2013.zip and CK+48.zip in that folder, or set LKR_SHARED_DATA to the folder that holds them",
+            yellow=True)
 
 
 @pytest.fixture(scope="session")

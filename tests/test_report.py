@@ -99,3 +99,15 @@ def test_make_refuses_an_old_python_in_one_line(tmp_path):
     assert r.returncode != 0 and not (work / ".venv").exists()
     lines = [ln for ln in r.stdout.splitlines() if "lkr needs" in ln]
     assert len(lines) == 1 and "Python >= 3.11" in lines[0] and "Python 3.10.13" in lines[0]
+
+
+def test_a_run_without_the_real_datasets_says_how_many_tests_skipped_and_what_to_set(tmp_path):
+    import sys
+
+    env = {**os.environ, "LKR_SHARED_DATA": str(tmp_path / "nowhere"), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/test_verify.py::test_the_committed_results_match_the_real_archives"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300).stdout
+    assert "1 skipped" in out
+    assert (f"lkr: 1 test skipped without the real datasets ({tmp_path / 'nowhere' / 'fer2013.zip'}: 1); "
+            "put fer2013.zip and CK+48.zip in that folder, or set LKR_SHARED_DATA") in out
