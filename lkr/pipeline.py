@@ -128,6 +128,7 @@ def notebook_paths(data_fer: str, scale: str, out: str | Path, results: str | Pa
 
     Returns:
         (out, the scale of the runs, the results folder (holding ``<scale>/``), the figures folder).
+        The notebooks' default ``out`` ("out/demo") follows the scale: at scale "cpu" it is "out/cpu".
 
     Raises:
         LkrError: for a scale with no results there (one line naming the scales that are there).
@@ -153,6 +154,9 @@ def notebook_paths(data_fer: str, scale: str, out: str | Path, results: str | Pa
                            f"{', '.join(there) or 'none'}" + (" (make demo writes the demo's)" if scale == "demo" else ""))
     else:
         run_scale = scale_for(data_fer, scale)  # "demo" for the demo set, which always runs at its own preset
+    if out.name == "demo" and run_scale != "demo":  # the default output folder follows the scale: out/cpu, ...
+        out = out.parent / run_scale
+    if not reads:
         results_dir = resolve(results) if results else out / "results"
     figures_dir = resolve(figures) if figures else out / "figures"
     return out, run_scale, results_dir, figures_dir

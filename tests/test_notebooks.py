@@ -198,6 +198,10 @@ def test_reading_notebooks_open_the_committed_results_from_any_folder(tmp_path, 
     assert (out, scale, results, figures) == (repo_root() / "out/x", "cpu", repo_root() / "results",
                                               repo_root() / "out/x/figures")
     assert notebook_paths("demo", "demo", "o", None, None)[1:3] == ("demo", repo_root() / "o/results")
+    # the notebooks' default output (out/demo) follows the scale: figures of scale cpu never land in out/demo
+    out, scale, results, figures = notebook_paths("demo", "cpu", "out/demo", None, None, reads=True)
+    assert (out, results, figures) == (repo_root() / "out/cpu", repo_root() / "results", repo_root() / "out/cpu/figures")
+    assert notebook_paths("demo", "demo", "out/demo", None, None)[3] == repo_root() / "out/demo/figures"
     with pytest.raises(LkrError, match=r"no results at scale full in .*; scales there: .*cpu") as e:
         notebook_paths("demo", "full", "o", None, None, reads=True)
     assert "\n" not in str(e.value)
