@@ -266,7 +266,7 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
     info = {"data": data_ref or ds.source, "dataset": ds.name, "kind": ds.kind, "fold": fold, "folds": folds,
             "kit_version": lkr.__version__, "world_size": group.world_size, "threads": threads,
             "cpu_model": cpu.cpu_name()}
-    _announce(ds, cfg, dev, group.world_size, progress)
+    _announce(ds, cfg, dev, group.world_size, progress, out)
     if cfg.init_from:  # refused when trained on this dataset; its weights' hash joins the record
         src, info["init_sha256"] = init_source(cfg.init_from, ds.name)
         info["init_lineage"] = [[str(src), json.loads((src / "metrics.json").read_text())["dataset"]],
@@ -326,12 +326,15 @@ def _open_run_folder(out: Path, group: distributed.DistInfo) -> None:
     distributed.barrier()
 
 
-def _announce(ds: FaceDataset, cfg: Config, dev: torch.device, world: int, progress: bool) -> None:
-    """Print what is trained, on what, where, and the whole config (rank 0, with ``progress``)."""
+def _announce(ds: FaceDataset, cfg: Config, dev: torch.device, world: int, progress: bool, out: Path) -> None:
+    """Print what is trained, on what, where, in two lines (rank 0, with ``progress``); the whole
+    config is in the run folder's ``config.json``."""
     if progress:
         print(f"[lkr] {cfg.variant} (lambda={cfg.triplet_lambda}) on {ds.name} ({len(ds)} images), device {dev}"
               + (f", {world} processes" if world > 1 else ""))
-        print(f"[lkr] config: {json.dumps(cfg.to_dict(), default=str)}")
+        print(f"[lkr] scale {cfg.scale}, width {cfg.width:g}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+              f"lr {cfg.lr:g} ({cfg.schedule}), mask at stage {cfg.mask_stage}, seed {cfg.seed}; "
+              f"the whole config: {Path(out) / 'config.json'}")
 
 
 def _data_on_device(ds: FaceDataset, cfg: Config, dev: torch.device, *, fold: int | None, folds: int,

@@ -416,3 +416,17 @@ def test_predict_centre_crop_is_the_middle_44x44():
     assert probs.argmax(1).tolist() == [1, 0, 0, 0]
     with pytest.raises(ValueError, match="crops must be"):
         predict(CornerModel(), imgs, None, crops="six")
+
+
+def test_a_run_announces_itself_in_two_lines_and_names_its_config_file(tmp_path, capsys):
+    """Notebook 02 shows what each run prints: the whole config is in the run folder, not a JSON
+    blob in the notebook."""
+    from lkr.demo import make_demo
+    from lkr.train import config_for, train
+
+    ds = make_demo("fer2013", n=120)
+    train(ds, config_for(ds, "vgg19", epochs=1), tmp_path / "r", device="cpu", progress=True, threads=1)
+    out = capsys.readouterr().out
+    assert "{" not in out.split("precision")[0]  # no JSON before training starts
+    assert f"the whole config: {tmp_path / 'r' / 'config.json'}" in out
+    assert (tmp_path / "r" / "config.json").is_file()
