@@ -27,6 +27,7 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``control-ten-crop ckplus``        the first CK+48 control as tested with ten-crop (history)
 ``design <set> <stage> <λ tag>``   the second region control's table and its Holm family of seven
 ``design-verdicts``                the second region control's reading of each set, as bullet lines
+``regions <scale> <key>``          the mask where it can act on real faces: one Holm family of seven
 ``shipped``                        the model that ships with lkr (its card, :mod:`lkr.shipped`)
 ================================== ==========================================================
 """
@@ -377,6 +378,55 @@ def design_verdicts(root: str | Path, stage: int = 1, tag: str = "l02") -> list[
     return out
 
 
+def region_comparisons(results: dict) -> tuple[list[Any] | None, list[str]]:
+    """The real-face region family (:data:`lkr.stats.REGION_PAIRS`), Holm-corrected together,
+    once every configuration in it has results with the same seeds; else (None, the missing)."""
+    from lkr.stats import REGION_PAIRS, compare, holm
+
+    names = sorted({c for pair in REGION_PAIRS for c in pair})
+    missing = [c for c in names if c not in results or not results[c].seed_predictions()]
+    if missing:
+        return None, missing
+    comps = [compare(a, b, results[a].seed_predictions(), results[b].seed_predictions()) for a, b in REGION_PAIRS]
+    holm(comps)
+    return comps, []
+
+
+def regions_lines(root: str | Path, scale: str, key: str) -> list[str]:
+    """The mask where it can act, on real faces (``docs/real-faces-design.md``): the seven
+    contrasts of :data:`lkr.stats.REGION_PAIRS` in one Holm family, both noises, with their
+    verdicts; one line saying what is missing while a configuration is."""
+    results = load_results(Path(root) / scale).get(key) or {}
+    comps, missing = region_comparisons(results)
+    if comps is None:
+        return [f"In progress: no results yet for {', '.join(F.LABELS.get(c, c) for c in missing)} at scale {scale}."]
+    unit = "subjects" if key == "ckplus" else "test images"
+    lines = [f"| contrast (one Holm family of {len(comps)}) | seeds | difference (points) | over {unit}: 95 % | "
+             "p (Holm) | over seeds: t 95 % | p (Holm) | verdict |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for c in comps:
+        lines.append(f"| {F.LABELS.get(c.a, c.a)} − {F.LABELS.get(c.b, c.b)} | {','.join(map(str, c.seeds))} | "
+                     f"{_pts(c.diff)} | {_ci(c.ci_low, c.ci_high)} | {F._p(c.p)} ({F._p(c.p_holm)}) | "
+                     f"{_ci(c.seed_ci_low, c.seed_ci_high)} | {F._p(c.p_seeds)} ({F._p(c.p_seeds_holm)}) | "
+                     f"{F._verdict(c)} |")
+    return lines
+
+
+def regions_verdict(results: dict) -> str | None:
+    """The design's reading of the real-face region table (docs/real-faces-design.md): "a gain"
+    (LKRNet at stage 1 above VGG19, told apart) "that needs the landmarks" (and above the face
+    mask) or "that the face mask matches" (not told apart from it), or "no gain"; None while a
+    configuration is missing."""
+    comps, _ = region_comparisons(results)
+    if comps is None:
+        return None
+    by = {(c.a, c.b): c for c in comps}
+    if by[("lkrnet-s1", "vgg19")].verdict() != "lkrnet-s1 better":
+        return "no gain over VGG19"
+    if by[("lkrnet-s1", "face-s1")].verdict() == "lkrnet-s1 better":
+        return "a gain over VGG19 that needs the landmarks (the face mask is below it)"
+    return "a gain over VGG19 that the face mask matches"
+
+
 def headline(root: str | Path) -> list[str]:
     """The README's findings as bullet lines, every number from ``root``: LKRNet − VGG19 on FER2013
     at each width against the paper's gap, every comparison told apart at any scale (both
@@ -407,6 +457,21 @@ def headline(root: str | Path) -> list[str]:
                            f"{F.LABELS.get(win, win)} above {F.LABELS.get(lose, lose)} by {_pts(abs(c.diff), sign=False)} "
                            f"points (seeds {','.join(map(str, c.seeds))}; Holm p {F._p(c.p_holm)} over test images, "
                            f"{F._p(c.p_seeds_holm)} over seeds).")
+    for scale in SCALE_NAMES:  # the mask where it can act, on real faces, once its table is complete
+        for key, res in load_results(root / scale).items():
+            v = regions_verdict(res)
+            if v is None:
+                continue
+            comps = {(c.a, c.b): c for c in region_comparisons(res)[0]}
+            parts = []
+            for other in ("vgg19", "face-s1"):
+                c = comps[("lkrnet-s1", other)]
+                parts.append(f"− {F.LABELS.get(other, other)} {_pts(c.diff)} points (over "
+                             f"{'subjects' if key == 'ckplus' else 'test images'} {_ci(c.ci_low, c.ci_high)}, Holm p "
+                             f"{F._p(c.p_holm)}; over seeds {_ci(c.seed_ci_low, c.seed_ci_high)}, Holm p "
+                             f"{F._p(c.p_seeds_holm)})")
+            out.append(f"- {'CK+48' if key == 'ckplus' else 'FER2013'} at scale {scale}, LKRNet with the mask at "
+                       f"stage 1: {v}; " + ", ".join(parts) + ".")
     if (root / "control-v2").is_dir():  # the region control's reading of each set (its first design is history)
         out += design_verdicts(root)
     return out
@@ -510,6 +575,7 @@ def table(spec: str, root: str | Path) -> list[str]:
         "control-ten-crop": lambda: control_table(root, *args[:1], ten_crop=True),
         "design": lambda: design_lines(root, args[0], int(args[1]), args[2]),
         "design-verdicts": lambda: design_verdicts(root),
+        "regions": lambda: regions_lines(root, args[0], args[1]),
         "shipped": shipped_table,
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),

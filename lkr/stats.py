@@ -59,6 +59,15 @@ against VGG19, and LKRNet against each single ingredient. Holm's correction runs
 EXTRA_PAIRS: tuple[tuple[str, str], ...] = (("lkrnet-cover", "lkrnet"), ("lkrnet-l0.4", "lkrnet"))
 """Our own ablations (mask pooling, lambda), tested but outside the paper's family."""
 
+REGION_PAIRS: tuple[tuple[str, str], ...] = (
+    ("lkrnet-s1", "vgg19"), ("lkrnet-s1", "face-s1"), ("lkrnet-s1", "uniform-s1"), ("lkrnet-s1", "lkrnet"),
+    ("face-s1", "vgg19"), ("uniform-s1", "vgg19"), ("face-s1", "uniform-s1"),
+)
+"""The region question on real faces (docs/real-faces-design.md): LKRNet with the mask at stage 1
+against VGG19, against its partners without landmarks (the face box, a uniform mask) and against
+LKRNet at the paper's stage 5; each partner against VGG19 and each other. One Holm family of its
+own."""
+
 
 @dataclass
 class Comparison:

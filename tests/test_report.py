@@ -111,3 +111,39 @@ def test_a_run_without_the_real_datasets_says_how_many_tests_skipped_and_what_to
     assert "1 skipped" in out
     assert (f"lkr: 1 test skipped without the real datasets ({tmp_path / 'nowhere' / 'fer2013.zip'}: 1); "
             "put fer2013.zip and CK+48.zip in that folder, or set LKR_SHARED_DATA") in out
+
+
+def test_the_real_face_region_table_is_one_holm_family_and_waits_for_every_arm(tmp_path):
+    """docs/real-faces-design.md: LKRNet with the mask at stage 1, the face and uniform masks,
+    VGG19 and LKRNet at stage 5; seven contrasts Holm-corrected together, a verdict sentence
+    only once every configuration is in."""
+    import numpy as np
+    from test_figures import make_fake_results
+
+    from lkr.results import load_results
+    from lkr.runfolder import save_npz, write_json
+    from lkr.stats import REGION_PAIRS, compare, holm
+
+    root = make_fake_results(tmp_path / "results", scale="cpu", datasets=("fer2013", "ckplus")).parent
+    assert report.regions_lines(root, "cpu", "fer2013")[0].startswith("In progress: no results yet for")
+    fer = root / "cpu" / "fer2013"
+    with np.load(fer / "vgg19" / "predictions.npz") as z:
+        label = z["label"]
+    rng = np.random.default_rng(3)
+    for cfg, acc in (("lkrnet-s1", 0.95), ("face-s1", 0.93), ("uniform-s1", 0.4)):
+        d = fer / cfg
+        d.mkdir()
+        pred = np.where(rng.random(len(label)) < acc, label, (label + 1) % 7).astype(np.int8)
+        write_json(d / "metrics.json", {"accuracy": float((pred == label).mean()), "variant": cfg, "n": len(label)})
+        save_npz(d / "predictions.npz", index=np.arange(len(label)), label=label, pred=pred)
+    res = load_results(root / "cpu")["fer2013"]
+    lines = report.regions_lines(root, "cpu", "fer2013")
+    assert lines[0].startswith("| contrast (one Holm family of 7)") and len(lines) == 2 + len(REGION_PAIRS)
+    want = [compare(a, b, res[a].seed_predictions(), res[b].seed_predictions()) for a, b in REGION_PAIRS]
+    holm(want)
+    assert f"{want[0].p_holm:.4f}" in lines[2] or f"{want[0].p_holm:.3f}" in lines[2]
+    v = report.regions_verdict(res)
+    assert v in ("no gain over VGG19", "a gain over VGG19 that the face mask matches",
+                 "a gain over VGG19 that needs the landmarks (the face mask is below it)")
+    assert any(b.startswith("- FER2013 at scale cpu, LKRNet with the mask at stage 1: " + v)
+               for b in report.headline(root))
