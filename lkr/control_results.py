@@ -200,3 +200,27 @@ def ten_crop_history(repo: str | Path) -> dict[str, dict[str, Any]]:
     if not out:
         raise LkrError(f"commit {TEN_CROP_COMMIT[:10]} holds no CK+48 control run")
     return out
+
+
+def design_commit(doc: str, repo: str | Path) -> str:
+    """The commit that last changed the design document ``doc`` (a path inside ``repo``); refuses
+    when it has uncommitted changes or was never committed: a run must name the design it ran
+    under.
+
+    Raises:
+        LkrError: one line.
+    """
+    import subprocess
+
+    from lkr.errors import LkrError
+
+    try:
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", doc],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%H", "--", doc],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise LkrError(f"{doc}: cannot ask git which commit holds the design ({e})") from None
+    if dirty or not commit:
+        raise LkrError(f"{doc} has uncommitted changes (or was never committed): commit the design before its runs")
+    return commit

@@ -29,7 +29,6 @@ import argparse
 import functools
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,21 +77,10 @@ def ck_arm_config(ds, arm: str, seed: int, arms: dict | None = None) -> Config:
 
 
 def design_commit(repo: Path = REPO) -> str:
-    """The commit that last changed the design document; refuses when it has uncommitted changes
-    (a run must name the design it ran under)."""
-    from lkr.errors import LkrError
+    """The commit that last changed the design document (:func:`lkr.control_results.design_commit`)."""
+    from lkr.control_results import design_commit as commit_of
 
-    try:
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", DESIGN_DOC],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        commit = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%H", "--", DESIGN_DOC],
-                                capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as e:
-        raise LkrError(f"{DESIGN_DOC}: cannot ask git which commit holds the design ({e})") from None
-    if dirty or not commit:
-        raise LkrError(f"{DESIGN_DOC} has uncommitted changes (or was never committed): commit the design "
-                       "before its runs")
-    return commit
+    return commit_of(DESIGN_DOC, repo)
 
 
 # --- step 1: the set ---------------------------------------------------------------------------

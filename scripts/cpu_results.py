@@ -27,11 +27,26 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lkr.config import SCALES  # noqa: E402
-from lkr.experiments import CONFIGS, run_experiments  # noqa: E402
+from lkr.experiments import CONFIGS, REGION_CONFIGS, run_experiments  # noqa: E402
 from lkr.errors import LkrError  # noqa: E402
 from lkr.readers import load_dataset  # noqa: E402
 
 FER_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2", "lkrnet-cover", "lkrnet-l0.4"]
+REGION_DESIGN = "docs/real-faces-design.md"
+
+
+def name_design(results: Path, scale: str, names: list[str], commit: str) -> None:
+    """Write the design commit into every exported metrics.json of these configurations that does
+    not name one yet (a run exported under an earlier design keeps its own)."""
+    import json
+
+    for n in names:
+        for key in ("fer2013", "ckplus"):
+            for f in sorted((results / scale / key / n).rglob("metrics.json")) if (results / scale / key / n).is_dir() else []:
+                m = json.loads(f.read_text())
+                if "design_commit" not in m:
+                    m["design_commit"] = commit
+                    f.write_text(json.dumps(m, indent=2))
 CK_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2"]
 
 
@@ -59,6 +74,12 @@ def main() -> int:
     args = ap.parse_args()
     ds = _one_line(load_dataset, args.data)
     names = args.names or (CK_ORDER if ds.evaluation == "folds" else [n for n in FER_ORDER if n in CONFIGS])
+    region = [n for n in names if n in REGION_CONFIGS]
+    commit = None
+    if region:  # the real-face region runs name the design they ran under, committed before them
+        from lkr.control_results import design_commit
+
+        commit = _one_line(design_commit, REGION_DESIGN, REPO)
     # FER2013: `workers` configurations at a time, exported as soon as they finish; CK+: one
     # configuration at a time, its folds in `workers` processes
     step = args.workers if ds.evaluation != "folds" else 1
@@ -67,6 +88,8 @@ def main() -> int:
         _one_line(run_experiments, ds, args.runs, group, data_ref=args.data, scale=args.scale,
                   results_dir=args.results, device="cpu", progress=True, seed=args.seed,
                   workers=args.workers if len(group) > 1 or step == 1 else 1)
+        if commit:
+            name_design(Path(args.results), args.scale, [n for n in group if n in REGION_CONFIGS], commit)
     return 0
 
 
