@@ -14,7 +14,10 @@ Order (a unit starts only when its measured estimate fits the budget left):
    paper's 60, or fewer when the budget cannot hold FER2013 (six configurations) plus CK+ (four
    configurations x 10 folds) at 60. Fewer epochs keep the paper's schedule's shape: warm-up on
    a third of them (20 of 60), then the constant rate.
-2. FER2013, the six configurations of ``lkr.experiments.CONFIGS`` at scale "full", seed 0:
+2. FER2013 at scale "full", seed 0, in this order: VGG19, LKRNet, then LKRNet with the mask at
+   stage 1 and its face-mask partner (docs/real-faces-design.md), then the other four
+   configurations of ``lkr.experiments.CONFIGS``; the epochs are planned so that VGG19, LKRNet
+   and CK+ fit, and every later FER2013 run starts only while CK+ still fits after it. Each
    trained on Training, epoch selected on PublicTest (ten-crop), PrivateTest once with ten-crop;
    exported with ``embeddings.npz`` (the UMAP is drawn later on a CPU) and Grad-CAM of 16 faces.
 3. CK+48, the four paper configurations, 10 subject-independent folds, from scratch.
@@ -55,7 +58,14 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-FER_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2", "lkrnet-cover", "lkrnet-l0.4"]
+FER_ORDER = ["vgg19", "lkrnet", "lkrnet-s1", "face-s1", "baseline1", "baseline2", "lkrnet-cover", "lkrnet-l0.4"]
+CORE_FER = ("vgg19", "lkrnet")
+"""The FER2013 runs the epochs are planned for (with CK+): every other FER2013 configuration runs,
+in FER_ORDER, only while the estimate of CK+ still fits after it."""
+STAGE1_FACTOR = 2.0
+"""A stage-1 arm's epoch against LKRNet's (mask at stage 5) until one has been measured: the mask
+on the first block's maps runs the whole tail twice (on a CPU at 1/8 width 37 s against about
+23 s; at full width on a GPU assumed 2x, then replaced by the first stage-1 run's own time)."""
 CK_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2"]
 SEED_CONFIGS = ["vgg19", "lkrnet"]
 PROBE_CONFIGS = ("vgg19", "lkrnet")  # one without and one with the local branch
@@ -322,14 +332,19 @@ class Costs:
     measured: dict[tuple[str, str, int], float] = field(default_factory=dict)
 
     def probe_of(self, name: str) -> str:
-        from lkr.experiments import CONFIGS
+        from lkr.experiments import KNOWN_CONFIGS
 
-        return "lkrnet" if CONFIGS[name]["variant"] in ("lkrnet", "baseline1") else "vgg19"
+        spec = KNOWN_CONFIGS[name]
+        if spec.get("mask_stage", 5) == 1:
+            return "stage1"  # estimated from LKRNet's probe (STAGE1_FACTOR) until one is measured
+        return "lkrnet" if spec["variant"] in ("lkrnet", "baseline1") else "vgg19"
 
     def fer_run(self, name: str, epochs: int) -> float:
         p = self.probe_of(name)
         if ("fer2013", p, epochs) in self.measured:
             return self.measured[("fer2013", p, epochs)]
+        if p == "stage1":
+            return self.fer_fixed["lkrnet"] + epochs * self.fer_epoch["lkrnet"] * STAGE1_FACTOR + self.post["fer2013"]
         return self.fer_fixed[p] + epochs * self.fer_epoch[p] + self.post["fer2013"]
 
     def ck_config(self, name: str, epochs: int, folds: int) -> float:
@@ -538,15 +553,20 @@ class Call:
         log(f"FAILED {what}: {type(e).__name__}: {e}")
         self.write_summary()
 
-    def fer_group(self, fer, names: list[str], epochs: int, seed: int, note: str) -> None:
+    def fer_group(self, fer, names: list[str], epochs: int, seed: int, note: str,
+                  keep_for: float = 0.0) -> None:
+        """FER2013 runs in order; a run outside :data:`CORE_FER` starts only when it fits with
+        ``keep_for`` seconds (the CK+ estimate) still left after it."""
         from lkr import results as res
 
         faces = None
         for name in names:
             what = f"fer2013 {name}" + (f" seed {seed}" if seed else "")
             est = self.costs.fer_run(name, epochs)
-            if not self.budget.fits(est):
-                self.skip(what, f"needs ~{est:.0f} s, {max(self.budget.left(), 0.0):.0f} s left")
+            keep = 0.0 if name in CORE_FER else keep_for
+            if not self.budget.fits(est + keep):
+                self.skip(what, f"needs ~{est:.0f} s" + (f" and ~{keep:.0f} s kept for CK+" if keep else "")
+                          + f", {max(self.budget.left(), 0.0):.0f} s left")
                 continue
             try:
                 cfg = self.cfg(fer, name, epochs=epochs, seed=seed)
@@ -645,14 +665,15 @@ class Call:
         if args.epochs:
             epochs, why = args.epochs, f"{args.epochs} epochs as asked (--epochs)"
         else:
-            epochs = fit_epochs(self.costs, self.budget.left(), min(args.max_epochs, base.epochs), fer_names,
-                                ck_names, args.ck_folds)
+            epochs = fit_epochs(self.costs, self.budget.left(), min(args.max_epochs, base.epochs),
+                                [n for n in fer_names if n in CORE_FER], ck_names, args.ck_folds)
             warm = warmup_for(epochs, base.epochs, base.warmup_epochs)
             if epochs == base.epochs:
                 why = f"{epochs} epochs: the preset's {base.epochs}"
             elif epochs < args.max_epochs:
                 why = (f"{epochs} of the preset's {base.epochs} epochs (warm-up {warm} of them), the most at which "
-                       f"FER2013 and CK+ fit the call's {args.budget_s:.0f} s budget (measured epoch times)")
+                       f"FER2013's VGG19 and LKRNet and CK+ fit the call's {args.budget_s:.0f} s budget (measured "
+                       "epoch times)")
             else:
                 why = f"{epochs} epochs (--max-epochs)"
         self.plan = {"epochs": epochs, "warmup_epochs": warmup_for(epochs, base.epochs, base.warmup_epochs),
@@ -662,7 +683,8 @@ class Call:
         self.write_summary()
 
         if fer_names:
-            self.fer_group(fer, fer_names, epochs, 0, why)
+            keep_for = sum(self.costs.ck_config(n, epochs, args.ck_folds) for n in ck_names)
+            self.fer_group(fer, fer_names, epochs, 0, why, keep_for=keep_for)
         ck_epochs, ck_why = epochs, why
         if ck is not None and not args.epochs:
             ck_epochs = fit_epochs(self.costs, self.budget.left(), epochs, [], ck_names or CK_ORDER, args.ck_folds)

@@ -162,7 +162,10 @@ def test_throughput_and_summary(call):
         assert t["configs"][c]["images_per_s"] > 0
     s = json.loads((call["out"] / "summary.json").read_text())
     assert s["finished"] and not s["failed"] and not s["skipped"], (s["failed"], s["skipped"])
-    assert s["plan"]["epochs"] == 1 and len(s["runs"]) == 6 + 4 + 4 + 4
+    assert s["plan"]["epochs"] == 1 and len(s["runs"]) == 8 + 4 + 4 + 4
+    # LKRNet with the mask at stage 1 and its face-mask partner run right after VGG19 and LKRNet
+    fer = [r["config"] for r in s["runs"] if r["group"].startswith("fer2013") and r["seed"] == 0]
+    assert fer[:4] == ["vgg19", "lkrnet", "lkrnet-s1", "face-s1"]
     assert "gpu_run" in (call["out"] / "log.txt").read_text()
 
 
