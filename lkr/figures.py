@@ -828,6 +828,12 @@ def fig_differences(comps: Sequence[Any], name: str = "differences_fer2013", tit
               + (f", seeds {_p(c.p_seeds_holm if holm_p else c.p_seeds)}" if len(c.seeds) > 1 else " (1 seed)"))
         ax.annotate(ps, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=7)
     ax.axvline(0, color="k", lw=0.8)
+    ax.errorbar([], [], xerr=[], fmt="o", color="#1f77b4", capsize=3, ms=5,
+                label="told apart (both noises, Holm)")
+    ax.errorbar([], [], xerr=[], fmt="o", color="#7f7f7f", capsize=3, ms=5,
+                label="not told apart (an interval clear of 0\nis not enough: both noises must agree)")
+    if comps:
+        ax.legend(fontsize=7, loc="best", framealpha=0.9)
     ax.set_yticks(ys, [f"{LABELS.get(c.a, c.a)} − {LABELS.get(c.b, c.b)}" for c in comps], fontsize=8)
     ax.set_xlabel("difference in accuracy (points), 95% bootstrap interval")
     ax.grid(axis="x", alpha=0.3)
@@ -851,7 +857,7 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
     fig = _new("fig_capacity_fer2013")
     ax_acc, ax_gap = fig.subplots(1, 2)
     colors = {"vgg19": "#1f77b4", "lkrnet": "#d62728"}
-    widths = []
+    widths, tops = [], []
     for scale, res in points:
         w = float(res["lkrnet"].metrics.get("width") or 1.0)
         widths.append(w)
@@ -867,8 +873,9 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
                             fmt="s", color="#7f7f7f", capsize=3, ms=4, label=None)
         ax_gap.plot([w] * len(c.diff_per_seed), [100 * d for d in c.diff_per_seed], ".", color="#7f7f7f", alpha=0.6)
         top = max(c.ci_high, c.seed_ci_high if c.seed_ci_high is not None else c.ci_high)
+        tops.append(100 * top)
         ax_gap.annotate(f"{scale}, seeds {','.join(map(str, c.seeds))}", (w, 100 * top), textcoords="offset points",
-                        xytext=(0, 9), ha="center", fontsize=7)
+                        xytext=(0, 12), ha="center", fontsize=7)
     for name in ("vgg19", "lkrnet"):
         xs = [float(res["lkrnet"].metrics.get("width") or 1.0) for _, res in points]
         ys = [np.mean([100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]) for _, res in points]
@@ -879,6 +886,8 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
     ax_gap.plot([1.0], [paper["Our method"] - paper["VGG19"]], "*", color="#d62728", ms=10, label="the paper's gap")
     ax_gap.plot([], [], "s", color="#7f7f7f", ms=4, label="t 95% over seeds (dots: seeds)")
     ax_gap.axhline(0, color="k", lw=0.8)
+    lo, hi = ax_gap.get_ylim()  # room above the highest interval for its label, inside the frame
+    ax_gap.set_ylim(lo, max(hi, max(tops, default=hi) + 0.2 * (hi - lo)))
     for ax in (ax_acc, ax_gap):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(set(widths) | {1.0}), [_fraction_label(w) for w in sorted(set(widths) | {1.0})])
@@ -1027,7 +1036,8 @@ def fig8_gradcam(results: dict[str, Any], left: str = "vgg19", right: str = "lkr
     where = f"target layer {lb}" if la == lb else \
         f"target layers: {LABELS.get(left, left)} {la}, {LABELS.get(right, right)} {lb}"
     fig.suptitle(_with_scale(f"Fig. 8  Grad-CAM for the true class on {label} (red: the model's wrong prediction)\n"
-                             f"{where}", results, scale), fontsize=9)
+                             f"{where}; the faces are 16 of the public test split's, as the paper shows its own",
+                             results, scale), fontsize=9)
     return fig
 
 
