@@ -28,6 +28,7 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``design <set> <stage> <λ tag>``   the second region control's table and its Holm family of seven
 ``design-verdicts``                the second region control's reading of each set, as bullet lines
 ``regions <scale> <key>``          the mask where it can act on real faces: one Holm family of seven
+``design-runs``                    the region control's runs: counts, seconds, machine, design commit
 ``shipped``                        the model that ships with lkr (its card, :mod:`lkr.shipped`)
 ================================== ==========================================================
 """
@@ -352,6 +353,33 @@ def design_lines(root: str | Path, dataset: str, stage: int, tag: str) -> list[s
     return lines
 
 
+def design_runs(root: str | Path) -> list[str]:
+    """How the region control's committed runs were made, per set, from their records: arms and
+    runs in, the seconds each run took in its worker (sum, median and range), the machine, threads,
+    precision and the design commit they ran under."""
+    from lkr.control import DESIGN_SETS, design_arms
+    from lkr.control_results import expected_runs, load_arm
+
+    lines = ["| set | arms in (of) | runs in (of) | seconds in the workers: sum | per run: median (range) | "
+             "machine, threads | precision | design commit |", "|---|---:|---:|---:|---:|---|---|---|"]
+    for dataset in DESIGN_SETS:
+        arms = [a for a in (load_arm(root, dataset, name) for name in design_arms(dataset)) if a is not None]
+        if not arms:
+            lines.append(f"| {dataset} | 0 ({len(design_arms(dataset))}) | 0 | – | – | – | – | – |")
+            continue
+        recs = [r for a in arms for r in a.records]
+        secs = np.array([r["seconds"] for r in recs], float)
+        want = len(design_arms(dataset)) * len(expected_runs(dataset))
+        machine = sorted({f"{r.get('cpu_model')}, {r.get('threads')} thread{'' if r.get('threads') == 1 else 's'}"
+                          for r in recs})
+        prec = sorted({str(r.get("precision")) for r in recs})
+        commits = sorted({str(r.get("design_commit"))[:10] for r in recs})
+        lines.append(f"| {dataset} | {len(arms)} ({len(design_arms(dataset))}) | {len(recs)} ({want}) | "
+                     f"{secs.sum():,.0f} | {np.median(secs):.0f} ({secs.min():.0f}–{secs.max():.0f}) | "
+                     f"{'; '.join(machine)} | {', '.join(prec)} | {', '.join(commits)} |")
+    return lines
+
+
 def design_verdicts(root: str | Path, stage: int = 1, tag: str = "l02") -> list[str]:
     """The README's bullets on the second region control: for each set, at stage 1 with
     LKRNet's loss, key regions − centre, − face, − off-landmark and − uniform mask with both
@@ -576,6 +604,7 @@ def table(spec: str, root: str | Path) -> list[str]:
         "design": lambda: design_lines(root, args[0], int(args[1]), args[2]),
         "design-verdicts": lambda: design_verdicts(root),
         "regions": lambda: regions_lines(root, args[0], args[1]),
+        "design-runs": lambda: design_runs(root),
         "shipped": shipped_table,
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),
