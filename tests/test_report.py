@@ -147,3 +147,26 @@ def test_the_real_face_region_table_is_one_holm_family_and_waits_for_every_arm(t
                  "a gain over VGG19 that needs the landmarks (the face mask is below it)")
     assert any(b.startswith("- FER2013 at scale cpu, LKRNet with the mask at stage 1: " + v)
                for b in report.headline(root))
+
+
+def test_the_real_face_stage_was_chosen_by_the_control_designs_rule_from_the_committed_tables():
+    """docs/real-faces-design.md names stage 1 and two numbers of the synthetic region control:
+    they are what the committed tables give, and the rule of docs/control-design.md (the larger
+    told-apart key − off-landmark difference of stages 1 and 3, synthetic-border, λ 0.2) picks
+    the stage the kit's REGION_CONFIGS use."""
+    import re
+
+    from lkr.control_results import design_table
+    from lkr.experiments import REGION_STAGE
+
+    text = (REPO / "docs" / "real-faces-design.md").read_text()
+    got = {}
+    for stage in (1, 3):
+        t = design_table(REPO / "results", "synthetic-border", stage, "l02")
+        assert t.complete, f"the synthetic-border stage-{stage} table is not complete"
+        got[stage] = t.contrast("key", "off-landmark")
+        assert f"{report._pts(got[stage].diff)} points at stage {stage}" in text or \
+            f"{report._pts(got[stage].diff)} at stage {stage}" in text
+    told = {s: c.verdict() == "key better" for s, c in got.items()}
+    chosen = max((s for s in got if told[s]), key=lambda s: got[s].diff, default=1)
+    assert chosen == REGION_STAGE == int(re.search(r"the\s+stage\s+is\s+\*\*(\d)\*\*", text).group(1))
