@@ -37,7 +37,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 MASK_POOLS = ("grid", "cover")
-MASK_SOURCES = ("regions", "uniform", "face", "centre", "off-landmark")
+MASK_SOURCES = ("regions", "uniform", "face", "centre", "off-landmark", "off-landmark-band")
 SILENT_NEW_FIELDS = frozenset({"mask_band"})
 """Fields added after records were written whose default changes nothing for a record without
 them (``mask_band`` acts only with ``mask_source="centre"``, which such a record cannot have): a
@@ -78,7 +78,9 @@ class Config:
             region control's masks without landmarks (:func:`lkr.regions.run_masks`): "face" (ones
             inside the face box), "centre" (ones on the centre square, zeros on a border band of
             ``mask_band`` pixels) and "off-landmark" (the five Eq. 3 rectangles centred on the
-            forehead and cheeks, away from the landmarks).
+            forehead and cheeks, away from the landmarks); "off-landmark-band" is the latter with the
+            border band of ``mask_band`` pixels zeroed (CK+48's tight crops put those rectangles on
+            the border).
         mask_band: width in pixels of the border band that ``mask_source="centre"`` zeroes.
         mask_pool: how the 44x44 mask is brought to the feature maps' size (Eq. 4's M(p)↓):
             "grid" = average-pooled on the grid the max-pools floor onto (44 -> 22 -> 11 -> 5 -> 2:

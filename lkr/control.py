@@ -326,6 +326,8 @@ def design_arms(dataset: str) -> dict[str, dict[str, Any]]:
     for stage in DESIGN_STAGES:
         for tag, variant in DESIGN_LAMBDAS.items():
             for mask, source in DESIGN_MASKS.items():
+                if mask == "off-landmark" and not synthetic:  # amendment 1: CK+48's crops put them on the border
+                    source = "off-landmark-band"
                 arms[f"{mask}-s{stage}-{tag}"] = {"variant": variant, "mask_source": source, "mask_stage": stage,
                                                   "mask_band": band}
     if synthetic:

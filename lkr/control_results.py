@@ -148,22 +148,28 @@ def favours(c, mask: str) -> bool:
 
 
 def set_verdict(t: DesignTable) -> str:
-    """The design's reading of one stage-1 table (docs/control-design.md, "What each outcome
-    means"), from its verdicts alone."""
+    """The design's reading of one table (docs/control-design.md, "What each outcome means", as
+    amended on 2026-12-04: "not told apart" is never read as "equal"), from its verdicts alone."""
     if not t.complete:
         return "in progress"
     key_centre, key_face, key_off = t.contrast("key", "centre"), t.contrast("key", "face"), t.contrast("key", "off-landmark")
     if t.dataset.endswith("border"):
         if favours(key_centre, "key") and favours(key_face, "key") and favours(key_off, "key"):
             return "the landmarks carry the gain"
+        if favours(key_centre, "centre"):
+            return "a mask that only hides the border does better than the key regions"
         if not favours(key_centre, "key"):
-            return "hiding the border does as well"
+            return "the key regions are not told apart from a mask that only hides the border"
         if not favours(key_off, "key"):
-            return "the regions help by what they hide, not by where the landmarks are"
-        return "the key regions beat the centre mask but not every mask without landmarks"
+            return ("the key regions beat a mask that only hides the border, but are not told apart from the same "
+                    "rectangles off the landmarks")
+        return ("the key regions beat a mask that only hides the border and the same rectangles off the landmarks, "
+                "but not the face mask")
     if favours(key_face, "key"):
         return "the regions hide an on-face distractor that a face mask lets through"
-    return "the regions do not help even against a distractor they cannot see"
+    if favours(key_face, "face"):
+        return "the face mask does better than the key regions even with the distractor in its view"
+    return "the key regions are not told apart from a face mask that sees the distractor"
 
 
 TEN_CROP_COMMIT = "7c519e825e89a061744d5689da46e33d00c62408"

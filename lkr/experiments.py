@@ -52,9 +52,12 @@ REGION_CONFIGS: dict[str, dict[str, Any]] = {
                               "mask_source": "face"},
     f"uniform-s{REGION_STAGE}": {"variant": "lkrnet", "triplet_lambda": 0.2, "mask_stage": REGION_STAGE,
                                  "mask_source": "uniform"},
+    f"off-landmark-s{REGION_STAGE}": {"variant": "lkrnet", "triplet_lambda": 0.2, "mask_stage": REGION_STAGE,
+                                      "mask_source": "off-landmark"},
 }
-"""Beyond the paper: LKRNet with the mask where it can act, and its two partners without
-landmarks (the face box; a uniform mask, the compute-matched second head), all at λ 0.2. Not in
+"""Beyond the paper: LKRNet with the mask where it can act, and its partners without landmarks
+(the face box; the same five rectangles off the landmarks; a uniform mask, the compute-matched
+second head), all at λ 0.2. Not in
 the default set (``lkr reproduce`` trains the paper's); name them to train them."""
 KNOWN_CONFIGS: dict[str, dict[str, Any]] = CONFIGS | REGION_CONFIGS
 # Fig. 6: LKRNet's embeddings at these lambdas.

@@ -51,7 +51,8 @@ TABLES = {"ckplus": "table2_ckplus", "fer2013": "table3_fer2013"}
 CONFUSIONS = {"ckplus": "fig7_confusion_ckplus", "fer2013": "fig7_confusion_fer2013"}
 LABELS = {"vgg19": "VGG19", "baseline1": "Baseline 1", "baseline2": "Baseline 2", "lkrnet": "LKRNet (λ=0.2)",
           "lkrnet-l0.4": "LKRNet (λ=0.4)", "lkrnet-cover": "LKRNet (mask cover)",
-          "lkrnet-s1": "LKRNet, mask at stage 1", "face-s1": "face mask, stage 1", "uniform-s1": "uniform mask, stage 1"}
+          "lkrnet-s1": "LKRNet, mask at stage 1", "face-s1": "face mask, stage 1", "uniform-s1": "uniform mask, stage 1",
+          "off-landmark-s1": "off-landmark regions, stage 1"}
 CONFIGS_ORDER = ("vgg19", "baseline1", "baseline2", "lkrnet")
 _PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}  # reproducible PDFs
 _CLASS_NAMES = set(CANONICAL)

@@ -155,7 +155,9 @@ def run_masks(cfg: Any, boxes: Any, points: Any, size: int = 48) -> np.ndarray:
     - "face": :func:`face_masks` (ones inside the face box);
     - "centre": :func:`centre_mask` with ``cfg.mask_band`` (ones off the border band);
     - "off-landmark": :func:`region_masks` around :func:`off_landmark_points` (same rectangles
-      and weights, centred on the forehead and cheeks).
+      and weights, centred on the forehead and cheeks);
+    - "off-landmark-band": the same times :func:`centre_mask` (zeros on the border band, as the
+      key regions have there on CK+48: the region control's off-landmark arm on real faces).
 
     The one place training, evaluation, prediction and Grad-CAM make them.
 
@@ -175,8 +177,10 @@ def run_masks(cfg: Any, boxes: Any, points: Any, size: int = 48) -> np.ndarray:
         return face_masks(boxes, size)
     if source == "centre":
         return np.broadcast_to(centre_mask(size, getattr(cfg, "mask_band", 7)), (n, size, size)).copy()
-    if source == "off-landmark":
-        points = off_landmark_points(boxes, points, alpha=cfg.alpha, size=size)
-    elif source != "regions":
+    if source in ("off-landmark", "off-landmark-band"):
+        m = region_masks(boxes, off_landmark_points(boxes, points, alpha=cfg.alpha, size=size), alpha=cfg.alpha,
+                         size=size, merge=cfg.mask_merge)
+        return m * centre_mask(size, getattr(cfg, "mask_band", 7)) if source == "off-landmark-band" else m
+    if source != "regions":
         raise ValueError(f"unknown mask_source {source!r}")
     return region_masks(boxes, points, alpha=cfg.alpha, size=size, merge=cfg.mask_merge)

@@ -390,7 +390,8 @@ def design_verdicts(root: str | Path, stage: int = 1, tag: str = "l02") -> list[
     out = []
     for dataset in DESIGN_SETS:
         t = design_table(root, dataset, stage, tag)
-        head = f"- Region control, {SET_LABELS[dataset]}, mask at stage {stage}, λ {0.2 if tag == 'l02' else 0}"
+        head = (f"- Region control, {SET_LABELS[dataset]}, mask at stage {stage}, λ {0.2 if tag == 'l02' else 0} "
+                f"({'LKRNet' if tag == 'l02' else 'Baseline 1'} and its partners)")
         if not t.complete:
             n = sum(t.missing.values())
             out.append(f"{head}: in progress ({n} runs of the table still to come; no verdict yet).")
@@ -440,19 +441,21 @@ def regions_lines(root: str | Path, scale: str, key: str) -> list[str]:
 
 
 def regions_verdict(results: dict) -> str | None:
-    """The design's reading of the real-face region table (docs/real-faces-design.md): "a gain"
-    (LKRNet at stage 1 above VGG19, told apart) "that needs the landmarks" (and above the face
-    mask) or "that the face mask matches" (not told apart from it), or "no gain"; None while a
-    configuration is missing."""
+    """The design's reading of the real-face region table (docs/real-faces-design.md): "not told
+    apart from VGG19" unless LKRNet at stage 1 is above VGG19, told apart; then "a gain that needs
+    the landmarks" when it is also above the face mask and the off-landmark rectangles, else "a
+    gain that a mask without landmarks is not told apart from"; None while a configuration is
+    missing."""
     comps, _ = region_comparisons(results)
     if comps is None:
         return None
     by = {(c.a, c.b): c for c in comps}
     if by[("lkrnet-s1", "vgg19")].verdict() != "lkrnet-s1 better":
-        return "no gain over VGG19"
-    if by[("lkrnet-s1", "face-s1")].verdict() == "lkrnet-s1 better":
-        return "a gain over VGG19 that needs the landmarks (the face mask is below it)"
-    return "a gain over VGG19 that the face mask matches"
+        return "not told apart from VGG19" if by[("lkrnet-s1", "vgg19")].verdict() == "not told apart" \
+            else "below VGG19"
+    if all(by[("lkrnet-s1", o)].verdict() == "lkrnet-s1 better" for o in ("face-s1", "off-landmark-s1")):
+        return "a gain over VGG19 that needs the landmarks (the face mask and the off-landmark rectangles are below it)"
+    return "a gain over VGG19 that a mask without landmarks is not told apart from"
 
 
 def headline(root: str | Path) -> list[str]:
@@ -492,7 +495,7 @@ def headline(root: str | Path) -> list[str]:
                 continue
             comps = {(c.a, c.b): c for c in region_comparisons(res)[0]}
             parts = []
-            for other in ("vgg19", "face-s1"):
+            for other in ("vgg19", "face-s1", "off-landmark-s1"):
                 c = comps[("lkrnet-s1", other)]
                 parts.append(f"− {F.LABELS.get(other, other)} {_pts(c.diff)} points (over "
                              f"{'subjects' if key == 'ckplus' else 'test images'} {_ci(c.ci_low, c.ci_high)}, Holm p "
@@ -602,7 +605,7 @@ def table(spec: str, root: str | Path) -> list[str]:
         "control": lambda: control_table(root, *args[:1]),
         "control-ten-crop": lambda: control_table(root, *args[:1], ten_crop=True),
         "design": lambda: design_lines(root, args[0], int(args[1]), args[2]),
-        "design-verdicts": lambda: design_verdicts(root),
+        "design-verdicts": lambda: design_verdicts(root, tag=args[0] if args else "l02"),
         "regions": lambda: regions_lines(root, args[0], args[1]),
         "design-runs": lambda: design_runs(root),
         "shipped": shipped_table,

@@ -60,13 +60,13 @@ EXTRA_PAIRS: tuple[tuple[str, str], ...] = (("lkrnet-cover", "lkrnet"), ("lkrnet
 """Our own ablations (mask pooling, lambda), tested but outside the paper's family."""
 
 REGION_PAIRS: tuple[tuple[str, str], ...] = (
-    ("lkrnet-s1", "vgg19"), ("lkrnet-s1", "face-s1"), ("lkrnet-s1", "uniform-s1"), ("lkrnet-s1", "lkrnet"),
-    ("face-s1", "vgg19"), ("uniform-s1", "vgg19"), ("face-s1", "uniform-s1"),
+    ("lkrnet-s1", "vgg19"), ("lkrnet-s1", "face-s1"), ("lkrnet-s1", "off-landmark-s1"), ("lkrnet-s1", "uniform-s1"),
+    ("lkrnet-s1", "lkrnet"), ("face-s1", "vgg19"), ("uniform-s1", "vgg19"),
 )
 """The region question on real faces (docs/real-faces-design.md): LKRNet with the mask at stage 1
-against VGG19, against its partners without landmarks (the face box, a uniform mask) and against
-LKRNet at the paper's stage 5; each partner against VGG19 and each other. One Holm family of its
-own."""
+against VGG19, against its partners without landmarks (the face box, the same rectangles off the
+landmarks, a uniform mask) and against LKRNet at the paper's stage 5; the face and uniform masks
+against VGG19. One Holm family of its own."""
 
 
 @dataclass

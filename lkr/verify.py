@@ -344,6 +344,27 @@ def _verify_design(base: Path, ck: Any, rep: Report) -> None:
             rep.problems.append(f"{arm_dir}: cannot be read ({type(e).__name__})")
             continue
         seen: dict[int, list[np.ndarray]] = {}
+        rows = {(int(a), int(b)) for a, b in zip(z["seed"], z["fold"])}
+        runs_said = {(r["seed"], -1 if r["fold"] is None else r["fold"]) for r in records}
+        rep.numbers += 3
+        if rows != runs_said:
+            rep.problems.append(f"{pred_f}: predictions of runs its runs.json does not record "
+                                f"({sorted(rows - runs_said)[:3]}...) or records without predictions")
+        from lkr.control import design_arms
+
+        saved_cfg = json.loads(runs_f.read_text()).get("config") or {}
+        spec = design_arms(dataset).get(arm_dir.name)
+        if spec is None:
+            rep.problems.append(f"{runs_f}: {arm_dir.name} is no arm of {dataset}")
+        else:
+            want = {k: v for k, v in spec.items() if k not in ("variant", "landmarks")} | {"variant": spec["variant"]}
+            if spec["variant"] == "vgg19":
+                want = {"variant": "vgg19"}
+            bad = [k for k, v in want.items() if saved_cfg.get(k) != v]
+            if bad:
+                rep.problems.append(f"{runs_f}: its config is not the design's arm ({', '.join(bad)})")
+        if len({r.get("design_commit") for r in records}) > 1:
+            rep.problems.append(f"{runs_f}: its runs name more than one design commit")
         for r in records:
             rep.runs += 1
             fold = -1 if r["fold"] is None else r["fold"]
@@ -371,9 +392,17 @@ def _verify_design(base: Path, ck: Any, rep: Report) -> None:
             if not np.array_equal(z["label"][sel].astype(np.int64), real):
                 rep.problems.append(f"{where}: {(z['label'][sel] != real).sum()} stored labels differ from the set's")
             rec = f"{runs_f} (seed {r['seed']}{'' if r['fold'] is None else f', fold {fold}'})"
-            for name, got in (("accuracy", float((pred == real).mean())),
-                              ("cue_follow_rate", float((pred == cues[idx]).mean())),  # the cue as the plan stamped it
-                              ("cue_agrees_with_label", float((cues[idx] == real).mean()))):
+            checks = [("accuracy", float((pred == real).mean())),
+                      ("cue_follow_rate", float((pred == cues[idx]).mean())),  # the cue as the plan stamped it
+                      ("cue_agrees_with_label", float((cues[idx] == real).mean()))]
+            for branch in ("global", "local"):  # each branch's own prediction, where stored
+                if f"pred_{branch}" in z and f"accuracy_{branch}_branch" in r:
+                    bp = z[f"pred_{branch}"][sel].astype(np.int64)
+                    checks.append((f"accuracy_{branch}_branch", float((bp == real).mean()) if (bp >= 0).all() else -9.0))
+                elif f"accuracy_{branch}_branch" in r:
+                    rep.unchecked.append(f"{rec}: accuracy_{branch}_branch has no stored prediction to check it")
+            rep.numbers += len(checks) - 3
+            for name, got in checks:
                 if abs(float(r.get(name, -1)) - got) > 1e-5:  # runs.json keeps 6 digits
                     rep.problems.append(f"{rec}: {name} {100 * float(r.get(name, 0)):.2f}% but its predictions "
                                         f"give {100 * got:.2f}%")

@@ -135,10 +135,11 @@ def tally_cue(run: Path, cues: np.ndarray) -> dict:
 
 
 # --- step 4: each branch ------------------------------------------------------------------------
-def branch_accuracies(run: Path, ds) -> dict:
-    """Test accuracy of each branch's own logits (the prediction is their mean), through the
-    kit's one inference loop (:func:`lkr.evaluate.predict`) with the crops and precision the run
-    was tested with; {} for a single-branch run."""
+def branch_predictions(run: Path, ds) -> dict[str, np.ndarray]:
+    """Each branch's own prediction on the test images (the run's prediction is the mean of their
+    logits), through the kit's one inference loop (:func:`lkr.evaluate.predict`) with the crops and
+    precision the run was tested with, in the order of its ``predictions.npz``; {} for a
+    single-branch run."""
     import torch
 
     from lkr.device import run_bf16
@@ -153,6 +154,9 @@ def branch_accuracies(run: Path, ds) -> dict:
     amp = run_bf16(cfg, {"precision": metrics.get("precision")}, torch.device("cpu"))
     prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", CK_FOLDS), device="cpu")
     test = prepared.index["test"]
+    with np.load(run / "predictions.npz") as z:
+        if not np.array_equal(np.asarray(z["index"]), np.asarray(test)):
+            raise ValueError(f"{run}: its predictions are not in the order of its test split")
 
     class Branch(torch.nn.Module):
         def __init__(self, net, key):
@@ -162,13 +166,17 @@ def branch_accuracies(run: Path, ds) -> dict:
         def forward(self, x, m):
             return {"logits": self.net(x, m)[f"logits_{self.key}"]}
 
-    labels = prepared.labels[test]
     out = {}
     for key in ("global", "local"):
         probs, _ = predict(Branch(model, key), prepared.images[test], prepared.masks[test], crops=test_crops(cfg),
                            crop=cfg.crop, amp=amp, channels_last=bool(getattr(cfg, "channels_last", False)))
-        out[f"accuracy_{key}_branch"] = float((probs.argmax(1) == labels).float().mean())
+        out[f"pred_{key}"] = probs.argmax(1).numpy().astype(np.int8)
     return out
+
+
+def branch_accuracies(preds: dict[str, np.ndarray], labels: np.ndarray) -> dict:
+    """Test accuracy of each branch's own prediction (:func:`branch_predictions`)."""
+    return {f"accuracy_{k[5:]}_branch": float((v == labels).mean()) for k, v in preds.items()}
 
 
 # --- step 5: the small files --------------------------------------------------------------------
@@ -198,20 +206,27 @@ def run_arm(arm: str, seed: int, dataset: str, runs: str, device: str = "cpu", f
     arms = design_arms(dataset)
     run = Path(runs) / dataset / arm / f"seed{seed}" / ("" if fold is None else f"fold{fold}")
     t0 = time.perf_counter()
+    before = json.loads((run / "control.json").read_text()) if (run / "control.json").is_file() else None
     ds, cues, data_ref = make_set(dataset, seed, fold, ck)
     cfg = arm_config(arm, seed, arms) if dataset.startswith("synthetic") else ck_arm_config(ds, arm, seed, arms)
     landmarks = arms[arm].get("landmarks", "true")
     m = train_arm(ds, cfg, run, landmarks=landmarks, seed=seed, fold=fold, device=device, data_ref=data_ref,
                   precision=precision)
     m |= tally_cue(run, cues)
-    m |= branch_accuracies(run, with_landmarks(ds, landmarks, seed))
-    m["control_arm"], m["control_landmarks"], m["design_commit"] = arm, landmarks, commit
-    write_json(run / "metrics.json", m)
+    branches = branch_predictions(run, with_landmarks(ds, landmarks, seed))
     with np.load(run / "predictions.npz") as z:
         keep = {k: z[k] for k in ("index", "label", "pred", "subject") if k in z.files}
-    save_npz(run / "control.npz", **keep, cue=cues[keep["index"]].astype(np.int8))
+    m |= branch_accuracies(branches, keep["label"])
+    m["control_arm"], m["control_landmarks"], m["design_commit"] = arm, landmarks, commit
+    write_json(run / "metrics.json", m)
+    save_npz(run / "control.npz", **keep, **branches, cue=cues[keep["index"]].astype(np.int8))
+    seconds = time.perf_counter() - t0
+    if before is not None:  # a finished run tested again: it was trained under its own design, in its own time
+        commit, seconds = before.get("design_commit", commit), before.get("seconds", seconds)
+        m["design_commit"] = commit
+        write_json(run / "metrics.json", m)
     rec = export_arm_run(run, m, arm=arm, seed=seed, fold=fold, landmarks=landmarks, commit=commit,
-                         seconds=time.perf_counter() - t0)
+                         seconds=seconds)
     return rec
 
 
@@ -265,6 +280,9 @@ def collect(dataset: str, runs: Path, results: Path) -> list[str]:
             cols.setdefault("index", []).append(p["index"].astype(np.int16))
             cols.setdefault("label", []).append(p["label"].astype(np.int8))
             cols.setdefault("pred", []).append(p["pred"].astype(np.int8))
+            for k in ("pred_global", "pred_local"):  # every run of an arm has them, or none does
+                if any(k in preds[x] for x in keys):
+                    cols.setdefault(k, []).append(p[k].astype(np.int8) if k in p else np.full(n, -1, np.int8))
             if "subject" in p:
                 cols.setdefault("subject", []).append(p["subject"])
         rows = [recs[k] for k in keys]
@@ -312,7 +330,9 @@ def run_first_design(arm: str, seed: int, runs: str, results: str, device: str =
     m = train_arm(ds, cfg, run, landmarks=landmarks, seed=seed, fold=fold, device=device, data_ref=ref)
     m |= tally_cue(run, cues)
     m["control_arm"], m["control_landmarks"] = arm, landmarks
-    m |= branch_accuracies(run, with_landmarks(ds, landmarks, seed))
+    with np.load(run / "predictions.npz") as z:
+        labels = z["label"]
+    m |= branch_accuracies(branch_predictions(run, with_landmarks(ds, landmarks, seed)), labels)
     write_json(run / "metrics.json", m)
     dest = Path(results) / arm / f"seed{seed}"
     export_run(run, dest, embeddings=False)

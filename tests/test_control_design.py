@@ -135,6 +135,28 @@ def test_the_inner_cue_fits_every_ckplus48_face_out_of_sight_of_the_regions(ckpl
         if i % 100 == 0:
             sight = stage1_sight(cfg, masks[i])
             assert sight.any() and not sight[y:y + 4, x:x + 4].any()
+    # amendment 1: CK+48's off-landmark arm keeps out of the border band, as the key regions do;
+    # no stage-1 cell (radius 2) of it, the key regions or the centre mask sees a border square
+    from scipy.ndimage import maximum_filter
+
+    from lkr.control import CK_CUE_SPOTS
+
+    arms = design_arms("ckplus-border")
+    assert arms["off-landmark-s1-l02"]["mask_source"] == "off-landmark-band"
+    weights = {}
+    for src in ("regions", "off-landmark-band", "centre", "off-landmark"):
+        m = run_masks(Config(mask_source=src, mask_band=7), real.boxes, real.points)
+        weights[src] = float(m.sum((1, 2)).mean())
+        seen = maximum_filter(m > 0, size=(1, 5, 5))
+        worst = max(float(seen[:, y:y + 4, x:x + 4].any((1, 2)).mean()) for x, y in CK_CUE_SPOTS)
+        if src == "off-landmark":
+            assert worst == 1.0  # the first definition: some border square in sight on every face
+        else:
+            assert worst <= 0.02, (src, worst)
+    # the numbers docs/control-design.md gives for the weights (amendment 1)
+    text = (REPO / "docs" / "control-design.md").read_text()
+    assert f"{weights['off-landmark-band']:.0f} against {weights['regions']:.0f}" in text
+    assert f"about {100 * weights['off-landmark-band'] / weights['regions']:.0f} %" in text
     # the off-landmark rectangles hold no landmark of any CK+48 face
     op = off_landmark_points(real.boxes, real.points)
     rw = 0.3 * (real.boxes[:, 2] - real.boxes[:, 0])
@@ -231,9 +253,10 @@ def test_a_design_table_is_one_holm_family_of_seven_and_says_nothing_while_a_run
     assert row.endswith("| told apart (key regions above) |")
     row = next(line for line in lines if line.startswith("| key regions − centre mask |"))
     assert row.endswith("| not told apart |")
-    assert set_verdict(t) == "hiding the border does as well"
+    assert set_verdict(t) == "the key regions are not told apart from a mask that only hides the border"
     assert design_verdicts(tmp_path)[0].startswith(
-        "- Region control, synthetic, border cue, mask at stage 1, λ 0.2: hiding the border does as well.")
+        "- Region control, synthetic, border cue, mask at stage 1, λ 0.2 (LKRNet and its partners): the key regions "
+        "are not told apart from a mask that only hides the border.")
 
 
 def test_the_design_reading_follows_its_rules():
@@ -242,16 +265,28 @@ def test_the_design_reading_follows_its_rules():
     from lkr.control_results import DesignTable, set_verdict
 
     def table(dataset, better):
-        comps = [SimpleNamespace(a=a, b=b, verdict=(lambda a=a, b=b: f"{a} better" if (a, b) in better
-                                                    else "not told apart")) for a, b in CONTRASTS]
+        def verdict(a, b):
+            return f"{a} better" if (a, b) in better else f"{b} better" if (b, a) in better else "not told apart"
+
+        comps = [SimpleNamespace(a=a, b=b, verdict=(lambda a=a, b=b: verdict(a, b))) for a, b in CONTRASTS]
         return DesignTable(dataset, 1, "l02", {}, {}, comps)
 
     every = {("key", "centre"), ("key", "face"), ("key", "off-landmark")}
     assert set_verdict(table("ckplus-border", every)) == "the landmarks carry the gain"
-    assert set_verdict(table("ckplus-border", every - {("key", "centre")})) == "hiding the border does as well"
+    assert (set_verdict(table("ckplus-border", every - {("key", "centre")}))
+            == "the key regions are not told apart from a mask that only hides the border")
+    assert (set_verdict(table("ckplus-border", {("centre", "key")}))
+            == "a mask that only hides the border does better than the key regions")
     assert (set_verdict(table("ckplus-border", every - {("key", "off-landmark")}))
-            == "the regions help by what they hide, not by where the landmarks are")
+            == "the key regions beat a mask that only hides the border, but are not told apart from the same "
+               "rectangles off the landmarks")
+    assert (set_verdict(table("ckplus-border", every - {("key", "face")}))
+            == "the key regions beat a mask that only hides the border and the same rectangles off the landmarks, "
+               "but not the face mask")
     assert (set_verdict(table("ckplus-inner", {("key", "face")}))
             == "the regions hide an on-face distractor that a face mask lets through")
-    assert set_verdict(table("ckplus-inner", set())) == "the regions do not help even against a distractor they cannot see"
+    assert (set_verdict(table("ckplus-inner", set()))
+            == "the key regions are not told apart from a face mask that sees the distractor")
+    assert (set_verdict(table("ckplus-inner", {("face", "key")}))
+            == "the face mask does better than the key regions even with the distractor in its view")
     assert set_verdict(DesignTable("ckplus-inner", 1, "l02", {}, {"key": 3}, None)) == "in progress"
