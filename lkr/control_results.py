@@ -120,6 +120,11 @@ def design_table(root: str | Path, dataset: str, stage: int, tag: str) -> Design
     arms = {m: load_arm(root, dataset, arm_of(m, stage, tag)) for m in names}
     want = expected_runs(dataset)
     missing = {m: len(want - (a.runs() if a else set())) for m, a in arms.items()}
+    extra = {m: sorted(a.runs() - want, key=str) for m, a in arms.items() if a and a.runs() - want}
+    if extra:  # a run the design does not have (another seed or fold) never enters a table
+        from lkr.errors import LkrError
+
+        raise LkrError(f"{dataset}, stage {stage}, {tag}: runs outside the design's seeds and folds: {extra}")
     comparisons = None
     if not any(missing.values()):
         comparisons = [compare(a, b, arms[a].seed_predictions(), arms[b].seed_predictions()) for a, b in CONTRASTS]

@@ -156,7 +156,8 @@ def test_the_inner_cue_fits_every_ckplus48_face_out_of_sight_of_the_regions(ckpl
     # the numbers docs/control-design.md gives for the weights (amendment 1)
     text = (REPO / "docs" / "control-design.md").read_text()
     assert f"{weights['off-landmark-band']:.0f} against {weights['regions']:.0f}" in text
-    assert f"about {100 * weights['off-landmark-band'] / weights['regions']:.0f} %" in text
+    share = f"about {100 * weights['off-landmark-band'] / weights['regions']:.0f} %"
+    assert share in text and share in " ".join((REPO / "docs" / "results.md").read_text().split())
     # the off-landmark rectangles hold no landmark of any CK+48 face
     op = off_landmark_points(real.boxes, real.points)
     rw = 0.3 * (real.boxes[:, 2] - real.boxes[:, 0])
