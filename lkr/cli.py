@@ -128,8 +128,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise LkrError("lkr predict: give one or more photos or videos (or --about for the shipped model's card)")
     if args.every < 1:
         raise LkrError(f"lkr predict: --every {args.every}: give a whole number >= 1")
-    created = save_folder(args.save) if args.save else False  # one line, before any work
-    p = Predictor(args.run, device=args.device)
+    p = Predictor(args.run, device=args.device)  # a bad --run: one line, and no --save folder made
+    created = save_folder(args.save) if args.save else False  # one line, before any photo is read
     if p.is_demo:
         print(f"lkr: note: {args.run} was trained on the synthetic demo set; its predictions on real "
               "faces are meaningless", file=sys.stderr)

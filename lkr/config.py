@@ -38,11 +38,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 MASK_POOLS = ("grid", "cover")
 MASK_SOURCES = ("regions", "uniform", "face", "centre", "off-landmark", "off-landmark-band")
+"""Where the local branch's mask comes from (:func:`lkr.regions.run_masks`)."""
 SILENT_NEW_FIELDS = frozenset({"mask_band"})
 """Fields added after records were written whose default changes nothing for a record without
-them (``mask_band`` acts only with ``mask_source="centre"``, which such a record cannot have): a
-run folder that lacks them is read without a warning."""
-"""Where the local branch's mask comes from (:func:`lkr.regions.run_masks`)."""
+them (``mask_band`` acts only with the centre and off-landmark-band masks, which such a record
+cannot have): a run folder that lacks them is read without a warning."""
 TRIPLET_IMAGES_PER_ANCHOR = {"random": 3, "batch_hard": 1, "semi_hard": 1}
 """Each triplet mining mode and the images a step feeds per anchor: [anchors; positives;
 negatives] for random triplets, the batch itself for the in-batch miners (:mod:`lkr.losses`
@@ -81,7 +81,8 @@ class Config:
             forehead and cheeks, away from the landmarks); "off-landmark-band" is the latter with the
             border band of ``mask_band`` pixels zeroed (CK+48's tight crops put those rectangles on
             the border).
-        mask_band: width in pixels of the border band that ``mask_source="centre"`` zeroes.
+        mask_band: width in pixels of the border band that the "centre" and "off-landmark-band"
+            masks zero.
         mask_pool: how the 44x44 mask is brought to the feature maps' size (Eq. 4's M(p)↓):
             "grid" = average-pooled on the grid the max-pools floor onto (44 -> 22 -> 11 -> 5 -> 2:
             only rows and columns 0-31 of the crop reach the 2x2 maps, so the mouth regions

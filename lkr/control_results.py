@@ -154,20 +154,28 @@ def favours(c, mask: str) -> bool:
 
 def set_verdict(t: DesignTable) -> str:
     """The design's reading of one table (docs/control-design.md, "What each outcome means", as
-    amended on 2026-12-04: "not told apart" is never read as "equal"), from its verdicts alone."""
+    amended on 2026-12-04: "not told apart" is never read as "equal", and a mask told apart
+    above the key regions is said so), from its verdicts alone."""
     if not t.complete:
         return "in progress"
     key_centre, key_face, key_off = t.contrast("key", "centre"), t.contrast("key", "face"), t.contrast("key", "off-landmark")
     if t.dataset.endswith("border"):
         if favours(key_centre, "key") and favours(key_face, "key") and favours(key_off, "key"):
-            return "the landmarks carry the gain"
+            return "the landmarks carry the gain" + (
+                " (against off-landmark rectangles of less weight: amendment 1)" if t.dataset.startswith("ckplus") else "")
         if favours(key_centre, "centre"):
             return "a mask that only hides the border does better than the key regions"
         if not favours(key_centre, "key"):
             return "the key regions are not told apart from a mask that only hides the border"
+        if favours(key_off, "off-landmark"):
+            return ("the key regions beat a mask that only hides the border, but the same rectangles off the "
+                    "landmarks do better")
         if not favours(key_off, "key"):
             return ("the key regions beat a mask that only hides the border, but are not told apart from the same "
                     "rectangles off the landmarks")
+        if favours(key_face, "face"):
+            return ("the key regions beat a mask that only hides the border and the same rectangles off the "
+                    "landmarks, but the face mask does better")
         return ("the key regions beat a mask that only hides the border and the same rectangles off the landmarks, "
                 "but not the face mask")
     if favours(key_face, "key"):

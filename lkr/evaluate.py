@@ -294,6 +294,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
             other = None  # the run's own dataset (a cue-stamped copy too): its own test split
     if other is not None:
         out = args.out
+        if out is not None and (Path(out).resolve() == Path(args.run).resolve() or (Path(out) / "best.pt").exists()):
+            raise LkrError(f"--out {out}: a run folder; its own metrics.json is not overwritten (give another folder)")
         if out is None and args.shipped:
             out = Path("out") / "shipped" / "cross" / other.name  # never inside the installed package
         m = evaluate_cross(args.run, args.data, device=args.device, ds=other, out=out)
@@ -312,6 +314,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     if args.out:  # the re-evaluation's metrics where asked (never over the run's own)
         from lkr.runfolder import write_json
 
+        if Path(args.out).resolve() == Path(args.run).resolve() or (Path(args.out) / "best.pt").exists():
+            raise LkrError(f"--out {args.out}: a run folder; its own metrics.json is not overwritten (give another folder)")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         write_json(Path(args.out) / "metrics.json", m)
     if args.json:

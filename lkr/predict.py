@@ -157,6 +157,7 @@ def save_folder(save: str | Path) -> bool:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
+        drop_if_empty(out, created)  # a folder made here for nothing is not left behind
         raise LkrError(f"{save}: cannot write into the --save folder ({e.strerror or e})") from None
     return created
 

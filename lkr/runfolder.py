@@ -242,7 +242,7 @@ def init_source(source: str | Path, target_dataset: str) -> tuple[Path, str]:
     return run, weights_sha256(run)
 
 
-def source_lineage(run: str | Path) -> list[tuple[str, str]]:
+def source_lineage(run: str | Path, _seen: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """(run folder, dataset) of every run a run was started from, nearest first: what its
     ``metrics.json`` recorded when it trained (``init_lineage``), else found by following each
     ``config.json``'s ``init_from``.
@@ -267,12 +267,14 @@ def source_lineage(run: str | Path) -> list[tuple[str, str]]:
         return []
     src = Path(src).expanduser()
     src = src.parent if src.name == "best.pt" else src
+    if str(src.resolve()) in _seen | {str(run.resolve())}:
+        raise RunError(f"init_from {run}: its chain of sources comes back to {src}")
     try:
         name = json.loads((src / "metrics.json").read_text())["dataset"]
     except (OSError, ValueError, KeyError, TypeError):
         raise RunError(f"init_from {run}: it started from {src}, which cannot be read to say what it was trained "
                        "on; the whole chain of sources must be checked") from None
-    return [(str(src), str(name)), *source_lineage(src)]
+    return [(str(src), str(name)), *source_lineage(src, _seen | {str(run.resolve())})]
 
 
 def _plain(v: Any) -> Any:

@@ -252,11 +252,12 @@ def _verify_ten_crop_history(base: Path, rep: Report) -> None:
 
     try:
         history = ten_crop_history(Path(__file__).resolve().parents[1])  # the kit's own git history
-    except LkrError as e:
-        for f in sorted(base.rglob("metrics.json")):
-            rep.unchecked.append(f"{f}: {e}")
-            rep.checked.add(f.resolve())
+    except LkrError as e:  # a shallow clone, a download without .git: said, like an archive not given
+        rep.skipped.append(f"{base} ({e})")
+        rep.checked |= {f.resolve() for f in base.rglob("metrics.json")}
         return
+    for rel in sorted(set(history) - {str(f.relative_to(base)) for f in base.rglob("metrics.json")}):
+        rep.problems.append(f"{base / rel}: missing (the commit it was taken from has it)")
     for f in sorted(base.rglob("metrics.json")):
         rep.runs += 1
         rep.numbers += 1
@@ -340,8 +341,15 @@ def _verify_design(base: Path, ck: Any, rep: Report) -> None:
             records = read_runs(runs_f)[1]
             with np.load(pred_f, allow_pickle=False) as z:
                 z = {k: z[k] for k in z.files}
+            if not {"seed", "fold", "index", "label", "pred"} <= set(z):
+                raise KeyError("predictions.npz lacks seed, fold, index, label or pred")
         except (OSError, ValueError, KeyError) as e:
-            rep.problems.append(f"{arm_dir}: cannot be read ({type(e).__name__})")
+            rep.problems.append(f"{arm_dir}: cannot be read ({type(e).__name__}: {e})")
+            continue
+        from lkr.control import DESIGN_SETS
+
+        if dataset not in DESIGN_SETS:
+            rep.problems.append(f"{arm_dir}: {dataset} is no set of the region control")
             continue
         seen: dict[int, list[np.ndarray]] = {}
         rows = {(int(a), int(b)) for a, b in zip(z["seed"], z["fold"])}
@@ -363,6 +371,11 @@ def _verify_design(base: Path, ck: Any, rep: Report) -> None:
             bad = [k for k, v in want.items() if saved_cfg.get(k) != v]
             if bad:
                 rep.problems.append(f"{runs_f}: its config is not the design's arm ({', '.join(bad)})")
+            for r in records:  # the arm's fields each run recorded, where it did
+                bad = [k for k in ("mask_source", "mask_stage", "mask_band") if k in r and k in want and r[k] != want[k]]
+                if bad:
+                    rep.problems.append(f"{runs_f} (seed {r['seed']}, fold {r['fold']}): trained as another arm "
+                                        f"({', '.join(bad)})")
         if len({r.get("design_commit") for r in records}) > 1:
             rep.problems.append(f"{runs_f}: its runs name more than one design commit")
         for r in records:

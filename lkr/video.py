@@ -217,7 +217,11 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
     if out is not None:  # before any work, so a bad --save loses nothing
         from lkr.predict import save_folder
 
-        save_folder(out)
+        try:
+            save_folder(out)
+        except LkrError as e:  # a folder that turned read-only since the last clip: this clip's error
+            res.error = str(e)
+            return res
     try:
         container, stream = _open(path)
     except BadImageError as e:

@@ -103,7 +103,9 @@ def make_set(dataset: str, seed: int, fold: int | None = None, ck: str | None = 
         cue = "inner" if dataset.endswith("inner") else "border"
         return make_control(seed, cue=cue), control_cues(seed, cue), f"control:{seed}:{cue}"
     if ck is None:
-        raise ValueError(f"{dataset} needs the CK+48 archive (--ck)")
+        from lkr.errors import LkrError
+
+        raise LkrError(f"{dataset} needs the CK+48 archive: give --ck path/to/CK+48.zip")
     from lkr.folds import fold_split
 
     real = _ck(ck)
@@ -181,13 +183,14 @@ def branch_accuracies(preds: dict[str, np.ndarray], labels: np.ndarray) -> dict:
 
 # --- step 5: the small files --------------------------------------------------------------------
 RECORD_KEYS = ("accuracy", "n", "best_epoch", "select_accuracy", "epochs", "train_seconds", "precision", "device",
-               "cpu_model", "threads", "test_crops", "select_split", "test_split", "dataset")
+               "cpu_model", "threads", "test_crops", "select_split", "test_split", "dataset", "mask_source",
+               "mask_stage", "mask_band")
 
 
 def export_arm_run(run: Path, m: dict, *, arm: str, seed: int, fold: int | None, landmarks: str, commit: str,
                    seconds: float) -> dict:
-    """Write the run's record (``control.json``) and its test predictions with each image's cue
-    class (``control.npz``) into the run folder; :func:`collect` gathers them into ``results/``."""
+    """Write the run's record (``control.json``) into the run folder (:func:`run_arm` writes its
+    predictions, ``control.npz``); :func:`collect` gathers both into ``results/``."""
     from lkr.runfolder import save_npz, write_json
 
     rec = {"arm": arm, "seed": seed, "fold": fold, "landmarks": landmarks, "design_commit": commit,
@@ -218,6 +221,7 @@ def run_arm(arm: str, seed: int, dataset: str, runs: str, device: str = "cpu", f
         keep = {k: z[k] for k in ("index", "label", "pred", "subject") if k in z.files}
     m |= branch_accuracies(branches, keep["label"])
     m["control_arm"], m["control_landmarks"], m["design_commit"] = arm, landmarks, commit
+    m |= {"mask_source": cfg.mask_source, "mask_stage": cfg.mask_stage, "mask_band": cfg.mask_band}
     write_json(run / "metrics.json", m)
     save_npz(run / "control.npz", **keep, **branches, cue=cues[keep["index"]].astype(np.int8))
     seconds = time.perf_counter() - t0

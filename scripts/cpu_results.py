@@ -71,15 +71,19 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1,
                     help="train in this many processes, threads shared among them: CK+ folds, or FER2013 "
                          "configurations this many at a time (each group exported when it ends)")
+    ap.add_argument("--design", default=None, metavar="DOC",
+                    help="a design document these runs belong to (committed before them): its commit is named in "
+                         "their metrics (the real-face region configurations name docs/real-faces-design.md anyway)")
     args = ap.parse_args()
     ds = _one_line(load_dataset, args.data)
     names = args.names or (CK_ORDER if ds.evaluation == "folds" else [n for n in FER_ORDER if n in CONFIGS])
     region = [n for n in names if n in REGION_CONFIGS]
+    design = args.design or (REGION_DESIGN if region else None)
     commit = None
-    if region:  # the real-face region runs name the design they ran under, committed before them
+    if design:  # runs of a designed question name the design they ran under, committed before them
         from lkr.control_results import design_commit
 
-        commit = _one_line(design_commit, REGION_DESIGN, REPO)
+        commit = _one_line(design_commit, design, REPO)
     # FER2013: `workers` configurations at a time, exported as soon as they finish; CK+: one
     # configuration at a time, its folds in `workers` processes
     step = args.workers if ds.evaluation != "folds" else 1
@@ -89,7 +93,7 @@ def main() -> int:
                   results_dir=args.results, device="cpu", progress=True, seed=args.seed,
                   workers=args.workers if len(group) > 1 or step == 1 else 1)
         if commit:
-            name_design(Path(args.results), args.scale, [n for n in group if n in REGION_CONFIGS], commit)
+            name_design(Path(args.results), args.scale, group, commit)
     return 0
 
 

@@ -351,7 +351,10 @@ class Costs:
         p = self.probe_of(name)
         if ("ckplus", p, epochs) in self.measured:
             return folds * self.measured[("ckplus", p, epochs)]
-        ratio = self.fer_epoch[p] / self.fer_epoch["lkrnet"] if self.fer_epoch.get("lkrnet") else 1.0
+        if p == "stage1":
+            ratio = STAGE1_FACTOR
+        else:
+            ratio = self.fer_epoch[p] / self.fer_epoch["lkrnet"] if self.fer_epoch.get("lkrnet") else 1.0
         return folds * (self.ck_fixed + epochs * self.ck_epoch * ratio + self.post["ckplus"])
 
 

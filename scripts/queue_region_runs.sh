@@ -19,7 +19,7 @@ for seed in 0 1 2; do
   $PY scripts/cpu_results.py $CK --names lkrnet-s1 face-s1 off-landmark-s1 uniform-s1 --scale cpu --seed $seed --workers 2
 done
 for seed in 1 2; do
-  $PY scripts/cpu_results.py $CK --names vgg19 lkrnet --scale cpu --seed $seed --workers 2
+  $PY scripts/cpu_results.py $CK --names vgg19 lkrnet --scale cpu --seed $seed --workers 2 --design docs/real-faces-design.md
 done
 for set in ckplus-border ckplus-inner; do
   for arm in key-s1-l0 centre-s1-l0 off-landmark-s1-l0 face-s1-l0 uniform-s1-l0; do

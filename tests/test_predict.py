@@ -399,3 +399,16 @@ def test_evaluate_writes_its_metrics_where_out_says(demo_run, tmp_path, capsys):
     assert rc == 0 and f"written to {out / 'metrics.json'}" in printed
     m = json.loads((out / "metrics.json").read_text())
     assert f"accuracy {100 * m['accuracy']:.2f}% on {m['n']} test images" in printed
+
+
+def test_evaluate_never_writes_over_a_run_folders_own_metrics(demo_run, capsys):
+    before = (demo_run / "metrics.json").read_bytes()
+    assert main(["evaluate", str(demo_run), "--out", str(demo_run), "--device", "cpu"]) == 2
+    assert "a run folder; its own metrics.json is not overwritten" in capsys.readouterr().err
+    assert (demo_run / "metrics.json").read_bytes() == before
+
+
+def test_a_bad_run_leaves_no_save_folder_behind(photos, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["predict", str(photos["one"]), "--run", str(tmp_path / "no-run"), "--save", str(out)]) == 2
+    assert not out.exists()
