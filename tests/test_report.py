@@ -45,11 +45,14 @@ def test_no_verdict_on_the_region_control_is_written_by_hand(doc):
     lkr/report.py (a generated block, checked against results/ above): a paragraph outside the
     generated blocks that speaks of the control carries none, so no sentence can say more than
     its table."""
+    import re
+
     text = report.BLOCK.sub("", (REPO / doc).read_text())
     for para in text.split("\n\n"):
         low = " ".join(para.split()).lower()
         words = VERDICT_WORDS if any(w in low for w in ("control", "key region", "mask")) else REGION_WORDS
-        hit = [w for w in words if w in low and f'"{w}"' not in low]
+        said = re.sub(r'"[^"]*"', "", low)  # a phrase in quotes is named, not claimed
+        hit = [w for w in words if w in said]
         assert not hit, f"{doc}: a hand-written verdict on the region control ({hit}): {para[:300]}"
 
 

@@ -119,7 +119,11 @@ def test_verify_checks_the_region_control_runs_and_names_a_tampered_file(tmp_pat
              index=idx.astype(np.int16), label=label, pred=pred)
     run = {"seed": 1, "fold": None, "accuracy": 0.9, "cue_follow_rate": float((pred == cue).mean()),
            "cue_agrees_with_label": float((cue == label).mean())}
-    saved = {"common": {"n": len(idx)}, "runs": [run], "config": {}}
+    from lkr.control import design_arms
+
+    spec = design_arms("synthetic-inner")["key-s1-l02"]
+    config = {k: v for k, v in spec.items() if k != "landmarks"}
+    saved = {"common": {"n": len(idx)}, "runs": [run], "config": config}
 
     def check(runs=None):
         (d / "runs.json").write_text(json.dumps(saved))
@@ -140,6 +144,10 @@ def test_verify_checks_the_region_control_runs_and_names_a_tampered_file(tmp_pat
              index=idx.astype(np.int16), label=(label + 1) % 7, pred=pred)
     rep = check()
     assert any("stored labels differ" in p and "predictions.npz" in p for p in rep.problems)
+    saved["config"] = config | {"mask_source": "face"}  # a run of another arm filed under this one
+    rep = check()
+    assert any("its config is not the design's arm (mask_source)" in p for p in rep.problems)
+    saved["config"] = config
     # a CK+48 arm without the archive is named as skipped, not passed over
     (tmp_path / "control-v2" / "ckplus-border" / "vgg19").mkdir(parents=True)
     (tmp_path / "control-v2" / "ckplus-border" / "vgg19" / "runs.json").write_text('{"runs": []}')
