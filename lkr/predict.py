@@ -41,9 +41,8 @@ CLI prints a note.
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence

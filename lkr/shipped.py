@@ -55,6 +55,7 @@ def pinned_sha256() -> str:
         raise RunError(f"{PIN_FILE}: not a sha256; {REINSTALL}")
     return pin
 
+
 TARGET = 0.67
 """The PrivateTest accuracy the shipped model was meant to reach (issue 26: the CPU-scale
 configurations' level); the card says when it falls short."""
