@@ -453,13 +453,14 @@ def regions_lines(root: str | Path, scale: str, key: str) -> list[str]:
     return lines
 
 
-def regions_verdict(results: dict) -> str | None:
+def regions_verdict(results: dict, comps: list[Any] | None = None) -> str | None:
     """The design's reading of the real-face region table (docs/real-faces-design.md): "not told
     apart from VGG19" (or "below VGG19") unless LKRNet at stage 1 is above VGG19, told apart; then
     "a gain that needs the landmarks" when it is also above the face mask and the off-landmark
     rectangles, "… that a mask without landmarks exceeds" when one of them is above it, else
     "… that a mask without landmarks is not told apart from"; None while the table is incomplete."""
-    comps, _ = region_comparisons(results)
+    if comps is None:  # (the table's comparisons when the caller has them already)
+        comps, _ = region_comparisons(results)
     if comps is None:
         return None
     by = {(c.a, c.b): c.verdict() for c in comps}
@@ -506,10 +507,11 @@ def headline(root: str | Path) -> list[str]:
                            f"{F._p(c.p_seeds_holm)} over seeds).")
     for scale in SCALE_NAMES:  # the mask where it can act, on real faces, once its table is complete
         for key, res in load_results(root / scale).items():
-            v = regions_verdict(res)
-            if v is None:
+            found, _ = region_comparisons(res)
+            if found is None:
                 continue
-            comps = {(c.a, c.b): c for c in region_comparisons(res)[0]}
+            v = regions_verdict(res, found)
+            comps = {(c.a, c.b): c for c in found}
             parts = []
             for other in ("vgg19", "face-s1", "off-landmark-s1"):
                 c = comps[("lkrnet-s1", other)]

@@ -358,30 +358,16 @@ def main() -> int:
 
 
 def decide_precisions(jobs: list[dict], ck: str | None, workers: int) -> dict[str, dict]:
-    """CK+48 runs: bf16 or fp32 decided once per model shape (local branch, stage) before any
-    worker starts, at the threads each worker will have, so no arm's runs mix precisions."""
-    import torch
+    """CK+48 runs: bf16 or fp32 decided once for the whole set before any worker starts
+    (:func:`lkr.experiments.decide_precision`), so no arm's runs mix precisions."""
+    from lkr.experiments import decide_precision
 
-    from lkr import cpu
-
-    out: dict[str, dict] = {}
-    memo: dict[tuple, dict] = {}
-    threads = max(1, cpu.process_threads() // max(1, workers))
-    before = torch.get_num_threads()
-    cpu.use_threads(threads)
-    try:
-        for j in jobs:
-            if j["dataset"].startswith("synthetic") or j["arm"] in out:
-                continue
+    cfgs = {}
+    for j in jobs:
+        if j["dataset"].startswith("ckplus") and j["arm"] not in cfgs:
             ds, _, _ = make_set(j["dataset"], 0, 0, ck)
-            cfg = ck_arm_config(ds, j["arm"], 0, design_arms(j["dataset"]))
-            k = (cfg.local_branch, cfg.mask_stage, tuple(cfg.vgg_cfg), cfg.width)
-            if k not in memo:
-                memo[k] = cpu.resolve_precision(cfg, torch.device("cpu"), threads)
-            out[j["arm"]] = memo[k]
-    finally:
-        cpu.use_threads(before)
-    return out
+            cfgs[j["arm"]] = ck_arm_config(ds, j["arm"], 0, design_arms(j["dataset"]))
+    return decide_precision(cfgs, "cpu", workers=workers)
 
 
 def _main() -> int:
