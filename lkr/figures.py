@@ -855,32 +855,43 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
     from lkr.paper import paper_overall
     from lkr.stats import compare
 
+    from lkr.results import capacity_comparisons
+
     fig = _new("fig_capacity_fer2013")
     ax_acc, ax_gap = fig.subplots(1, 2)
-    colors = {"vgg19": "#1f77b4", "lkrnet": "#d62728"}
-    widths, tops = [], []
+    colors = {"vgg19": "#1f77b4", "lkrnet": "#d62728", "lkrnet-s1": "#ff7f0e"}
+    shift = {"lkrnet": 1.0, "lkrnet-s1": 0.88}  # the stage-1 arm's intervals just left of the paper's
+    widths, tops, seen = [], [], set()
     for scale, res in points:
         w = float(res["lkrnet"].metrics.get("width") or 1.0)
         widths.append(w)
-        for name in ("vgg19", "lkrnet"):
-            accs = [100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]
-            ax_acc.plot([w] * len(accs), accs, ".", color=colors[name], alpha=0.5)
-        c = compare("lkrnet", "vgg19", res["lkrnet"].seed_predictions(), res["vgg19"].seed_predictions())
-        ax_gap.errorbar([w], [100 * c.diff], yerr=[[100 * (c.diff - c.ci_low)], [100 * (c.ci_high - c.diff)]],
-                        fmt="o", color="k", capsize=3, lw=2, label="bootstrap 95% (test images)" if not ax_gap.lines else None)
-        if c.seed_ci_low is not None:
-            ax_gap.errorbar([w * 1.06], [100 * c.diff], yerr=[[100 * (c.diff - c.seed_ci_low)],
-                                                               [100 * (c.seed_ci_high - c.diff)]],
-                            fmt="s", color="#7f7f7f", capsize=3, ms=4, label=None)
-        ax_gap.plot([w] * len(c.diff_per_seed), [100 * d for d in c.diff_per_seed], ".", color="#7f7f7f", alpha=0.6)
-        top = max(c.ci_high, c.seed_ci_high if c.seed_ci_high is not None else c.ci_high)
-        tops.append(100 * top)
-        ax_gap.annotate(f"{scale}, seeds {','.join(map(str, c.seeds))}", (w, 100 * top), textcoords="offset points",
-                        xytext=(0, 12), ha="center", fontsize=7)
-    for name in ("vgg19", "lkrnet"):
-        xs = [float(res["lkrnet"].metrics.get("width") or 1.0) for _, res in points]
-        ys = [np.mean([100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]) for _, res in points]
-        ax_acc.plot(xs, ys, "-o", color=colors[name], label=LABELS[name])
+        for name in colors:
+            if name in res:
+                accs = [100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]
+                ax_acc.plot([w] * len(accs), accs, ".", color=colors[name], alpha=0.5)
+        for arm, label, c in capacity_comparisons(res):
+            x = w * shift[arm]
+            color = "k" if arm == "lkrnet" else colors[arm]
+            ax_gap.errorbar([x], [100 * c.diff], yerr=[[100 * (c.diff - c.ci_low)], [100 * (c.ci_high - c.diff)]],
+                            fmt="o", color=color, capsize=3, lw=2,
+                            label=(f"{LABELS[arm]}: bootstrap 95% (test images)" if arm not in seen else None))
+            seen.add(arm)
+            if c.seed_ci_low is not None:
+                ax_gap.errorbar([x * 1.06], [100 * c.diff], yerr=[[100 * (c.diff - c.seed_ci_low)],
+                                                                   [100 * (c.seed_ci_high - c.diff)]],
+                                fmt="s", color="#7f7f7f", capsize=3, ms=4, label=None)
+            ax_gap.plot([x] * len(c.diff_per_seed), [100 * d for d in c.diff_per_seed], ".", color="#7f7f7f", alpha=0.6)
+            top = max(c.ci_high, c.seed_ci_high if c.seed_ci_high is not None else c.ci_high)
+            tops.append(100 * top)
+            if arm == "lkrnet":
+                ax_gap.annotate(f"{scale}, seeds {','.join(map(str, c.seeds))}", (w, 100 * top), textcoords="offset points",
+                                xytext=(0, 12), ha="center", fontsize=7)
+    for name in colors:
+        have = [(float(res["lkrnet"].metrics.get("width") or 1.0), res) for _, res in points if name in res]
+        xs = [w for w, _ in have]
+        ys = [np.mean([100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]) for _, res in have]
+        if xs:
+            ax_acc.plot(xs, ys, "-o", color=colors[name], label=LABELS[name])
     paper = paper_overall("fer2013")
     ax_acc.plot([1.0], [paper["VGG19"]], "*", color=colors["vgg19"], ms=10, label="paper's VGG19 (full width)")
     ax_acc.plot([1.0], [paper["Our method"]], "*", color=colors["lkrnet"], ms=10, label="paper's LKRNet (full width)")
@@ -895,7 +906,7 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
         ax.set_xlabel("VGG19 width (fraction of the paper's channels)")
         ax.grid(alpha=0.3)
     ax_acc.set_ylabel("PrivateTest accuracy (%)")
-    ax_gap.set_ylabel("LKRNet − VGG19 (points)")
+    ax_gap.set_ylabel("LKRNet − VGG19 (points)" if seen == {"lkrnet"} else "each LKRNet − VGG19 (points)")
     ax_acc.legend(fontsize=7)
     ax_gap.legend(fontsize=7, loc="lower right")
     fig.suptitle("Does LKRNet's gain over VGG19 grow with the network? FER2013, trained from scratch "

@@ -44,7 +44,7 @@ import numpy as np
 
 from lkr import figures as F
 from lkr.config import _fraction
-from lkr.results import capacity_points, load_results
+from lkr.results import capacity_comparisons, capacity_points, load_results
 
 ORDER = ["vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-cover", "lkrnet-l0.4"]
 BLOCK = re.compile(r"(<!-- lkr-table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /lkr-table -->)", re.S)
@@ -180,6 +180,9 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ckplus", "full", "CK+48, full width"),
 )
 """The README's summary: (dataset, scale, heading) of each column of ours, where results exist."""
+SUMMARY_BEYOND: tuple[str, ...] = ("lkrnet-s1",)
+"""Rows of the summary beyond the paper's four (LKRNet with the mask at stage 1,
+``docs/real-faces-design.md``), shown once a column has them."""
 
 
 def summary_table(root: str | Path) -> list[str]:
@@ -201,10 +204,14 @@ def summary_table(root: str | Path) -> list[str]:
         heads.append(f"paper, {'FER2013' if key == 'fer2013' else 'CK+'}*")
         heads += [f"ours: {h}" for k, _, h in cols if k == key]
     lines = ["| configuration | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
-    for cfg, name in OURS_TO_PAPER.items():
+    rows = dict(OURS_TO_PAPER)
+    for cfg in SUMMARY_BEYOND:  # beyond the paper: a row once any column has it
+        if any(cfg in res for res in res_of.values()):
+            rows[cfg] = None
+    for cfg, name in rows.items():
         cells = []
         for key in ("fer2013", "ckplus"):
-            p = paper[key].get(name)
+            p = None if name is None else paper[key].get(name)
             cells.append("–" if p is None else f"{p:.1f}")
             for k, scale, _ in cols:
                 if k != key:
@@ -224,21 +231,25 @@ def summary_table(root: str | Path) -> list[str]:
 
 
 def capacity_table(root: str | Path) -> list[str]:
-    """LKRNet − VGG19 on FER2013 at each width measured: both accuracies (mean ± sd over the
-    seeds both have), the difference with its bootstrap interval over test images and its t
-    interval over seeds, and both p-values (:func:`lkr.stats.compare`)."""
-    from lkr.stats import compare
+    """LKRNet − VGG19 on FER2013 at each width measured, for LKRNet with the paper's mask and,
+    where trained, with the mask at stage 1: both accuracies (mean ± sd over the seeds both have),
+    the difference with its bootstrap interval over test images and its t interval over seeds,
+    and both p-values, Holm-adjusted over every contrast of the table (one family)."""
+    from lkr.stats import holm
 
-    lines = ["| scale | width | seeds | VGG19 | LKRNet | LKRNet − VGG19 | bootstrap 95% (test images) "
-             "| t 95% (seeds) | p, test images | p, seeds (paired t) |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for scale, res in capacity_points(root):
-        c = compare("lkrnet", "vgg19", res["lkrnet"].seed_predictions(), res["vgg19"].seed_predictions())
-        acc = {n: [res[n].by_seed()[s].metrics["accuracy"] for s in c.seeds] for n in ("vgg19", "lkrnet")}
-        width = float(res["lkrnet"].metrics.get("width") or 1.0)
+    rows = [(scale, res, arm, label, c) for scale, res in capacity_points(root)
+            for arm, label, c in capacity_comparisons(res)]
+    holm([r[-1] for r in rows])
+    lines = [f"| scale | width | LKRNet's mask | seeds | VGG19 | LKRNet | LKRNet − VGG19 | bootstrap 95% (test images) "
+             f"| t 95% (seeds) | p, test images (Holm over {len(rows)}) | p, seeds (paired t; Holm) |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for scale, res, arm, label, c in rows:
+        acc = {n: [res[n].by_seed()[s].metrics["accuracy"] for s in c.seeds] for n in ("vgg19", arm)}
+        width = float(res[arm].metrics.get("width") or 1.0)
         seed_ci = "–" if c.seed_ci_low is None else f"{_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
-        lines.append(f"| {scale} | {_fraction(width)} | {','.join(map(str, c.seeds))} | {_mean_sd(acc['vgg19'])} "
-                     f"| {_mean_sd(acc['lkrnet'])} | {_pts(c.diff)} | {_pts(c.ci_low)} to {_pts(c.ci_high)} "
-                     f"| {seed_ci} | {F._p(c.p)} | {F._p(c.p_seeds)} |")
+        lines.append(f"| {scale} | {_fraction(width)} | {label} | {','.join(map(str, c.seeds))} | {_mean_sd(acc['vgg19'])} "
+                     f"| {_mean_sd(acc[arm])} | {_pts(c.diff)} | {_pts(c.ci_low)} to {_pts(c.ci_high)} "
+                     f"| {seed_ci} | {F._p(c.p)} ({F._p(c.p_holm)}) | {F._p(c.p_seeds)} ({F._p(c.p_seeds_holm)}) |")
     return lines
 
 

@@ -499,6 +499,20 @@ def load_scales(results_dir: str | Path = "results") -> dict[str, dict[str, dict
     return dict(sorted(out.items(), key=lambda item: order.get(item[0], len(order))))
 
 
+CAPACITY_ARMS: tuple[tuple[str, str], ...] = (("lkrnet", "stage 5 (the paper's)"), ("lkrnet-s1", "stage 1"))
+"""The LKRNet arms the capacity table and figure set against VGG19 at each width: the paper's
+(mask on the last 2×2 maps) and, where trained, the mask at stage 1 (``docs/real-faces-design.md``)."""
+
+
+def capacity_comparisons(res: dict) -> list[tuple[str, str, Any]]:
+    """(arm, mask label, arm − VGG19) for each arm of :data:`CAPACITY_ARMS` present in ``res``
+    (one scale's FER2013 results), over the seeds both have."""
+    from lkr.stats import compare
+
+    return [(arm, label, compare(arm, "vgg19", res[arm].seed_predictions(), res["vgg19"].seed_predictions()))
+            for arm, label in CAPACITY_ARMS if arm in res]
+
+
 def capacity_points(root: str | Path) -> list[tuple[str, dict]]:
     """(scale, FER2013 results) of every scale trained from scratch on FER2013 that has both VGG19
     and LKRNet, narrowest first."""

@@ -221,6 +221,16 @@ NOTEBOOKS: dict[str, nbformat.NotebookNode] = {
                      "    for tag in (\"l02\", \"l0\"):\n"
                      "        tables += [f\"**{name}, stage 1, {tag}**\", \"\", *design_lines(committed, name, 1, tag), \"\"]\n"
                      "Markdown(\"\\n\".join(tables))"),
+            ("md", "## The mask where it can act, on real faces\n\n"
+                   "Beyond the paper (`docs/real-faces-design.md`, committed before its runs): LKRNet with the mask "
+                   "at stage 1 (chosen from the synthetic control alone), its partners without landmarks (face box, "
+                   "off-landmark rectangles, uniform mask) at λ 0.2, VGG19 and the paper's LKRNet; seeds 0–2 at the "
+                   "`cpu` scale, from the kit's committed runs. Seven contrasts in one Holm family, both noises; "
+                   "while a configuration lacks a seed the table says what is missing and gives no verdict."),
+            ("code", "from lkr.report import regions_lines\n\n"
+                     "Markdown(\"\\n\".join([\"**FER2013, PrivateTest**\", \"\", *regions_lines(committed, \"cpu\", \"fer2013\"), \"\",\n"
+                     "                      \"**CK+48, ten subject-independent folds per seed**\", \"\",\n"
+                     "                      *regions_lines(committed, \"cpu\", \"ckplus\")]))"),
         ],
     ),
     "04_embeddings.ipynb": _notebook(

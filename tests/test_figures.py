@@ -679,6 +679,40 @@ def test_the_capacity_figure_is_drawn_from_every_width(tmp_path):
     assert rows[2].startswith("| cpu | 1/8 |") and rows[3].startswith("| cpu-quarter | 1/4 |")
     texts = " ".join(_fig_texts(F.fig_capacity(pts)))
     assert "cpu-quarter, seeds 0" in texts and "grow with the network" in texts
+    assert len(rows) == 4 and "Holm over 2" in rows[0] and "LKRNet stage 1" not in texts
+
+
+def test_the_capacity_table_and_summary_gain_the_stage_1_arm_in_one_holm_family(tmp_path):
+    """Where LKRNet with the mask at stage 1 is trained (docs/real-faces-design.md), the capacity
+    table gets its row beside the paper's LKRNet at that width, every contrast of the table in one
+    Holm family; the figure draws it; the README's summary gains its row (no paper number)."""
+    import shutil
+
+    from lkr.report import capacity_table, summary_table
+    from lkr.results import capacity_points
+    from lkr.stats import compare, holm
+
+    root = tmp_path / "results"
+    for scale, width in (("cpu", 0.125), ("cpu-quarter", 0.25)):
+        make_fake_results(root, seed=int(width * 8), scale=scale, datasets=("fer2013", "ckplus"),
+                          extra={"width": width, "scale": scale})
+    assert not any(r.startswith("| LKRNet, mask at stage 1") for r in summary_table(root))
+    fer = root / "cpu" / "fer2013"
+    shutil.copytree(fer / "baseline2", fer / "lkrnet-s1")  # other predictions than LKRNet's
+    rows = capacity_table(root)
+    assert "Holm over 3" in rows[0] and len(rows) == 5
+    assert rows[2].startswith("| cpu | 1/8 | stage 5 (the paper's) |") and rows[3].startswith("| cpu | 1/8 | stage 1 |")
+    res = {s: r for s, r in capacity_points(root)}
+    want = [compare(a, "vgg19", res[s][a].seed_predictions(), res[s]["vgg19"].seed_predictions())
+            for s, a in (("cpu", "lkrnet"), ("cpu", "lkrnet-s1"), ("cpu-quarter", "lkrnet"))]
+    holm(want)
+    assert f"({F._p(want[1].p_holm)})" in rows[3] and f"({F._p(want[2].p_holm)})" in rows[4]
+    fig = F.fig_capacity(capacity_points(root))
+    legend = " ".join(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+    assert "LKRNet, mask at stage 1: bootstrap 95% (test images)" in legend
+    summ = summary_table(root)
+    s1 = [r for r in summ if r.startswith("| LKRNet, mask at stage 1 |")]
+    assert len(s1) == 1 and s1[0].split("|")[2].strip() == "–"  # no paper number
 
 
 def test_fig8_puts_each_wrong_class_inside_its_own_cell(tmp_path):
