@@ -1,48 +1,110 @@
-"""Wall time of the README's main command (the demo) and of `make figures`.
+"""Wall time of the commands a user meets, as a user meets them: from a fresh clone.
 
-    python benchmarks/bench_commands.py
+    python benchmarks/bench_commands.py [--clone-dir ../lkr-bench] [--keep]
 
-Runs ``python -m lkr demo --out <tmp>/demo`` and then ``python -m lkr figures`` on the demo's
-results (what `make demo` and `make figures` run once the environment exists). Prints a table, writes JSON
-(benchmarks/results/commands-cpu.json).
+Clones this repository's HEAD into ``--clone-dir`` (beside ``../shared`` by default, as CI's
+clone is, so the real-data tests run), then times in that clone, one after the other:
+
+- ``make demo`` (creates ``.venv`` from the pinned set, then runs the demo: the README's first command);
+- ``make test`` (the README's test command, the whole suite);
+- ``make figures`` (redraws every committed scale's figures and tables);
+- ``lkr predict clip.mp4 --save DIR`` end to end (start-up, model load, every frame, the
+  annotated video, CSV and plot) on :func:`lkr.video.example_clip` clips of 60 and 300 frames
+  (640×480, one face), with torch's default thread count (the cores).
+
+Writes ``benchmarks/results/commands-cpu.json`` (the CPU model and core count named, the commit
+measured); the README's timings and ``docs/performance.md`` are checked against it by
+``tests/test_performance_doc.py``. Run it on an idle machine: a number taken beside other work
+means nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def timed(cmd: list[str]) -> float:
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]:
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return dt, (r.stdout + r.stderr)[-400:]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clone-dir", type=Path, default=REPO.parent / "lkr-bench")
+    ap.add_argument("--keep", action="store_true", help="keep the clone afterwards")
+    ap.add_argument("--only", nargs="*", default=None, help="a subset: demo test figures video")
+    args = ap.parse_args(argv)
+    only = set(args.only or ("demo", "test", "figures", "video"))
+    clone = args.clone_dir.resolve()
+    if clone.exists():
+        shutil.rmtree(clone)
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=clone, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_ADDOPTS")}
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        rows.append({"command": "lkr demo (make demo)", "seconds": timed([sys.executable, "-m", "lkr", "demo",
-                                                                          "--out", f"{tmp}/demo"])})
-        # `make figures` on the demo's results (results/ of the repository holds no real runs yet).
-        rows.append({"command": "lkr figures (make figures)",
-                     "seconds": timed([sys.executable, "-m", "lkr", "figures", "--results", f"{tmp}/demo/results",
-                                       "--out", f"{tmp}/figures"])})
-    out = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    path = Path(__file__).parent / "results" / "commands-cpu.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"{'command':<30}{'seconds':>9}")
+    try:
+        if only & {"demo", "test", "figures", "video"}:  # every later step needs the environment
+            dt, tail = timed(["make", "demo"], clone, env)
+            rows.append({"command": "make demo", "seconds": round(dt, 1), "what": "fresh clone: .venv from the pinned set, then the demo"})
+        if "test" in only:
+            dt, tail = timed(["make", "test"], clone, env)
+            summary = [ln for ln in tail.splitlines() if " passed" in ln]
+            rows.append({"command": "make test", "seconds": round(dt, 1), "what": summary[-1].strip("= ") if summary else "",
+                         "shared_data": (clone.parent / "shared" / "data").is_dir()})
+        if "figures" in only:
+            dt, _ = timed(["make", "figures"], clone, env)
+            rows.append({"command": "make figures", "seconds": round(dt, 1), "what": "every committed scale"})
+        if "video" in only:
+            py = str(clone / ".venv" / "bin" / "python")
+            for frames in (60, 300):
+                d = clone / "out" / f"bench-video-{frames}"
+                subprocess.run([py, "-c", f"from lkr.video import example_clip; example_clip({str(d)!r}, frames={frames})"],
+                               check=True, cwd=clone)
+                dt, _ = timed([py, "-m", "lkr", "predict", str(d / "astronaut.mp4"), "--save", str(d / "out")],
+                               clone, env)
+                rows.append({"command": f"lkr predict clip.mp4 --save ({frames} frames)", "seconds": round(dt, 2),
+                             "frames": frames, "fps": round(frames / dt, 1), "what": "end to end, start-up included, torch's default threads"})
+    finally:
+        if not args.keep:
+            shutil.rmtree(clone, ignore_errors=True)
+    out = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "cpu": cpu_model(), "cores": os.cpu_count(),
+           "date": time.strftime("%Y-%m-%d"), "commit": commit, "rows": rows}
+    path = REPO / "benchmarks" / "results" / "commands-cpu.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if args.only and old.get("rows"):  # a subset keeps the other rows, each with its own date and commit
+        keep = [r for r in old["rows"] if r["command"] not in {x["command"] for x in rows}]
+        for r in rows:
+            r |= {"date": out["date"], "commit": commit}
+        out["rows"] = keep + rows
+    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     for r in rows:
-        print(f"{r['command']:<30}{r['seconds']:>9.1f}")
-    print(f"wrote {path}")
+        print(f"{r['command']:<45}{r['seconds']:>9.1f} s  {r.get('what', '')}")
+    print(f"wrote {path} ({out['machine']}, {commit})")
     return 0
 
 
