@@ -378,11 +378,23 @@ def format_video(res: VideoResult) -> str:
     return "\n".join(lines)
 
 
+PAN_FRAMES = 96
+"""Frames of :func:`example_clip`'s pan one way (the astronaut's face is in view throughout)."""
+
+
+def pan_step(i: int) -> int:
+    """How far :func:`example_clip`'s window has panned at frame ``i``: 0, 1, ..., PAN_FRAMES, and
+    back to 0, again and again."""
+    k = i % (2 * PAN_FRAMES)
+    return k if k <= PAN_FRAMES else 2 * PAN_FRAMES - k
+
+
 def example_clip(dest: str | Path, *, frames: int = 48, size: tuple[int, int] = (640, 480), fps: int = 24,
                  photo: str | Path | None = None) -> Path:
     """A short test clip: scikit-image's public-domain ``astronaut`` (or ``photo``) seen through a
-    ``size`` window that pans across it (4 px a frame right, 2 px down), one face moving through
-    the frame; H.264, written to ``dest/astronaut.mp4``.
+    ``size`` window that pans across it (4 px a frame right, 2 px down) for :data:`PAN_FRAMES`
+    frames and back, again and again, so the face stays in every frame of a clip of any length;
+    H.264, written to ``dest/astronaut.mp4``.
 
     Raises:
         LkrError: when scikit-image is not installed (and no ``photo`` is given).
@@ -403,8 +415,9 @@ def example_clip(dest: str | Path, *, frames: int = 48, size: tuple[int, int] = 
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         for i in range(frames):
-            x = round(0.25 * im.width) + 4 * i  # the window pans right and down, 4 and 2 px a frame
-            y = round(0.1 * im.height) + 2 * i
+            j = pan_step(i)  # the window pans right and down, 4 and 2 px a step, and back
+            x = round(0.25 * im.width) + 4 * j
+            y = round(0.1 * im.height) + 2 * j
             for packet in s.encode(av.VideoFrame.from_image(canvas.crop((x, y, x + w, y + h)))):
                 c.mux(packet)
         for packet in s.encode():

@@ -206,3 +206,16 @@ def test_any_failure_inside_a_clip_is_one_line_and_the_next_clip_runs(clip, tmp_
     assert f"lkr: error: {tmp_path / 'a' / 'broken.mp4'}: failed at (RuntimeError) frame 1 (tracker gave up)" in err
     assert "Traceback" not in err
     assert (out / "astronaut.csv").is_file() and not (out / "broken.csv").exists()
+
+
+def test_the_example_clip_pans_back_so_a_long_clip_keeps_its_face():
+    """The benchmark's 300-frame clip must show the face in every frame: the window pans for
+    PAN_FRAMES frames (the face in view throughout: the clip fixture's frames are within them)
+    and back, never further."""
+    from lkr.video import PAN_FRAMES, pan_step
+
+    steps = [pan_step(i) for i in range(3 * PAN_FRAMES + 7)]
+    assert steps[:PAN_FRAMES + 1] == list(range(PAN_FRAMES + 1))  # the short clips are as before
+    assert max(steps) == PAN_FRAMES and min(steps) == 0
+    assert all(abs(a - b) == 1 for a, b in zip(steps, steps[1:]))
+    assert FRAMES <= PAN_FRAMES
