@@ -26,7 +26,7 @@ test: setup
 
 figures: setup
 	$(BIN)/python -m lkr figures
-	$(BIN)/python scripts/readme_tables.py --write README.md docs/results.md docs/method.md docs/cpu-runs.md
+	$(BIN)/python scripts/readme_tables.py --write README.md docs/results.md docs/method.md docs/cpu-runs.md docs/performance.md
 
 # The notebooks on your real data: make reproduce FER=path/to/fer2013.zip CK=path/to/CK+48.zip
 # (optional: SCALE=full|cpu, EPOCHS=n, DEVICE=cuda|cpu, QUICK=1 for 2 CK+ folds). SCALE=full (the

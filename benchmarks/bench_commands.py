@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     old = json.loads(path.read_text()) if path.is_file() else {}
     if args.only and old.get("rows"):  # a subset keeps the other rows, each with its own date and commit
         keep = [r for r in old["rows"] if r["command"] not in {x["command"] for x in rows}]
+        for r in keep:  # each kept row keeps the date and commit it was measured at
+            r.setdefault("date", old["date"])
+            r.setdefault("commit", old["commit"])
         for r in rows:
             r |= {"date": out["date"], "commit": commit}
         out["rows"] = keep + rows

@@ -30,6 +30,8 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``regions <scale> <key>``          the mask where it can act on real faces: one Holm family of seven
 ``design-runs``                    the region control's runs: counts, seconds, machine, design commit
 ``shipped``                        the model that ships with lkr (its card, :mod:`lkr.shipped`)
+``commands``                       the commands a user meets, timed from a fresh clone (benchmarks/)
+``timing <demo|test|figures|video>`` one README sentence with its measured time (benchmarks/)
 ================================== ==========================================================
 """
 
@@ -638,6 +640,8 @@ def table(spec: str, root: str | Path) -> list[str]:
         "regions": lambda: regions_lines(root, args[0], args[1]),
         "design-runs": lambda: design_runs(root),
         "shipped": shipped_table,
+        "commands": lambda: commands_table(root),
+        "timing": lambda: timing_line(root, args[0]),
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),
         "differences": lambda: differences_table(res(args[0], args[1])),
@@ -647,6 +651,65 @@ def table(spec: str, root: str | Path) -> list[str]:
     if kind not in makers:
         raise KeyError(f"table {spec!r}: unknown kind {kind!r}; choose from {', '.join(makers)}")
     return makers[kind]()
+
+
+def _duration(seconds: float) -> str:
+    """A wall time as a reader says it: "56 s", "4 min 7 s"."""
+    s = int(round(seconds))
+    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60} s"
+
+
+def _commands(root: str | Path) -> dict:
+    """``benchmarks/results/commands-cpu.json`` beside ``root`` (``benchmarks/bench_commands.py``)."""
+    import json
+
+    f = Path(root).resolve().parent / "benchmarks" / "results" / "commands-cpu.json"
+    if not f.is_file():
+        raise KeyError(f"{f}: no command timings (run python benchmarks/bench_commands.py on an idle machine)")
+    data = json.loads(f.read_text())
+    data["by"] = {r["command"]: r for r in data["rows"]}
+    return data
+
+
+def commands_table(root: str | Path) -> list[str]:
+    """The commands a user meets, timed from a fresh clone (``benchmarks/bench_commands.py``),
+    with the machine, date and commit of each."""
+    d = _commands(root)
+    lines = ["| command | wall | what | machine | date, commit |", "|---|---:|---|---|---|"]
+    for r in d["rows"]:
+        what = r.get("what", "") + (f"; {r['fps']} frames/s" if "fps" in r else "")
+        wall = _duration(r["seconds"]) if r["seconds"] >= 60 else f"{r['seconds']:.1f} s"
+        lines.append(f"| `{r['command']}` | {wall} | {what} | {d['machine']} | {r.get('date', d['date'])}, "
+                     f"{r.get('commit', d['commit'])} |")
+    return lines
+
+
+def timing_line(root: str | Path, which: str) -> list[str]:
+    """One sentence of the README with a measured time (``commands-cpu.json``): ``demo``,
+    ``test``, ``figures`` or ``video``."""
+    d = _commands(root)
+    by, machine = d["by"], f"{d['cores']} cores of an {d['cpu']}" if d["cpu"][:1] in "AEIOU" else f"{d['cores']} cores of a {d['cpu']}"
+    when = lambda r: f"{r.get('date', d['date'])}, commit {r.get('commit', d['commit'])}"  # noqa: E731
+    if which == "demo":
+        r = by["make demo"]
+        return [f"`make demo` took {_duration(r['seconds'])} from a fresh clone on {machine} ({when(r)}; "
+                f"`docs/performance.md`) and writes into `out/demo/` (git-ignored): `runs/`, `results/`,"]
+    if which == "test":
+        r = by["make test"]
+        beside = "with the real datasets in `../shared/data`" if r.get("shared_data") else "without the real datasets"
+        return [f"`make test` runs the suite in {_duration(r['seconds'])} on the same machine ({r['what'].split(' in ')[0]}, "
+                f"{when(r)}), {beside}; "
+                "the tests that read the real datasets look for"]
+    if which == "figures":
+        r = by["make figures"]
+        return [f"`make figures` redraws `figures/` and the result tables of every committed scale in "
+                f"{_duration(r['seconds'])} ({machine}, {when(r)})."]
+    if which == "video":
+        r300, r60 = by["lkr predict clip.mp4 --save (300 frames)"], by["lkr predict clip.mp4 --save (60 frames)"]
+        return [f"On {machine} a 640×480 clip with one face runs at {r300['fps']} frames a second end to end with "
+                f"`--save`, start-up and model load included (300 frames in {r300['seconds']:.1f} s; 60 frames: "
+                f"{r60['fps']} frames a second; {when(r300)}; `docs/performance.md`)."]
+    raise KeyError(f"timing {which!r}: choose demo, test, figures or video")
 
 
 def render(text: str, root: str | Path = "results") -> str:

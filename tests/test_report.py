@@ -12,13 +12,13 @@ import pytest
 from lkr import report
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "docs/results.md", "docs/method.md", "docs/cpu-runs.md")
+DOCS = ("README.md", "docs/results.md", "docs/method.md", "docs/cpu-runs.md", "docs/performance.md")
 
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_result_table_in_the_docs_is_what_results_give(doc):
     """A number in a result table that is not what `results/` gives fails here: run
-    `python scripts/readme_tables.py --write README.md docs/results.md docs/method.md docs/cpu-runs.md` (make
+    `python scripts/readme_tables.py --write README.md docs/results.md docs/method.md docs/cpu-runs.md docs/performance.md` (make
     figures does)."""
     text = (REPO / doc).read_text()
     specs = report.specs(text)
@@ -29,7 +29,7 @@ def test_every_result_table_in_the_docs_is_what_results_give(doc):
 def test_the_docs_carry_every_kind_of_table():
     specs = {s.split()[0] for doc in DOCS for s in report.specs((REPO / doc).read_text())}
     assert {"summary", "seeds", "perclass", "differences", "folds", "versus", "capacity", "control", "headline",
-            "cross", "design", "design-verdicts", "control-ten-crop"} <= specs
+            "cross", "design", "design-verdicts", "control-ten-crop", "commands", "timing"} <= specs
 
 
 VERDICT_WORDS = ("told apart", "carry the gain", "carries the gain", "carry a gain", "carries a gain",
@@ -59,7 +59,7 @@ def test_no_verdict_on_the_region_control_is_written_by_hand(doc):
 def test_the_design_verdicts_are_in_every_doc_that_speaks_of_the_control():
     for doc in DOCS:
         text = (REPO / doc).read_text()
-        assert "design-verdicts" in " ".join(report.specs(text)) or doc in ("README.md", "docs/cpu-runs.md")
+        assert "design-verdicts" in " ".join(report.specs(text)) or doc in ("README.md", "docs/cpu-runs.md", "docs/performance.md")
     assert "headline" in report.specs((REPO / "README.md").read_text())
 
 
@@ -191,3 +191,29 @@ def test_the_real_face_stage_was_chosen_by_the_control_designs_rule_from_the_com
     told = {s: c.verdict() == "key better" for s, c in got.items()}
     chosen = max((s for s in got if told[s]), key=lambda s: got[s].diff, default=1)
     assert chosen == REGION_STAGE == int(re.search(r"the\s+stage\s+is\s+\*\*(\d)\*\*", text).group(1))
+
+
+def test_the_readme_timings_come_from_the_benchmark_record(tmp_path):
+    """README's timings (make demo, make test, make figures, a clip) are generated from
+    benchmarks/results/commands-cpu.json with the machine and commit named; a changed record
+    changes the sentence, and a missing one is a one-line error naming the file."""
+    import json
+
+    (tmp_path / "results").mkdir()
+    rec = tmp_path / "benchmarks" / "results" / "commands-cpu.json"
+    with pytest.raises(KeyError, match="commands-cpu.json"):
+        report.table("timing demo", tmp_path / "results")
+    rec.parent.mkdir(parents=True)
+    rows = [{"command": "make demo", "seconds": 247.0}, {"command": "make test", "seconds": 61.2, "what": "9 passed in 60s"},
+            {"command": "make figures", "seconds": 12.0},
+            {"command": "lkr predict clip.mp4 --save (60 frames)", "seconds": 6.0, "fps": 10.0},
+            {"command": "lkr predict clip.mp4 --save (300 frames)", "seconds": 10.0, "fps": 30.0}]
+    rec.write_text(json.dumps({"machine": "Intel Xeon, 2 cores", "cpu": "Intel Xeon", "cores": 2, "date": "2026-12-01",
+                               "commit": "abc", "rows": rows}))
+    assert report.table("timing demo", tmp_path / "results")[0].startswith(
+        "`make demo` took 4 min 7 s from a fresh clone on 2 cores of an Intel Xeon (2026-12-01, commit abc;")
+    assert "in 1 min 1 s on the same machine (9 passed, 2026-12-01, commit abc), without the real datasets" in \
+        report.table("timing test", tmp_path / "results")[0]
+    assert "in 12 s (2 cores of an Intel Xeon" in report.table("timing figures", tmp_path / "results")[0]
+    assert "runs at 30.0 frames a second" in report.table("timing video", tmp_path / "results")[0]
+    assert "| `make figures` | 12.0 s |" in "\n".join(report.table("commands", tmp_path / "results"))
