@@ -88,3 +88,15 @@ def test_each_module_imports_alone(module):
     assert done.returncode == 0, done.stderr
     if module in ("evaluate", "results", "runfolder", "prepare", "device", "export", "gradcam", "figures"):
         assert done.stdout.strip() == "False", f"importing lkr.{module} imports lkr.train"
+
+
+def test_the_tracked_repository_stays_under_9_mib():
+    """What a GPU call carries beside the data (issue 34): the tracked files stay under 9 MiB, so
+    results/ keeps to small artifacts (figures' PDFs are redrawn by `make figures`, not tracked)."""
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True)
+    if r.returncode:
+        pytest.skip("not a git checkout")
+    files = [repo / f for f in r.stdout.decode().split("\0") if f]
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    assert total < 9 * 2**20, f"tracked files: {total / 2**20:.2f} MiB"
