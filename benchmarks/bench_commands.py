@@ -7,6 +7,8 @@ clone is, so the real-data tests run), then times in that clone, one after the o
 
 - ``make demo`` (creates ``.venv`` from the pinned set, then runs the demo: the README's first command);
 - ``make test`` (the README's test command, the whole suite);
+- the browser test (``tests/test_browser.py``: JupyterLab in headless Chromium), as ``.ci/run``
+  runs it, Playwright installed into the clone's ``.venv``;
 - ``make figures`` (redraws every committed scale's figures and tables);
 - ``lkr predict clip.mp4 --save DIR`` end to end (start-up, model load, every frame, the
   annotated video, CSV and plot) on :func:`lkr.video.example_clip` clips of 60 and 300 frames
@@ -56,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clone-dir", type=Path, default=REPO.parent / "lkr-bench")
     ap.add_argument("--keep", action="store_true", help="keep the clone afterwards")
-    ap.add_argument("--only", nargs="*", default=None, help="a subset: demo test figures video")
+    ap.add_argument("--only", nargs="*", default=None, help="a subset: demo test browser figures video")
     args = ap.parse_args(argv)
-    only = set(args.only or ("demo", "test", "figures", "video"))
+    only = set(args.only or ("demo", "test", "browser", "figures", "video"))
     clone = args.clone_dir.resolve()
     if clone.exists():
         shutil.rmtree(clone)
@@ -78,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
             summary = [ln for ln in tail.splitlines() if " passed" in ln]
             rows.append({"command": "make test", "seconds": round(dt, 1), "what": summary[-1].strip("= ") if summary else "",
                          "shared_data": (clone.parent / "shared" / "data").is_dir()})
+        if "browser" in only:  # as .ci/run does: Playwright into the clone's .venv, Debian's chromium on the machine
+            subprocess.run([str(clone / ".venv" / "bin" / "python"), "-m", "pip", "install", "-q", "playwright==1.65.3"],
+                           check=True, capture_output=True)
+            dt, tail = timed([str(clone / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "tests/test_browser.py"], clone, env | {"LKR_REQUIRE_BROWSER": "1"})
+            summary = [ln for ln in tail.splitlines() if " passed" in ln]
+            rows.append({"command": "pytest tests/test_browser.py", "seconds": round(dt, 1),
+                         "what": (summary[-1].strip("= ").split(" in ")[0] if summary else "") +
+                                 ": JupyterLab in headless Chromium, notebooks 02 (demo) and 03 (cpu)"})
         if "figures" in only:
             dt, _ = timed(["make", "figures"], clone, env)
             rows.append({"command": "make figures", "seconds": round(dt, 1), "what": "every committed scale"})

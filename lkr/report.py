@@ -31,7 +31,7 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``design-runs``                    the region control's runs: counts, seconds, machine, design commit
 ``shipped``                        the model that ships with lkr (its card, :mod:`lkr.shipped`)
 ``commands``                       the commands a user meets, timed from a fresh clone (benchmarks/)
-``timing <demo|test|figures|video>`` one README sentence with its measured time (benchmarks/)
+``timing <which>``                 one README sentence with its measured time: demo, test, browser, figures, video
 ================================== ==========================================================
 """
 
@@ -686,7 +686,7 @@ def commands_table(root: str | Path) -> list[str]:
 
 def timing_line(root: str | Path, which: str) -> list[str]:
     """One sentence of the README with a measured time (``commands-cpu.json``): ``demo``,
-    ``test``, ``figures`` or ``video``."""
+    ``test``, ``browser``, ``figures`` or ``video``."""
     d = _commands(root)
     by, machine = d["by"], f"{d['cores']} cores of an {d['cpu']}" if d["cpu"][:1] in "AEIOU" else f"{d['cores']} cores of a {d['cpu']}"
     when = lambda r: f"{r.get('date', d['date'])}, commit {r.get('commit', d['commit'])}"  # noqa: E731
@@ -700,6 +700,9 @@ def timing_line(root: str | Path, which: str) -> list[str]:
         return [f"`make test` runs the suite in {_duration(r['seconds'])} on the same machine ({r['what'].split(' in ')[0]}, "
                 f"{when(r)}), {beside}; "
                 "the tests that read the real datasets look for"]
+    if which == "browser":
+        r = by["pytest tests/test_browser.py"]
+        return [f"The browser test ({r['what']}) takes {_duration(r['seconds'])} ({machine}, {when(r)})."]
     if which == "figures":
         r = by["make figures"]
         return [f"`make figures` redraws `figures/` and the result tables of every committed scale in "
@@ -709,7 +712,7 @@ def timing_line(root: str | Path, which: str) -> list[str]:
         return [f"On {machine} a 640×480 clip with one face runs at {r300['fps']} frames a second end to end with "
                 f"`--save`, start-up and model load included (300 frames in {r300['seconds']:.1f} s; 60 frames: "
                 f"{r60['fps']} frames a second; {when(r300)}; `docs/performance.md`)."]
-    raise KeyError(f"timing {which!r}: choose demo, test, figures or video")
+    raise KeyError(f"timing {which!r}: choose demo, test, browser, figures or video")
 
 
 def render(text: str, root: str | Path = "results") -> str:
