@@ -15,8 +15,8 @@ clone is, so the real-data tests run), then times in that clone, one after the o
   (640×480, one face), with torch's default thread count (the cores).
 
 Writes ``benchmarks/results/commands-cpu.json`` (the CPU model and core count named, the commit
-measured); the README's timings and ``docs/performance.md`` are checked against it by
-``tests/test_performance_doc.py``. Run it on an idle machine: a number taken beside other work
+measured, where pip took the packages from); the README's timings and ``docs/performance.md``'s
+commands table are generated from it (``lkr/report.py``'s ``timing`` and ``commands`` kinds). Run it on an idle machine: a number taken beside other work
 means nothing.
 """
 
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     only = set(args.only or ("demo", "test", "browser", "figures", "video"))
     clone = args.clone_dir.resolve()
+    load0 = os.getloadavg()[0]  # an idle machine reads near 0 (stopped processes do not count)
     if clone.exists():
         shutil.rmtree(clone)
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
@@ -112,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(clone, ignore_errors=True)
+    pip_conf = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
     out = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "cpu": cpu_model(), "cores": os.cpu_count(),
-           "date": time.strftime("%Y-%m-%d"), "commit": commit, "rows": rows}
+           "date": time.strftime("%Y-%m-%d"), "commit": commit, "load_1min_at_start": load0,
+           "local_packages": "find-links" in pip_conf or "file://" in pip_conf, "pip_config": pip_conf.strip(),
+           "rows": rows}
     path = REPO / "benchmarks" / "results" / "commands-cpu.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     if args.only and old.get("rows"):  # a subset keeps the other rows, each with its own date and commit

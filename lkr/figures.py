@@ -851,11 +851,11 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
     another width (:func:`lkr.report.capacity_points`): left, both configurations' PrivateTest
     accuracy (each seed a dot, the mean a line); right, the difference over the seeds both have
     with its t interval over seeds (seed noise) and its bootstrap interval over test images, the
-    paper's full-width gap (its rows weighted by PrivateTest's counts) marked for reference."""
+    paper's full-width gap (its rows weighted by PrivateTest's counts) marked for reference. LKRNet
+    with the mask at stage 1 is drawn beside the paper's LKRNet once it has every seed of its
+    design (:func:`lkr.results.shown`)."""
     from lkr.paper import paper_overall
-    from lkr.stats import compare
-
-    from lkr.results import capacity_comparisons
+    from lkr.results import capacity_comparisons, shown
 
     fig = _new("fig_capacity_fer2013")
     ax_acc, ax_gap = fig.subplots(1, 2)
@@ -866,7 +866,7 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
         w = float(res["lkrnet"].metrics.get("width") or 1.0)
         widths.append(w)
         for name in colors:
-            if name in res:
+            if shown(res, name):
                 accs = [100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]
                 ax_acc.plot([w] * len(accs), accs, ".", color=colors[name], alpha=0.5)
         for arm, label, c in capacity_comparisons(res):
@@ -887,7 +887,7 @@ def fig_capacity(points: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
                 ax_gap.annotate(f"{scale}, seeds {','.join(map(str, c.seeds))}", (w, 100 * top), textcoords="offset points",
                                 xytext=(0, 12), ha="center", fontsize=7)
     for name in colors:
-        have = [(float(res["lkrnet"].metrics.get("width") or 1.0), res) for _, res in points if name in res]
+        have = [(float(res["lkrnet"].metrics.get("width") or 1.0), res) for _, res in points if shown(res, name)]
         xs = [w for w, _ in have]
         ys = [np.mean([100 * r.metrics["accuracy"] for r in res[name].by_seed().values()]) for _, res in have]
         if xs:

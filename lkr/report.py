@@ -46,7 +46,7 @@ import numpy as np
 
 from lkr import figures as F
 from lkr.config import _fraction
-from lkr.results import capacity_comparisons, capacity_points, load_results
+from lkr.results import capacity_comparisons, capacity_points, load_results, shown
 
 ORDER = ["vgg19", "baseline1", "baseline2", "lkrnet", "lkrnet-cover", "lkrnet-l0.4"]
 BLOCK = re.compile(r"(<!-- lkr-table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /lkr-table -->)", re.S)
@@ -184,7 +184,8 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 """The README's summary: (dataset, scale, heading) of each column of ours, where results exist."""
 SUMMARY_BEYOND: tuple[str, ...] = ("lkrnet-s1",)
 """Rows of the summary beyond the paper's four (LKRNet with the mask at stage 1,
-``docs/real-faces-design.md``), shown once a column has them."""
+``docs/real-faces-design.md``), shown once a column has every seed of their design
+(:func:`lkr.results.shown`)."""
 
 
 def summary_table(root: str | Path) -> list[str]:
@@ -207,8 +208,8 @@ def summary_table(root: str | Path) -> list[str]:
         heads += [f"ours: {h}" for k, _, h in cols if k == key]
     lines = ["| configuration | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     rows = dict(OURS_TO_PAPER)
-    for cfg in SUMMARY_BEYOND:  # beyond the paper: a row once any column has it
-        if any(cfg in res for res in res_of.values()):
+    for cfg in SUMMARY_BEYOND:  # beyond the paper: a row once a column has all its seeds
+        if any(shown(res, cfg) for res in res_of.values()):
             rows[cfg] = None
     for cfg, name in rows.items():
         cells = []
@@ -218,7 +219,7 @@ def summary_table(root: str | Path) -> list[str]:
             for k, scale, _ in cols:
                 if k != key:
                     continue
-                r = res_of[(k, scale)].get(cfg)
+                r = res_of[(k, scale)].get(cfg) if shown(res_of[(k, scale)], cfg) else None
                 if r is None:
                     cells.append("–")
                     continue
@@ -366,10 +367,16 @@ def design_lines(root: str | Path, dataset: str, stage: int, tag: str) -> list[s
     return lines
 
 
+SLOW_RUN = 3
+"""A control run that took more than this many times its set's median is counted apart in
+:func:`design_runs` (its worker was stopped, or shared the cores, for part of it)."""
+
+
 def design_runs(root: str | Path) -> list[str]:
     """How the region control's committed runs were made, per set, from their records: arms and
-    runs in, the seconds each run took in its worker (sum, median and range), the machine, threads,
-    precision and the design commit they ran under."""
+    runs in, the seconds each run took in its worker (sum, median and range; the runs over
+    :data:`SLOW_RUN` × the median counted apart in the sum), the machine, threads, precision and
+    the design commit they ran under."""
     from lkr.control import DESIGN_SETS, design_arms
     from lkr.control_results import expected_runs, load_arm
 
@@ -387,8 +394,11 @@ def design_runs(root: str | Path) -> list[str]:
                           for r in recs})
         prec = sorted({str(r.get("precision")) for r in recs})
         commits = sorted({str(r.get("design_commit"))[:10] for r in recs})
+        slow = secs > SLOW_RUN * np.median(secs)  # stopped or crowded workers: their seconds are not the run's
+        total = f"{secs.sum():,.0f}" + (f" (of which {int(slow.sum())} runs over {SLOW_RUN}× the median: "
+                                        f"{secs[slow].sum():,.0f})" if slow.any() else "")
         lines.append(f"| {dataset} | {len(arms)} ({len(design_arms(dataset))}) | {len(recs)} ({want}) | "
-                     f"{secs.sum():,.0f} | {np.median(secs):.0f} ({secs.min():.0f}–{secs.max():.0f}) | "
+                     f"{total} | {np.median(secs):.0f} ({secs.min():.0f}–{secs.max():.0f}) | "
                      f"{'; '.join(machine)} | {', '.join(prec)} | {', '.join(commits)} |")
     return lines
 
@@ -494,19 +504,24 @@ def headline(root: str | Path) -> list[str]:
     noises), and the region control's reading of each set (:func:`design_verdicts`)."""
     from lkr.config import SCALE_NAMES
     from lkr.paper import paper_overall
-    from lkr.stats import compare
 
     root = Path(root)
     paper = paper_overall("fer2013")
     gap = paper["Our method"] - paper["VGG19"]
     out = []
-    for scale, res in capacity_points(root):
-        c = compare("lkrnet", "vgg19", res["lkrnet"].seed_predictions(), res["vgg19"].seed_predictions())
-        w = _fraction(float(res["lkrnet"].metrics.get("width") or 1.0))
+    from lkr.stats import holm
+
+    family = [(scale, res, arm, label, c) for scale, res in capacity_points(root)
+              for arm, label, c in capacity_comparisons(res)]
+    holm([r[-1] for r in family])  # the capacity table's family: the same Holm p as there
+    for scale, res, arm, label, c in family:
+        w = _fraction(float(res[arm].metrics.get("width") or 1.0))
         seeds = f"seeds {','.join(map(str, c.seeds))}"
-        ci = "" if c.seed_ci_low is None else f"; over seeds {_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}"
-        out.append(f"- FER2013 at {w} width: LKRNet − VGG19 {_pts(c.diff)} points ({seeds}; over test images "
-                   f"{_pts(c.ci_low)} to {_pts(c.ci_high)}{ci}); the paper's rows: {gap:+.1f}.")
+        ci = "" if c.seed_ci_low is None else (f"; over seeds {_pts(c.seed_ci_low)} to {_pts(c.seed_ci_high)}, "
+                                               f"Holm p {F._p(c.p_seeds_holm)}")
+        out.append(f"- FER2013 at {w} width: LKRNet with the mask at {label} − VGG19 {_pts(c.diff)} points ({seeds}; over "
+                   f"test images {_pts(c.ci_low)} to {_pts(c.ci_high)}, Holm p {F._p(c.p_holm)}{ci}; "
+                   f"Holm over the {len(family)} rows of the capacity table): {F._verdict(c)}; the paper's rows: {gap:+.1f}.")
     for scale in SCALE_NAMES:
         for key, res in load_results(root / scale).items():
             for c in F.comparisons(res):
@@ -667,7 +682,12 @@ def _commands(root: str | Path) -> dict:
     if not f.is_file():
         raise KeyError(f"{f}: no command timings (run python benchmarks/bench_commands.py on an idle machine)")
     data = json.loads(f.read_text())
-    data["by"] = {r["command"]: r for r in data["rows"]}
+
+    class _Rows(dict):
+        def __missing__(self, command: str) -> Any:
+            raise KeyError(f"{f}: no row for {command!r} (python benchmarks/bench_commands.py measures it)")
+
+    data["by"] = _Rows({r["command"]: r for r in data["rows"]})
     return data
 
 
@@ -692,7 +712,9 @@ def timing_line(root: str | Path, which: str) -> list[str]:
     when = lambda r: f"{r.get('date', d['date'])}, commit {r.get('commit', d['commit'])}"  # noqa: E731
     if which == "demo":
         r = by["make demo"]
-        return [f"`make demo` took {_duration(r['seconds'])} from a fresh clone on {machine} ({when(r)}; "
+        src = {True: "the packages from this machine's local wheel mirror; downloading them takes longer; ",
+               False: "the packages downloaded; ", None: ""}[d.get("local_packages")]
+        return [f"`make demo` took {_duration(r['seconds'])} from a fresh clone on {machine} ({when(r)}; {src}"
                 f"`docs/performance.md`) and writes into `out/demo/` (git-ignored): `runs/`, `results/`,"]
     if which == "test":
         r = by["make test"]
@@ -709,9 +731,13 @@ def timing_line(root: str | Path, which: str) -> list[str]:
                 f"{_duration(r['seconds'])} ({machine}, {when(r)})."]
     if which == "video":
         r300, r60 = by["lkr predict clip.mp4 --save (300 frames)"], by["lkr predict clip.mp4 --save (60 frames)"]
-        return [f"On {machine} a 640×480 clip with one face runs at {r300['fps']} frames a second end to end with "
-                f"`--save`, start-up and model load included (300 frames in {r300['seconds']:.1f} s; 60 frames: "
-                f"{r60['fps']} frames a second; {when(r300)}; `docs/performance.md`)."]
+        per_frame = (r300["seconds"] - r60["seconds"]) / (r300["frames"] - r60["frames"])  # the two lengths give both
+        start = r60["seconds"] - r60["frames"] * per_frame
+        return [f"On {machine} a 640×480 clip with one face in every frame runs end to end with `--save` in "
+                f"{r60['seconds']:.1f} s for 60 frames and {r300['seconds']:.1f} s for 300 ({r300['fps']} frames a "
+                f"second over the whole call): about {start:.1f} s of start-up (imports, model load), then about "
+                f"{1000 * per_frame:.0f} ms a frame ({1 / per_frame:.0f} frames a second) ({when(r300)}; "
+                f"`docs/performance.md`)."]
     raise KeyError(f"timing {which!r}: choose demo, test, browser, figures or video")
 
 

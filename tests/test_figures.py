@@ -679,7 +679,7 @@ def test_the_capacity_figure_is_drawn_from_every_width(tmp_path):
     assert rows[2].startswith("| cpu | 1/8 |") and rows[3].startswith("| cpu-quarter | 1/4 |")
     texts = " ".join(_fig_texts(F.fig_capacity(pts)))
     assert "cpu-quarter, seeds 0" in texts and "grow with the network" in texts
-    assert len(rows) == 4 and "Holm over 2" in rows[0] and "LKRNet stage 1" not in texts
+    assert len(rows) == 4 and "Holm over 2" in rows[0] and "mask at stage 1" not in texts
 
 
 def test_the_capacity_table_and_summary_gain_the_stage_1_arm_in_one_holm_family(tmp_path):
@@ -698,7 +698,13 @@ def test_the_capacity_table_and_summary_gain_the_stage_1_arm_in_one_holm_family(
                           extra={"width": width, "scale": scale})
     assert not any(r.startswith("| LKRNet, mask at stage 1") for r in summary_table(root))
     fer = root / "cpu" / "fer2013"
-    shutil.copytree(fer / "baseline2", fer / "lkrnet-s1")  # other predictions than LKRNet's
+    shutil.copytree(fer / "baseline2", fer / "lkrnet-s1")  # other predictions than LKRNet's; seed 0 only
+    assert "Holm over 2" in capacity_table(root)[0]  # one seed of three: not shown yet
+    assert not any(r.startswith("| LKRNet, mask at stage 1") for r in summary_table(root))
+    for seed in (1, 2):
+        d = fer / "lkrnet-s1" / f"seed{seed}"
+        shutil.copytree(fer / "baseline2", d, ignore=shutil.ignore_patterns("seed*"))
+        write_json(d / "config.json", {"variant": "lkrnet-s1", "seed": seed})
     rows = capacity_table(root)
     assert "Holm over 3" in rows[0] and len(rows) == 5
     assert rows[2].startswith("| cpu | 1/8 | stage 5 (the paper's) |") and rows[3].startswith("| cpu | 1/8 | stage 1 |")

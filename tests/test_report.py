@@ -29,7 +29,7 @@ def test_every_result_table_in_the_docs_is_what_results_give(doc):
 def test_the_docs_carry_every_kind_of_table():
     specs = {s.split()[0] for doc in DOCS for s in report.specs((REPO / doc).read_text())}
     assert {"summary", "seeds", "perclass", "differences", "folds", "versus", "capacity", "control", "headline",
-            "cross", "design", "design-verdicts", "control-ten-crop", "commands", "timing"} <= specs
+            "cross", "design", "design-verdicts", "control-ten-crop", "commands", "timing", "regions"} <= specs
 
 
 VERDICT_WORDS = ("told apart", "carry the gain", "carries the gain", "carry a gain", "carries a gain",
@@ -206,8 +206,8 @@ def test_the_readme_timings_come_from_the_benchmark_record(tmp_path):
     rec.parent.mkdir(parents=True)
     rows = [{"command": "make demo", "seconds": 247.0}, {"command": "make test", "seconds": 61.2, "what": "9 passed in 60s"},
             {"command": "make figures", "seconds": 12.0},
-            {"command": "lkr predict clip.mp4 --save (60 frames)", "seconds": 6.0, "fps": 10.0},
-            {"command": "lkr predict clip.mp4 --save (300 frames)", "seconds": 10.0, "fps": 30.0}]
+            {"command": "lkr predict clip.mp4 --save (60 frames)", "seconds": 6.0, "fps": 10.0, "frames": 60},
+            {"command": "lkr predict clip.mp4 --save (300 frames)", "seconds": 10.8, "fps": 27.8, "frames": 300}]
     rec.write_text(json.dumps({"machine": "Intel Xeon, 2 cores", "cpu": "Intel Xeon", "cores": 2, "date": "2026-12-01",
                                "commit": "abc", "rows": rows}))
     assert report.table("timing demo", tmp_path / "results")[0].startswith(
@@ -215,5 +215,9 @@ def test_the_readme_timings_come_from_the_benchmark_record(tmp_path):
     assert "in 1 min 1 s on the same machine (9 passed, 2026-12-01, commit abc), without the real datasets" in \
         report.table("timing test", tmp_path / "results")[0]
     assert "in 12 s (2 cores of an Intel Xeon" in report.table("timing figures", tmp_path / "results")[0]
-    assert "runs at 30.0 frames a second" in report.table("timing video", tmp_path / "results")[0]
+    video = report.table("timing video", tmp_path / "results")[0]  # 4.8 s over 240 frames: 20 ms a frame
+    assert "27.8 frames a second over the whole call): about 4.8 s of start-up" in video
+    assert "then about 20 ms a frame (50 frames a second)" in video
     assert "| `make figures` | 12.0 s |" in "\n".join(report.table("commands", tmp_path / "results"))
+    with pytest.raises(KeyError, match="test_browser"):  # a row not measured yet names itself
+        report.table("timing browser", tmp_path / "results")

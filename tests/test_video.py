@@ -210,12 +210,19 @@ def test_any_failure_inside_a_clip_is_one_line_and_the_next_clip_runs(clip, tmp_
 
 def test_the_example_clip_pans_back_so_a_long_clip_keeps_its_face():
     """The benchmark's 300-frame clip must show the face in every frame: the window pans for
-    PAN_FRAMES frames (the face in view throughout: the clip fixture's frames are within them)
-    and back, never further."""
-    from lkr.video import PAN_FRAMES, pan_step
+    PAN_FRAMES frames and back, and at every step the astronaut's face (its MTCNN box, committed
+    in lkr/data/astronaut_face.json) lies at least 8 px inside the 640×480 window."""
+    import json
+
+    from lkr.video import PAN_FRAMES, pan_step, pan_window
 
     steps = [pan_step(i) for i in range(3 * PAN_FRAMES + 7)]
     assert steps[:PAN_FRAMES + 1] == list(range(PAN_FRAMES + 1))  # the short clips are as before
     assert max(steps) == PAN_FRAMES and min(steps) == 0
-    assert all(abs(a - b) == 1 for a, b in zip(steps, steps[1:]))
-    assert FRAMES <= PAN_FRAMES
+    x1, y1, x2, y2 = json.loads((Path(__file__).resolve().parents[1] / "lkr" / "data" / "astronaut_face.json"
+                                 ).read_text())["box"]
+    w, h = 640, 480  # the canvas puts the 512-px photo's corner at (w // 2, h // 2)
+    for i in range(2 * PAN_FRAMES + 1):
+        x, y = pan_window(i, (512, 512))
+        margins = (x1 + w // 2 - x, y1 + h // 2 - y, x + w - (x2 + w // 2), y + h - (y2 + h // 2))
+        assert min(margins) >= 8, (i, margins)
