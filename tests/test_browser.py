@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -159,29 +160,33 @@ def _not_run(page) -> list[str]:
     return [p for p in prompts if not any(ch.isdigit() for ch in p)]
 
 
-def test_notebook_02_trains_in_the_browser_with_widget_progress_bars(lab):
+@contextmanager
+def _ran_clean(lab, name: str):
+    """Run all of ``name`` in the browser; no error cell and no cell left unrun; (page, the text
+    of every output, the out folder); the page is closed afterwards."""
     base, browser, out = lab
-    page = _run_all(browser, base, "02_train.ipynb", timeout_s=float(os.environ.get("LKR_BROWSER_TIMEOUT", 600)))
+    page = _run_all(browser, base, name, timeout_s=float(os.environ.get("LKR_BROWSER_TIMEOUT", 600)))
     try:
         assert not _errors(page), _errors(page)
         assert not _not_run(page), f"cells that did not run: {_not_run(page)}"
-        bars = page.query_selector_all(f"{PANEL} .jp-OutputArea-output .widget-progress, "
-                                       f"{PANEL} .jp-OutputArea-output .widget-hprogress")
-        assert bars, "no progress bar widget was drawn"
         text = " ".join(page.eval_on_selector_all(f"{PANEL} .jp-OutputArea-output", "els => els.map(e => e.textContent)"))
-        assert "IProgress not found" not in text and "Error displaying widget" not in text
-        assert "%|" not in text, "a tqdm bar printed as text instead of a widget"
-        assert (out / "results" / "demo").is_dir()
+        yield page, text, out
     finally:
         page.close()
 
 
+def test_notebook_02_trains_in_the_browser_with_widget_progress_bars(lab):
+    with _ran_clean(lab, "02_train.ipynb") as (page, text, out):
+        bars = page.query_selector_all(f"{PANEL} .jp-OutputArea-output .widget-progress, "
+                                       f"{PANEL} .jp-OutputArea-output .widget-hprogress")
+        assert bars, "no progress bar widget was drawn"
+        assert "IProgress not found" not in text and "Error displaying widget" not in text
+        assert "%|" not in text, "a tqdm bar printed as text instead of a widget"
+        assert (out / "results" / "demo").is_dir()
+
+
 def test_notebook_03_at_the_committed_cpu_scale_draws_every_figure_in_the_browser(lab):
-    base, browser, out = lab
-    page = _run_all(browser, base, "03_results.ipynb", timeout_s=float(os.environ.get("LKR_BROWSER_TIMEOUT", 600)))
-    try:
-        assert not _errors(page), _errors(page)
-        assert not _not_run(page), f"cells that did not run: {_not_run(page)}"
+    with _ran_clean(lab, "03_results.ipynb") as (page, text, out):
         images = page.query_selector_all(f"{PANEL} .jp-OutputArea-output img")
         page.keyboard.press("Control+s")  # the notebook as the browser holds it: every image output it got
         pngs, deadline = 0, time.monotonic() + 60
@@ -198,8 +203,5 @@ def test_notebook_03_at_the_committed_cpu_scale_draws_every_figure_in_the_browse
         assert pngs >= 5 and len(images) == pngs, f"{len(images)} plots drawn in the page, {pngs} in the notebook"
         for img in images:
             assert img.evaluate("e => e.complete && e.naturalWidth > 100"), "a plot that did not load"
-        text = " ".join(page.eval_on_selector_all(f"{PANEL} .jp-OutputArea-output", "els => els.map(e => e.textContent)"))
         assert "key regions" in text and "one Holm family" in text  # the region control's tables, rendered
         assert (out / "figures-cpu").is_dir() and any((out / "figures-cpu").glob("*_cpu.png"))
-    finally:
-        page.close()
