@@ -233,16 +233,23 @@ def summary_table(root: str | Path) -> list[str]:
     return lines
 
 
-def capacity_table(root: str | Path) -> list[str]:
-    """LKRNet − VGG19 on FER2013 at each width measured, for LKRNet with the paper's mask and,
-    where trained, with the mask at stage 1: both accuracies (mean ± sd over the seeds both have),
-    the difference with its bootstrap interval over test images and its t interval over seeds,
-    and both p-values, Holm-adjusted over every contrast of the table (one family)."""
+def capacity_family(root: str | Path) -> list[tuple[str, dict, str, str, Any]]:
+    """(scale, results, arm, mask label, arm − VGG19) of every row of the capacity table, their
+    p-values Holm-adjusted together (one family: :func:`capacity_table` and :func:`headline`)."""
     from lkr.stats import holm
 
     rows = [(scale, res, arm, label, c) for scale, res in capacity_points(root)
             for arm, label, c in capacity_comparisons(res)]
     holm([r[-1] for r in rows])
+    return rows
+
+
+def capacity_table(root: str | Path) -> list[str]:
+    """LKRNet − VGG19 on FER2013 at each width measured, for LKRNet with the paper's mask and,
+    where trained, with the mask at stage 1: both accuracies (mean ± sd over the seeds both have),
+    the difference with its bootstrap interval over test images and its t interval over seeds,
+    and both p-values, Holm-adjusted over every contrast of the table (one family)."""
+    rows = capacity_family(root)
     lines = [f"| scale | width | LKRNet's mask | seeds | VGG19 | LKRNet | LKRNet − VGG19 | bootstrap 95% (test images) "
              f"| t 95% (seeds) | p, test images (Holm over {len(rows)}) | p, seeds (paired t; Holm) |",
              "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -509,11 +516,7 @@ def headline(root: str | Path) -> list[str]:
     paper = paper_overall("fer2013")
     gap = paper["Our method"] - paper["VGG19"]
     out = []
-    from lkr.stats import holm
-
-    family = [(scale, res, arm, label, c) for scale, res in capacity_points(root)
-              for arm, label, c in capacity_comparisons(res)]
-    holm([r[-1] for r in family])  # the capacity table's family: the same Holm p as there
+    family = capacity_family(root)  # the capacity table's family: the same Holm p as there
     for scale, res, arm, label, c in family:
         w = _fraction(float(res[arm].metrics.get("width") or 1.0))
         seeds = f"seeds {','.join(map(str, c.seeds))}"
