@@ -39,9 +39,10 @@ Rules: only small files are copied (never ``checkpoint.pt`` / ``best.pt``); CK+ 
 never stored (CK+'s licence forbids publishing its faces), so ``gradcam.npz`` exists for the
 FER2013 role only. ``history.json`` is written compactly: by column ({field: [one value per
 epoch]}, :func:`history_columns`; floats to 6 significant digits; the run folder's own is one
-dict per epoch, and :func:`history_rows` reads either). A
-FER2013 run takes about 150 KiB (with ``embeddings.npz`` about 0.6 MiB), a CK+ fold about
-20 KiB: the repository's files must leave room for the datasets on a GPU call.
+dict per epoch, and :func:`history_rows` reads either); ``metrics.json`` on one line;
+``predictions.npz`` without the probabilities (:data:`DROPPED`, :func:`slim`). A FER2013 run
+takes about 120 KiB with its Grad-CAM and UMAP (18 KiB without), a CK+ fold about 13 KiB: the
+repository's files must leave room for the datasets on a GPU call.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ from lkr.dataset import FaceDataset
 from lkr.errors import RunError
 
 SMALL_FILES = ("config.json", "metrics.json", "history.json", "predictions.npz")
+DROPPED = ("probs",)
+"""Arrays of a run's ``predictions.npz`` that ``results/`` does not keep: every table, figure and
+``lkr verify`` reads the predictions (``lkr evaluate`` on the run folder gives the probabilities
+again), and the float16 probabilities were over half of the predictions' bytes."""
 HISTORY_DIGITS = 6
 """Significant digits of the floats of an exported ``history.json`` (written on one line)."""
 GRADCAM_FACES = 16
@@ -131,14 +136,50 @@ def export_run(run: str | Path, dest: str | Path, *, embeddings: bool = True) ->
         d.mkdir(parents=True, exist_ok=True)
         for f in ("metrics.json", "predictions.npz"):
             if (cross.parent / f).exists():
-                shutil.copyfile(cross.parent / f, d / f)
+                _export_file(cross.parent / f, d / f)
     for name in SMALL_FILES + (("embeddings.npz",) if embeddings else ()):
         if name == "history.json" and (run / name).exists():
             write_json(dest / name, history_columns(history_rows(json.loads((run / name).read_text()))),
                        digits=HISTORY_DIGITS)
         elif (run / name).exists():
-            shutil.copyfile(run / name, dest / name)
+            _export_file(run / name, dest / name)
     return dest
+
+
+def _export_file(src: Path, dest: Path) -> None:
+    """One file into ``results/``: metrics on one line, predictions without :data:`DROPPED`."""
+    from lkr.runfolder import save_npz, write_json
+
+    if src.name == "metrics.json":
+        write_json(dest, json.loads(src.read_text()), compact=True)
+    elif src.name == "predictions.npz":
+        with np.load(src, allow_pickle=False) as z:
+            save_npz(dest, **{k: z[k] for k in z.files if k not in DROPPED})
+    else:
+        shutil.copyfile(src, dest)
+
+
+def slim(root: str | Path) -> list[Path]:
+    """Rewrite ``root``'s results as :func:`export_run` writes them now (idempotent): every
+    ``metrics.json`` on one line, every ``predictions.npz`` without :data:`DROPPED`. The values
+    are unchanged (``lkr verify`` reads them alike). Returns the files rewritten."""
+    from lkr.runfolder import save_npz, write_json
+
+    done = []
+    for f in sorted(Path(root).rglob("metrics.json")):
+        text = f.read_text()
+        m = json.loads(text)
+        if text != json.dumps(m, separators=(",", ":")):
+            write_json(f, m, compact=True)
+            done.append(f)
+    for f in sorted(Path(root).rglob("predictions.npz")):
+        with np.load(f, allow_pickle=False) as z:
+            if not set(DROPPED) & set(z.files):
+                continue
+            keep = {k: z[k] for k in z.files if k not in DROPPED}
+        save_npz(f, **keep)
+        done.append(f)
+    return done
 
 
 def separation_score(embedding: np.ndarray, labels: np.ndarray, *, normalize: bool = True) -> float | None:
@@ -323,7 +364,7 @@ def pool_folds(config_dir: str | Path) -> dict[str, Any]:
         "precision": [f["precision"] for f in fm if f.get("precision")],
         "train_seconds": float(sum(f.get("train_seconds", 0.0) for f in fm)),
     })
-    write_json(config_dir / "metrics.json", m)
+    write_json(config_dir / "metrics.json", m, compact=True)
     return m
 
 

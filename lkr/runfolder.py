@@ -85,14 +85,16 @@ def remove_stale_temps(out: str | Path) -> list[Path]:
 
 
 # --- writing: every file a later run trusts is written atomically ----------------------------
-def write_json(path: Path, obj: Any, *, digits: int | None = None) -> None:
+def write_json(path: Path, obj: Any, *, digits: int | None = None, compact: bool = False) -> None:
     """Write ``obj`` as JSON atomically (numpy scalars and arrays become numbers and lists).
 
-    ``digits``: None = indented, full precision; else on one line with floats rounded to that
-    many significant digits (exported histories: about half the bytes; figures need far fewer).
+    ``digits``: None = full precision, indented (or on one line with ``compact``: the metrics of
+    ``results/``, a third of the bytes); else on one line with floats rounded to that many
+    significant digits (exported histories: about half the bytes; figures need far fewer).
     """
     if digits is None:
-        text = json.dumps(obj, indent=2, default=_json_default)
+        text = json.dumps(obj, indent=None if compact else 2, separators=(",", ":") if compact else None,
+                          default=_json_default)
     else:
         text = json.dumps(_rounded(obj, digits), separators=(",", ":"), default=_json_default)
     atomic_write(path, lambda f: f.write(text.encode()))

@@ -46,7 +46,7 @@ def name_design(results: Path, scale: str, names: list[str], commit: str) -> Non
                 m = json.loads(f.read_text())
                 if "design_commit" not in m:
                     m["design_commit"] = commit
-                    f.write_text(json.dumps(m, indent=2))
+                    f.write_text(json.dumps(m, separators=(",", ":")))  # as lkr.results.slim writes it
 CK_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2"]
 
 

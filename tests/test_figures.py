@@ -747,3 +747,53 @@ def test_exported_histories_are_by_column_and_read_back_as_epochs(tmp_path):
 
     r = load_config_result(REPO / "results" / "cpu" / "fer2013" / "vgg19")
     assert len(r.histories[0]) == 50 and r.histories[0][0]["epoch"] == 1 and "select_accuracy" in r.histories[0][-1]
+
+
+def test_export_keeps_metrics_on_one_line_and_predictions_without_probabilities(tmp_path):
+    """results/ keeps what its readers use (issue 32: the real-face runs must fit beside the
+    rest): an exported metrics.json holds the same values on one line, the exported predictions
+    hold every array but the probabilities, and slim() rewrites an older export alike, once."""
+    from lkr.results import export_run, slim
+    from lkr.runfolder import save_npz, write_json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    m = {"accuracy": 0.123456789012345, "confusion": [[1, 0], [2, 3]], "design_commit": "abc"}
+    write_json(run / "metrics.json", m)
+    probs = np.array([[0.25, 0.75], [0.5, 0.5]], np.float16)
+    save_npz(run / "predictions.npz", index=np.array([4, 7]), label=np.array([1, 0], np.int8),
+             pred=np.array([1, 1], np.int8), probs=probs)
+    write_json(run / "config.json", {"variant": "lkrnet"})
+    dest = export_run(run, tmp_path / "results" / "x", embeddings=False)
+    text = (dest / "metrics.json").read_text()
+    assert "\n" not in text and json.loads(text) == m
+    with np.load(dest / "predictions.npz") as z:
+        assert sorted(z.files) == ["index", "label", "pred"] and z["index"].tolist() == [4, 7]
+    # an export of before: indented metrics, probabilities kept
+    old = tmp_path / "old" / "fold0"
+    old.mkdir(parents=True)
+    (old / "metrics.json").write_text(json.dumps(m, indent=2))
+    save_npz(old / "predictions.npz", index=np.array([4, 7]), label=np.array([1, 0], np.int8),
+             pred=np.array([1, 1], np.int8), probs=probs)
+    assert {p.name for p in slim(tmp_path / "old")} == {"metrics.json", "predictions.npz"}
+    assert json.loads((old / "metrics.json").read_text()) == m
+    with np.load(old / "predictions.npz") as z:
+        assert "probs" not in z.files and z["pred"].tolist() == [1, 1]
+    assert slim(tmp_path / "old") == []  # already slim
+
+
+def test_the_committed_results_are_slim():
+    """Every tracked metrics.json of results/ is on one line and no tracked predictions keep the
+    probabilities (lkr.results.slim; the 9 MiB bound of tests/test_imports.py needs the room)."""
+    import subprocess
+
+    r = subprocess.run(["git", "ls-files", "results"], cwd=REPO, capture_output=True, text=True)
+    if r.returncode or not r.stdout.strip():
+        pytest.skip("not a git checkout")
+    files = [REPO / f for f in r.stdout.split()]
+    fat = [f for f in files if f.name == "metrics.json" and "\n" in f.read_text().strip()]
+    for f in (f for f in files if f.name == "predictions.npz"):
+        with np.load(f) as z:
+            if "probs" in z.files:
+                fat.append(f)
+    assert not fat, f"{len(fat)} files not slim, e.g. {fat[0].relative_to(REPO)}: run lkr.results.slim('results')"
