@@ -24,9 +24,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The figures and the documents' tables read only results/: the two run side by side (2 cores).
 figures: setup
-	$(BIN)/python -m lkr figures
-	$(BIN)/python scripts/readme_tables.py --write README.md docs/results.md docs/method.md docs/cpu-runs.md docs/performance.md
+	@$(BIN)/python -m lkr figures & f=$$!; \
+	$(BIN)/python scripts/readme_tables.py --write README.md docs/results.md docs/method.md docs/cpu-runs.md docs/performance.md; \
+	t=$$?; wait $$f && exit $$t
 
 # The notebooks on your real data: make reproduce FER=path/to/fer2013.zip CK=path/to/CK+48.zip
 # (optional: SCALE=full|cpu, EPOCHS=n, DEVICE=cuda|cpu, QUICK=1 for 2 CK+ folds). SCALE=full (the

@@ -274,10 +274,8 @@ def control_table(root: str | Path, name: str = "synthetic", *, ten_crop: bool =
     tested, with ten-crop (``results/control/ckplus-ten-crop``, ``scripts/control_history.py``)."""
     import json
 
-    from statsmodels.stats.multitest import multipletests
-
     from lkr.control import ARMS
-    from lkr.stats import seed_interval, seed_test
+    from lkr.stats import holm_adjust, seed_interval, seed_test
 
     base = Path(root) / "control" / (f"{name}-ten-crop" if ten_crop else name)
     rec: dict[str, dict[int, dict]] = {}
@@ -307,7 +305,7 @@ def control_table(root: str | Path, name: str = "synthetic", *, ten_crop: bool =
         rows.append((arm, contrast(arm, "vgg19"), contrast(arm, uniform) if regions else None))
     family = [c for r in rows for c in r[1:] if c is not None]  # one family: every contrast shown
     if family:
-        for c, q in zip(family, multipletests([1.0 if c[2] is None else c[2] for c in family], method="holm")[1]):
+        for c, q in zip(family, holm_adjust([1.0 if c[2] is None else c[2] for c in family])):
             c[3] = float(q)
     lines = [f"| arm | seeds | test accuracy | global branch | local branch | follows the cue | − VGG19 (points; "
              f"t 95% over seeds; p paired t, Holm over all {len(family)}) | − uniform mask, same stage (points; "

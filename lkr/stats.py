@@ -48,6 +48,37 @@ CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 BATCH = 500
 """Resamples the bootstrap evaluates at once (memory: BATCH x test images floats)."""
+PERMUTATION_BATCH = 1000
+"""Sign patterns the permutation test evaluates at once. scipy draws them one after the other
+whatever the batch (the same null distribution and p to the bit as in one batch of 9,999, checked
+in tests/test_stats.py), and 1,000 at a time is 3-4x faster than all at once (at 3,000
+differences, on 2 AMD EPYC cores: 9,999 x 3,000 x 2 indices do not fit in the caches)."""
+_MEMO: dict[tuple, Any] = {}
+"""Results of :func:`sign_flip_test` and :func:`bootstrap_difference` by their inputs' bytes:
+the tables and figures of one redraw test many pairs more than once (a Holm family's table, its
+verdict sentence, the headline), and each is a pure function of its inputs."""
+
+
+def _memo_key(name: str, arrays: Sequence[Any], **kw: Any) -> tuple:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"-")
+            continue
+        a = np.ascontiguousarray(a)
+        if a.dtype == object:  # e.g. subject ids as Python strings: hash their text, not pointers
+            a = a.astype(str)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return (name, h.hexdigest(), tuple(sorted(kw.items())))
+
+
+def _memoized(key: tuple, compute: Any) -> Any:
+    if key not in _MEMO:
+        _MEMO[key] = compute()
+    return _MEMO[key]
 
 PAPER_PAIRS: tuple[tuple[str, str], ...] = (
     ("lkrnet", "vgg19"), ("baseline1", "vgg19"), ("baseline2", "vgg19"),
@@ -208,9 +239,14 @@ def sign_flip_test(diffs: np.ndarray, groups: np.ndarray | None = None, *, n_res
     right minus b right, or its mean over seeds), summed per cluster first when ``groups`` is
     given. Exact when the non-zero (cluster) differences allow ``n_resamples`` sign patterns or
     fewer (up to 13 at 9,999), else Monte Carlo; 1.0 when every difference is 0."""
+    d = np.asarray(diffs, float)
+    return _memoized(_memo_key("sign_flip", (d, groups), n=n_resamples, seed=seed),
+                     lambda: _sign_flip_test(d, groups, n_resamples, seed))
+
+
+def _sign_flip_test(d: np.ndarray, groups: np.ndarray | None, n_resamples: int, seed: int) -> float:
     from scipy.stats import permutation_test
 
-    d = np.asarray(diffs, float)
     if groups is not None:
         _, inv = np.unique(np.asarray(groups), return_inverse=True)
         d = np.bincount(inv, d)
@@ -219,7 +255,7 @@ def sign_flip_test(diffs: np.ndarray, groups: np.ndarray | None = None, *, n_res
         return 1.0
     res = permutation_test((d,), lambda x, axis=-1: x.sum(axis=axis), permutation_type="samples",
                            vectorized=True, n_resamples=n_resamples, alternative="two-sided",
-                           rng=np.random.default_rng(seed))
+                           batch=PERMUTATION_BATCH, rng=np.random.default_rng(seed))
     return float(min(1.0, res.pvalue))
 
 
@@ -270,11 +306,17 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, groups
     Returns:
         (difference, low, high) as fractions.
     """
-    from scipy.stats import bootstrap
-
     a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError(f"expected two equal non-empty 1-D arrays, got {a.shape} and {b.shape}")
+    key = _memo_key("bootstrap", (a, b, groups), n=n_resamples, confidence=confidence, seed=seed)
+    return _memoized(key, lambda: _bootstrap_difference(a, b, groups, n_resamples, confidence, seed))
+
+
+def _bootstrap_difference(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None, n_resamples: int,
+                          confidence: float, seed: int) -> tuple[float, float, float]:
+    from scipy.stats import bootstrap
+
     diff = float(a.mean() - b.mean())
     if np.array_equal(a, b):  # no disagreement: every resample gives 0 (BCa is undefined there)
         return diff, diff, diff
@@ -391,22 +433,31 @@ def compare(a: str, b: str, preds_a: Mapping[int, Mapping[str, np.ndarray]],
                       p_seeds=seed_test(diffs))
 
 
+def holm_adjust(pvals: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (statsmodels ``multipletests``), remembered by the p-values: its
+    Holm branch calls ``gc.collect()`` each time, 0.1 s on a process that holds the results."""
+    key = ("holm", tuple(float(p) for p in pvals))
+    if key not in _MEMO:
+        from statsmodels.stats.multitest import multipletests
+
+        _MEMO[key] = [float(q) for q in multipletests(list(key[1]), method="holm")[1]] if key[1] else []
+    return list(_MEMO[key])
+
+
 def holm(comparisons: Sequence[Comparison]) -> None:
     """Holm's step-down correction (statsmodels) over a family of comparisons, of each noise's
     p-values apart: the image-level ones (:attr:`Comparison.p`, into ``p_holm``) and the
     seed-level ones (:attr:`Comparison.p_seeds`, into ``p_seeds_holm``, over the pairs with two
     seeds or more; one without spread counts as p = 1); in place."""
-    from statsmodels.stats.multitest import multipletests
-
     if not comparisons:
         return
-    for c, q in zip(comparisons, multipletests([c.p for c in comparisons], method="holm")[1]):
+    for c, q in zip(comparisons, holm_adjust([c.p for c in comparisons])):
         c.p_holm = float(q)
     # a pair without a seed-level p (one seed, or no spread) stays in the family as p = 1, so the
     # correction of the others is as strict as the family is large; its own adjusted p stays None
     with_seeds = [c for c in comparisons if len(c.seeds) > 1]
     if with_seeds:
-        adj = multipletests([1.0 if c.p_seeds is None else c.p_seeds for c in with_seeds], method="holm")[1]
+        adj = holm_adjust([1.0 if c.p_seeds is None else c.p_seeds for c in with_seeds])
         for c, q in zip(with_seeds, adj):
             c.p_seeds_holm = None if c.p_seeds is None else float(q)
 

@@ -380,3 +380,40 @@ def test_a_pair_without_a_seed_level_p_stays_in_the_holm_family():
     stats.holm(fam)
     assert fam[1].p_seeds_holm is None
     assert fam[0].p_seeds_holm == pytest.approx(0.03) and fam[2].p_seeds_holm == pytest.approx(0.04)
+
+
+def test_the_permutation_batch_gives_the_null_distribution_of_one_batch():
+    """scipy draws the sign patterns one after the other whatever the batch: the kit's batch
+    (faster) gives the p of one batch of every resample, to the bit (a Monte Carlo case)."""
+    from scipy.stats import permutation_test
+
+    d = np.random.default_rng(3).choice([-1.0, 1.0, 1 / 3, -2 / 3], size=400)
+    kw = dict(permutation_type="samples", vectorized=True, n_resamples=stats.N_RESAMPLES, alternative="two-sided")
+    one = permutation_test((d,), lambda x, axis=-1: x.sum(axis=axis), rng=np.random.default_rng(0), **kw)
+    kit = permutation_test((d,), lambda x, axis=-1: x.sum(axis=axis), rng=np.random.default_rng(0),
+                           batch=stats.PERMUTATION_BATCH, **kw)
+    assert stats.PERMUTATION_BATCH < stats.N_RESAMPLES
+    assert np.array_equal(one.null_distribution, kit.null_distribution) and one.pvalue == kit.pvalue
+    assert stats.sign_flip_test(d) == min(1.0, one.pvalue)
+
+
+def test_the_memo_returns_each_input_its_own_result():
+    """sign_flip_test and bootstrap_difference remember results by their inputs' bytes: the same
+    inputs give the same result without computing it again, other inputs (other groups, other
+    subject ids as Python strings, another seed) their own."""
+    rng = np.random.default_rng(5)
+    a, b = rng.random(300) < 0.7, rng.random(300) < 0.6
+    g = np.array([f"S{i % 30:03d}" for i in range(300)], dtype=object)
+    stats._MEMO.clear()
+    first = stats.bootstrap_difference(a, b, groups=g)
+    n = len(stats._MEMO)
+    assert stats.bootstrap_difference(a, b, groups=g.astype(str)) == first and len(stats._MEMO) == n
+    g2 = g.copy()
+    g2[:10] = "S999"
+    assert stats.bootstrap_difference(a, b, groups=g2) != first
+    assert stats.bootstrap_difference(a, b, groups=g, seed=1) != first
+    d = a.astype(float) - b.astype(float)
+    p = stats.sign_flip_test(d, g)
+    stats._MEMO.clear()
+    assert stats._sign_flip_test(d, g, stats.N_RESAMPLES, stats.BOOTSTRAP_SEED) == p == stats.sign_flip_test(d, g)
+    assert stats.sign_flip_test(d) != p  # no clusters: another test
