@@ -10,6 +10,8 @@ clone is, so the real-data tests run), then times in that clone, one after the o
 - the browser test (``tests/test_browser.py``: JupyterLab in headless Chromium), as ``.ci/run``
   runs it, Playwright installed into the clone's ``.venv``;
 - ``make figures`` (redraws every committed scale's figures and tables);
+- ``lkr evaluate --shipped --data fer2013.zip`` from a cold cache (no decode or landmark cache:
+  ``LKR_CACHE_DIR`` a new folder), the real FER2013 from ``../shared/data``;
 - ``lkr predict clip.mp4 --save DIR`` end to end (start-up, model load, every frame, the
   annotated video, CSV and plot) on :func:`lkr.video.example_clip` clips of 60 and 300 frames
   (640×480, one face), with torch's default thread count (the cores).
@@ -58,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clone-dir", type=Path, default=REPO.parent / "lkr-bench")
     ap.add_argument("--keep", action="store_true", help="keep the clone afterwards")
-    ap.add_argument("--only", nargs="*", default=None, help="a subset: demo test browser figures video")
+    ap.add_argument("--only", nargs="*", default=None, help="a subset: demo test browser figures evaluate video")
     args = ap.parse_args(argv)
-    only = set(args.only or ("demo", "test", "browser", "figures", "video"))
+    only = set(args.only or ("demo", "test", "browser", "figures", "evaluate", "video"))
     clone = args.clone_dir.resolve()
     load0 = os.getloadavg()[0]  # an idle machine reads near 0 (stopped processes do not count)
     if clone.exists():
@@ -93,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         if "figures" in only:
             dt, _ = timed(["make", "figures"], clone, env)
             rows.append({"command": "make figures", "seconds": round(dt, 1), "what": "every committed scale"})
+        if "evaluate" in only:
+            fer = clone.parent / "shared" / "data" / "fer2013.zip"
+            if not fer.is_file():
+                raise SystemExit(f"{fer}: missing; the evaluation is timed on the real FER2013")
+            cache = clone / "out" / "bench-cold-cache"  # a new, empty cache: nothing decoded or detected yet
+            dt, tail = timed([str(clone / ".venv" / "bin" / "lkr"), "evaluate", "--shipped", "--data", str(fer)],
+                             clone, env | {"LKR_CACHE_DIR": str(cache)})
+            rows.append({"command": "lkr evaluate --shipped --data fer2013.zip", "seconds": round(dt, 1),
+                         "what": "cold cache (nothing decoded or detected before): " + tail.strip().splitlines()[0]
+                         .split(": ", 1)[-1]})
         if "video" in only:
             py = str(clone / ".venv" / "bin" / "python")
             for frames in (60, 300):
@@ -125,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in keep:  # each kept row keeps the date and commit it was measured at
             r.setdefault("date", old["date"])
             r.setdefault("commit", old["commit"])
+        for r in keep:
+            r.setdefault("machine", old["machine"])
         for r in rows:
-            r |= {"date": out["date"], "commit": commit}
+            r |= {"date": out["date"], "commit": commit, "machine": out["machine"]}
         out["rows"] = keep + rows
     path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     for r in rows:

@@ -151,19 +151,64 @@ def run_test_probabilities(run: str | Path, *, data: str | None = None, device: 
 
         use_threads(info.get("threads"))  # the run's own thread count: its metrics again, bit for bit
     ds_path = data or info["data"]
-    from lkr.readers import load_dataset
+    part = _test_split_only(ds_path, cfg, info, run)
+    if part is not None:  # the scored split alone: decoded and its landmarks found, nothing else
+        ds, images, masks, labels = part
+        images, labels = images.to(dev), labels.to(dev)
+        masks = None if masks is None else masks.to(dev)
+    else:
+        from lkr.readers import load_dataset
 
-    ds = load_dataset(ds_path)
-    prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device=dev)
-    test = prepared.index["test"]
-    if not len(test):
+        ds = load_dataset(ds_path)
+        prepared = prepare_data(ds, cfg, fold=info.get("fold"), folds=info.get("folds", 10), device=dev)
+        test = prepared.index["test"]
+        images, labels = prepared.images[test], prepared.labels[test]
+        masks = None if prepared.masks is None else prepared.masks[test]
+    if not len(labels):
         from lkr.errors import LkrError
 
         raise LkrError(f"{data or info.get('data')}: the run's test split holds no image of this dataset")
-    masks = None if prepared.masks is None else prepared.masks[test]
-    probs, _ = predict(model, prepared.images[test], masks, crops=test_crops(cfg), crop=cfg.crop,
+    probs, _ = predict(model, images, masks, crops=test_crops(cfg), crop=cfg.crop,
                        amp=run_bf16(cfg, info, dev), channels_last=cfg.channels_last)
-    return probs.float().cpu().numpy(), prepared.labels[test].cpu().numpy(), tuple(ds.class_names)
+    return probs.float().cpu().numpy(), labels.cpu().numpy(), tuple(ds.class_names)
+
+
+def run_template(run: str | Path, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The landmark template a run recorded (:func:`lkr.landmarks.template_record`): in its
+    checkpoint's info, else in its ``metrics.json`` (the shipped model's); None for runs trained
+    before it was recorded, and for data evaluated by folds."""
+    if isinstance(info.get("landmark_template"), dict):
+        return info["landmark_template"]
+    try:
+        t = json.loads((Path(run) / "metrics.json").read_text()).get("landmark_template")
+    except (OSError, ValueError):
+        return None
+    return t if isinstance(t, dict) else None
+
+
+def _test_split_only(ds_path: str, cfg: Any, info: dict[str, Any], run: str | Path
+                     ) -> tuple[Any, torch.Tensor, torch.Tensor | None, torch.Tensor] | None:
+    """(dataset part, images, masks, labels) of the run's test split read alone, for data with
+    official splits (FER2013) and a run that recorded its landmark template (or needs none); None
+    where the whole dataset must be read (subject folds, the demo set, older runs)."""
+    from lkr.readers import load_dataset
+
+    if info.get("fold") is not None or str(ds_path).startswith("demo"):
+        return None
+    template = run_template(run, info) if cfg.local_branch else None
+    if cfg.local_branch and template is None:
+        return None
+    ds = load_dataset(ds_path, splits={cfg.test_split})
+    if set(ds.split_names) != {cfg.test_split}:
+        return None  # no such split here (e.g. a release without file-name prefixes): as before
+    masks = None
+    if cfg.local_branch:
+        from lkr.landmarks import attach_landmarks
+        from lkr.regions import run_masks
+
+        ds = attach_landmarks(ds, progress=False, template=template)
+        masks = torch.from_numpy(run_masks(cfg, ds.boxes, ds.points, size=ds.images.shape[1]))
+    return ds, torch.from_numpy(ds.images), masks, torch.from_numpy(ds.labels)
 
 
 def evaluate_run(run: str | Path, *, data: str | None = None, device: str | None = None) -> dict[str, Any]:
@@ -288,10 +333,14 @@ def evaluate_cli(args: argparse.Namespace) -> int:
 
         from lkr.runfolder import dataset_identity
 
-        other = load_dataset(args.data)
+        # which dataset it is: FER2013's PrivateTest is enough to tell (and what a re-evaluation
+        # of a FER2013 run reads anyway); data without that split is read whole
+        other = load_dataset(args.data, splits={"PrivateTest"})
         trained = _trained_on(args.run)
         if trained is not None and dataset_identity(other.name) == dataset_identity(trained):
             other = None  # the run's own dataset (a cue-stamped copy too): its own test split
+        elif "Training" not in other.split_names and "PrivateTest" in other.split_names:
+            other = load_dataset(args.data)  # into FER2013: whole (its template is its Training faces')
     if other is not None:
         out = args.out
         if out is not None and (Path(out).resolve() == Path(args.run).resolve() or (Path(out) / "best.pt").exists()):

@@ -78,7 +78,7 @@ import os
 import re
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Collection, TextIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -108,7 +108,7 @@ _CACHE_FORMAT = 2  # 2: a FER2013 CSV without Usage is an error (1 cached it as 
 
 # --- entry point -----------------------------------------------------------------------------
 def load_dataset(path: str | os.PathLike, *, skip_bad: bool = False, use_cache: bool = True,
-                 ck_frames: int = 3) -> FaceDataset:
+                 ck_frames: int = 3, splits: Collection[str] | None = None) -> FaceDataset:
     """Read a dataset in any supported form (see the module docstring).
 
     Args:
@@ -117,6 +117,10 @@ def load_dataset(path: str | os.PathLike, *, skip_bad: bool = False, use_cache: 
         skip_bad: skip unreadable items (noted in ``ds.notes``) instead of raising.
         use_cache: read and write the decode cache.
         ck_frames: full CK+ only: how many of each labelled sequence's last frames to take (>= 1).
+        splits: only the images of these splits (e.g. ``{"PrivateTest"}`` for ``lkr evaluate``):
+            FER2013's files of other splits are not decoded (its CSV's rows of other splits not
+            parsed), and the whole dataset's decode cache is used when present. None: all.
+            Data without such splits (CK+) is read whole.
 
     Returns:
         The dataset: images (N, 48, 48) uint8 in 0..255, ordered by source path.
@@ -136,17 +140,37 @@ def load_dataset(path: str | os.PathLike, *, skip_bad: bool = False, use_cache: 
         raise NotADatasetError(f"{path}: no such file or folder")
     p = p.resolve()
     if not use_cache:
-        return _read_source(p, skip_bad=skip_bad, ck_frames=ck_frames)
+        return _subset(_read_source(p, skip_bad=skip_bad, ck_frames=ck_frames, splits=splits), splits)
     key = _cache_key(p, skip_bad=skip_bad, ck_frames=ck_frames)
     cache = _cache_file(p, key)
     ds = _read_cache(cache, key)
-    if ds is None:
-        ds = _read_source(p, skip_bad=skip_bad, ck_frames=ck_frames)
-        try:
-            ds.save(cache, extra=key)
-        except OSError:  # a read-only or full cache folder only costs speed
-            pass
+    if ds is not None:
+        return _subset(ds, splits)
+    if splits is not None:  # a part: its own cache, the whole one is left to a whole read
+        part_key = {**key, "splits": sorted(splits)}
+        part_cache = _cache_file(p, part_key)
+        part = _read_cache(part_cache, part_key)
+        if part is None:
+            part = _subset(_read_source(p, skip_bad=skip_bad, ck_frames=ck_frames, splits=splits), splits)
+            try:
+                part.save(part_cache, extra=part_key)
+            except OSError:
+                pass
+        return part
+    ds = _read_source(p, skip_bad=skip_bad, ck_frames=ck_frames)
+    try:
+        ds.save(cache, extra=key)
+    except OSError:  # a read-only or full cache folder only costs speed
+        pass
     return ds
+
+
+def _subset(ds: FaceDataset, splits: Collection[str] | None) -> FaceDataset:
+    """The images of ``splits`` (all when None, or when the data has none of them: CK+)."""
+    if splits is None:
+        return ds
+    keep = np.isin(ds.splits, list(splits))
+    return ds if keep.all() or not keep.any() else ds.subset(np.flatnonzero(keep))
 
 
 def _starts_like_zip(p: Path) -> bool:
@@ -157,11 +181,12 @@ def _starts_like_zip(p: Path) -> bool:
         return False
 
 
-def _read_source(p: Path, *, skip_bad: bool, ck_frames: int) -> FaceDataset:
-    """Decode ``p`` (an existing absolute path) with the reader its layout calls for."""
+def _read_source(p: Path, *, skip_bad: bool, ck_frames: int, splits: Collection[str] | None = None) -> FaceDataset:
+    """Decode ``p`` (an existing absolute path) with the reader its layout calls for; FER2013's
+    images of other splits than ``splits`` (when given) are not decoded."""
     if p.is_file() and p.suffix.lower() == ".csv":
         with open(p, newline="", encoding="utf-8-sig") as f:
-            return _read_fer_csv(f, str(p), str(p), skip_bad)
+            return _read_fer_csv(f, str(p), str(p), skip_bad, splits)
     if p.is_file() and not zipfile.is_zipfile(p):
         if p.suffix.lower() == ".zip" or _starts_like_zip(p):
             raise NotADatasetError(f"{p}: damaged zip archive, it cannot be opened (truncated or not a zip); "
@@ -173,11 +198,11 @@ def _read_source(p: Path, *, skip_bad: bool, ck_frames: int) -> FaceDataset:
         bad = _Bad(skip_bad)
         if layout == "fer2013-csv":
             with tree.open_text(root) as f:
-                return _read_fer_csv(f, tree.where(root), str(p), skip_bad)
+                return _read_fer_csv(f, tree.where(root), str(p), skip_bad, splits)
         if layout == "ckplus-full":
             ds = _read_ckplus_full(tree, bad, ck_frames)
         elif layout == "fer2013-folder":
-            ds = _read_fer_folder(tree, root, bad)
+            ds = _read_fer_folder(tree, root, bad, splits)
         else:
             ds = _read_ckplus48(tree, root, bad)
     finally:
@@ -498,8 +523,10 @@ def _decode_all(tree: _Tree, items: list[tuple[str, ...]], bad: _Bad,
 
 
 # --- FER2013 ---------------------------------------------------------------------------------
-def _read_fer_csv(f: TextIO, where: str, source: str, skip_bad: bool) -> FaceDataset:
-    """Read a FER2013 CSV from an open text file; ``where`` names it in paths and messages."""
+def _read_fer_csv(f: TextIO, where: str, source: str, skip_bad: bool,
+                  wanted: Collection[str] | None = None) -> FaceDataset:
+    """Read a FER2013 CSV from an open text file; ``where`` names it in paths and messages. With
+    ``wanted`` (splits), rows of other splits are not parsed (the Training check is left to a whole read)."""
     bad = _Bad(skip_bad)
     images, labels, splits, paths = [], [], [], []
     notes: list[str] = []
@@ -523,6 +550,8 @@ def _read_fer_csv(f: TextIO, where: str, source: str, skip_bad: bool) -> FaceDat
             if not any(c.strip() for c in row):
                 continue
             n = reader.line_num
+            if wanted is not None and len(row) > iu and row[iu].strip() not in wanted:
+                continue
             try:
                 image, label, split = _parse_fer_row(row, ie, ip, iu, f"{where} row {n}")
             except BadRowError as e:
@@ -536,7 +565,7 @@ def _read_fer_csv(f: TextIO, where: str, source: str, skip_bad: bool) -> FaceDat
         raise NotADatasetError(f"{where}: not a readable CSV ({type(e).__name__}: {e})") from None
     if not images:
         raise DataError(f"{where}: no image rows")
-    if "Training" not in splits:
+    if "Training" not in splits and wanted is None:
         raise MissingSplitError(
             f"{where}: no Training rows (Usage holds only {', '.join(sorted(set(splits)))}); FER2013 "
             f"needs its official splits ({', '.join(FER_SPLITS)}) in a Usage column")
@@ -578,7 +607,7 @@ def _parse_fer_row(row: list[str], ie: int, ip: int, iu: int | None,
     return pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE), int(code), split
 
 
-def _read_fer_folder(tree: _Tree, root: str, bad: _Bad) -> FaceDataset:
+def _read_fer_folder(tree: _Tree, root: str, bad: _Bad, splits: Collection[str] | None = None) -> FaceDataset:
     items: list[tuple[str, ...]] = []  # (path, label, split)
     unprefixed = 0
     notes: list[str] = []
@@ -600,6 +629,8 @@ def _read_fer_folder(tree: _Tree, root: str, bad: _Bad) -> FaceDataset:
         notes.append(f"{unprefixed} images have no Training_/PublicTest_/PrivateTest_ file-name prefix: "
                      "their split is their folder (train/ -> Training, test/ -> Test)")
     items.sort()
+    if splits is not None and any(i[2] in splits for i in items):
+        items = [i for i in items if i[2] in splits]  # the other splits' files are not decoded
     images, kept = _decode_all(tree, items, bad, _decode48)
     n = len(kept)
     return FaceDataset(name="fer2013", kind="fer2013-folder", images=images,

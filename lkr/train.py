@@ -271,7 +271,9 @@ def _train(ds: FaceDataset, cfg: Config, out: Path, dev: torch.device, group: di
         src, info["init_sha256"] = init_source(cfg.init_from, ds.name)
         info["init_lineage"] = [[str(src), json.loads((src / "metrics.json").read_text())["dataset"]],
                                 *map(list, source_lineage(src))]
-    prepared = _data_on_device(ds, cfg, dev, fold=fold, folds=folds, progress=progress)
+    prepared, template = _data_on_device(ds, cfg, dev, fold=fold, folds=folds, progress=progress)
+    if template is not None:
+        info["landmark_template"] = template
     resuming = resume and (out / "checkpoint.pt").exists()  # its weights replace any init_from copy
     model, opt, notes, use_cl = _build(cfg, dev, group.world_size, prepared.notes, progress, copy_init=not resuming)
     state = _resume(cfg, out, dev, model, opt, info, group.is_main, progress) if resume else _State()
@@ -338,16 +340,22 @@ def _announce(ds: FaceDataset, cfg: Config, dev: torch.device, world: int, progr
 
 
 def _data_on_device(ds: FaceDataset, cfg: Config, dev: torch.device, *, fold: int | None, folds: int,
-                    progress: bool) -> Prepared:
+                    progress: bool) -> tuple[Prepared, dict[str, Any] | None]:
     """Landmarks when the local branch needs them (rank 0 fills the cache first), masks and the
-    train / select / test parts, on ``dev`` (:func:`lkr.prepare.prepare_data`)."""
+    train / select / test parts, on ``dev`` (:func:`lkr.prepare.prepare_data`); and, for data with
+    official splits, the template of the undetected faces (:func:`lkr.landmarks.template_record`)."""
     split_indices(ds, cfg, fold=fold, folds=folds)  # a split or fold error comes before any MTCNN work
     if cfg.local_branch and not ds.has_landmarks:
         from lkr.landmarks import attach_landmarks
 
         with distributed.main_first():  # rank 0 fills the landmark cache, the others read it
             ds = attach_landmarks(ds, progress=progress)
-    return prepare_data(ds, cfg, fold=fold, folds=folds, device=dev, progress=progress)
+    template = None
+    if cfg.local_branch and ds.evaluation != "folds" and ds.detected is not None:
+        from lkr.landmarks import template_record
+
+        template = template_record(ds)  # recorded: lkr evaluate then reads the test split only
+    return prepare_data(ds, cfg, fold=fold, folds=folds, device=dev, progress=progress), template
 
 
 def _build(cfg: Config, dev: torch.device, world: int, data_notes: list[str], progress: bool, *,

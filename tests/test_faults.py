@@ -232,8 +232,10 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path):
         train(ds, config_for(ds, "vgg19", epochs=1), tmp_path / "run", device="cpu", progress=False)
 
 
-def test_landmark_cache_corrupt_or_of_other_settings_is_rebuilt(monkeypatch):
-    """The landmark cache without MTCNN: a counting stand-in for the detector."""
+def test_landmark_cache_corrupt_or_of_other_settings_is_rebuilt(monkeypatch, tmp_path):
+    """The landmark caches without MTCNN: a counting stand-in for the detector. A damaged array
+    file is served by the per-image store; both damaged, the images are detected again."""
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
     images = make_demo("ckplus", n=30).images
     n = len(images)
     calls: list[int] = []
@@ -247,22 +249,26 @@ def test_landmark_cache_corrupt_or_of_other_settings_is_rebuilt(monkeypatch):
 
     monkeypatch.setattr(lm, "detect_faces", fake_detect)
     lm.landmarks_for(images, progress=False)
-    path = lm.cache_path(images)
-    assert calls == [n] and path.is_file()
+    path, store = lm.cache_path(images), lm.store_path()
+    assert calls == [n] and path.is_file() and store.is_file()
     lm.landmarks_for(images, progress=False)
     assert calls == [n]  # cache hit
 
     path.write_bytes(path.read_bytes()[:150])  # truncated (a kill would leave only a .tmp; a disk may not)
+    assert lm.landmarks_for(images, progress=False).detected.all() and calls == [n]  # from the store
+    store.write_bytes(store.read_bytes()[:150])
     lm.landmarks_for(images, progress=False)
     assert len(calls) == 2 and lm._read_cache(path, n) is not None  # rebuilt whole
+    assert lm._read_store(store) is not None
 
     other = fake_detect(images[:5])  # a readable file of other images under this name
     calls.pop()
     np.savez(path, **other.arrays())
+    np.savez(store, **other.arrays())  # and a store without keys
     lm.landmarks_for(images, progress=False)
-    assert len(calls) == 3 and lm._read_cache(path, n) is not None
+    assert len(calls) == 3 and lm._read_cache(path, n) is not None and len(lm._read_store(store)[0]) == n
 
     monkeypatch.setattr(lm, "SETTINGS_VERSION", lm.SETTINGS_VERSION + "-other")  # another kit's settings
-    assert lm.cache_path(images) != path
+    assert lm.cache_path(images) != path and lm.store_path() != store
     lm.landmarks_for(images, progress=False)
     assert len(calls) == 4

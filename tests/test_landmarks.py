@@ -119,7 +119,8 @@ def test_template_for_faceless_images(ck_images, ck_result):
     assert lm.plausible(lm.DEFAULT_TEMPLATE_BOX, lm.DEFAULT_TEMPLATE_POINTS)
 
 
-def test_attach_landmarks_caches(ck_images, ck_result, monkeypatch):
+def test_attach_landmarks_caches(ck_images, ck_result, monkeypatch, tmp_path):
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))  # a store of its own: MTCNN calls are counted
     ds = _as_dataset(ck_images[:12])
     calls = []
     real = lm.detect_faces
@@ -145,11 +146,14 @@ def test_attach_landmarks_caches(ck_images, ck_result, monkeypatch):
     lm.attach_landmarks(out, progress=False, force=True)  # force: detect again
     assert calls == [12, 12]
 
-    path.write_bytes(b"not an npz")  # a corrupt cache is recomputed and rewritten
+    path.write_bytes(b"not an npz")  # a corrupt array file: the per-image store still has them
+    np.testing.assert_array_equal(lm.attach_landmarks(ds, progress=False).points, out.points)
+    assert calls == [12, 12]
+    lm.store_path().write_bytes(b"junk")  # both corrupt: detected again, both rewritten
     fixed = lm.attach_landmarks(ds, progress=False)
     assert calls == [12, 12, 12]
     np.testing.assert_array_equal(fixed.points, out.points)
-    assert lm._read_cache(path, 12) is not None
+    assert lm._read_cache(path, 12) is not None and lm._read_store(lm.store_path()) is not None
 
     cov = lm.landmark_coverage(out)
     assert cov["detected"] == 12 and cov["template"] == 0 and cov["coverage"] == 1.0
@@ -213,6 +217,35 @@ def test_template_is_the_mean_of_training_faces_only(monkeypatch):
     monkeypatch.setattr(lm, "landmarks_for", lambda images, **kw: moved)
     again = lm.attach_landmarks(ds, progress=False)
     np.testing.assert_allclose(again.points[~det], out.points[~det], atol=1e-6)
+
+
+def test_a_part_of_a_detected_set_is_read_from_the_store(ck_images, monkeypatch, tmp_path):
+    """Once a set is detected, any part of it is read from the per-image store (no MTCNN), with
+    the whole set's landmarks; images the store lacks are detected alone and filed; identical
+    images are filed once (issue 34: lkr evaluate detects the scored split only)."""
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = lm.detect_faces
+
+    def counting(images, **kw):
+        calls.append(len(images))
+        return real(images, **kw)
+
+    monkeypatch.setattr(lm, "detect_faces", counting)
+    whole = lm.landmarks_for(ck_images[:10], progress=False)
+    part = lm.landmarks_for(ck_images[3:8], progress=False)
+    assert calls == [10]
+    for k, v in part.arrays().items():
+        np.testing.assert_array_equal(v, getattr(whole, k)[3:8])
+    mixed = np.concatenate([ck_images[10:13], ck_images[:2], ck_images[10:11]])  # 3 new, 2 known, a repeat
+    got = lm.landmarks_for(mixed, progress=False)
+    assert calls == [10, 4]  # the unknown ones only (the repeat too: detected with them)
+    np.testing.assert_array_equal(got.points[3:5], whole.points[:2])
+    keys, stored = lm._read_store(lm.store_path())
+    assert len(keys) == len(set(keys.tolist())) == 13
+    again = lm.landmarks_for(mixed, progress=False)  # all filed now
+    assert calls == [10, 4] and np.array_equal(again.points[3:5], whole.points[:2])
+    np.testing.assert_array_equal(again.points[5], again.points[0])  # the repeat: its first row
 
 
 def test_template_of_a_stale_cache_is_not_used():

@@ -597,3 +597,59 @@ def test_a_damaged_zip_is_called_damaged(tmp_path, damage):
     with pytest.raises(NotADatasetError) as e:
         load_dataset(bad)
     assert "damaged zip archive" in str(e.value) and "\n" not in str(e.value) and str(bad) in str(e.value)
+
+
+# --- one split only (lkr evaluate reads what it scores) -------------------------------------
+def _counting_decoder(monkeypatch) -> list[str]:
+    seen: list[str] = []
+    real = readers._decode48
+
+    def wrapped(data, where):
+        seen.append(where)
+        return real(data, where)
+
+    monkeypatch.setattr(readers, "_decode48", wrapped)
+    return seen
+
+
+@pytest.mark.parametrize("form", ["folder", "zip", "csv"])
+def test_one_split_decodes_only_its_images_and_equals_the_whole_read(tmp_path, monkeypatch, form):
+    """load_dataset(splits=...) decodes (parses) only that split's images, and gives exactly the
+    whole dataset's rows of it; a later whole read still reads the source; a whole cache, once
+    written, serves the part without decoding."""
+    if form == "csv":
+        rows = [(str(i % 7), " ".join(map(str, _face(i).ravel())), u)
+                for i, u in enumerate(["Training", "PrivateTest", "PublicTest", "PrivateTest", "Training"])]
+        src = make_fer_csv(tmp_path / "fer.csv", rows)
+    else:
+        src = make_fer_folder(tmp_path / "fer", per_class=1)
+        if form == "zip":
+            src = _zip_dir(src, tmp_path / "fer.zip")
+    seen = _counting_decoder(monkeypatch)
+    part = load_dataset(src, splits={"PrivateTest"})
+    assert set(part.splits.tolist()) == {"PrivateTest"}
+    if form != "csv":
+        assert len(seen) == len(part) == 7 and all("PrivateTest_" in w for w in seen)
+    whole = load_dataset(src)
+    ref = whole.split("PrivateTest")
+    for k in ("images", "labels", "paths", "splits"):
+        assert np.array_equal(getattr(part, k), getattr(ref, k)), k
+    assert not cache_path_for(src).is_file() or len(whole) > len(part)
+    monkeypatch.setattr(readers, "_read_source", _no_decoding)  # the whole cache now serves parts
+    again = load_dataset(src, splits={"PrivateTest"})
+    assert np.array_equal(again.images, part.images)
+
+
+def test_one_split_of_data_without_it_is_the_whole_data(tmp_path):
+    """CK+ has no PrivateTest: asked for it, the reader gives every image (the caller decides)."""
+    folder = make_ck48_folder(tmp_path / "ck")
+    assert len(load_dataset(folder, splits={"PrivateTest"})) == len(load_dataset(folder))
+
+
+def test_fer2013_private_test_alone(fer, fer2013_zip, tmp_path, monkeypatch):
+    """The real FER2013: its 3,589 PrivateTest images read alone equal the whole read's."""
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))  # cold: no whole cache to cut from
+    part = load_dataset(fer2013_zip, splits={"PrivateTest"})
+    ref = fer.split("PrivateTest")
+    assert len(part) == 3589 and np.array_equal(part.images, ref.images) and np.array_equal(part.paths, ref.paths)
+    assert not cache_path_for(fer2013_zip).is_file()  # the whole dataset was not decoded

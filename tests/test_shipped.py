@@ -194,3 +194,33 @@ def test_the_pin_is_data_the_code_reads_and_a_wrong_pin_refuses_the_model(tmp_pa
     pin.write_text("not a hash\n")
     with pytest.raises(RunError, match="not a sha256"):
         S.shipped_run()
+
+
+def test_the_shipped_model_on_fer2013_reads_privatetest_alone(fer2013_zip, card, tmp_path, monkeypatch, capsys):
+    """Issue 34: `lkr evaluate --shipped --data fer2013.zip` from a cold cache decodes and detects
+    the 3,589 PrivateTest faces only (the template of the undetected ones is the one its metrics
+    record, the mean of the Training detections), gives the committed predictions, and leaves
+    those faces' landmarks in the cache."""
+    from lkr import landmarks as lm
+    from lkr.readers import cache_path_for
+
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path / "cache"))
+    detected: list[int] = []
+    real = lm.detect_faces
+
+    def counting(images, **kw):
+        detected.append(len(images))
+        return real(images, **kw)
+
+    monkeypatch.setattr(lm, "detect_faces", counting)
+    assert main(["evaluate", "--shipped", "--data", str(fer2013_zip), "--out", str(tmp_path / "m"), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert detected == [3589] and not cache_path_for(fer2013_zip).is_file()
+    assert m["n"] == 3589 and m["accuracy"] == pytest.approx(card["privatetest"]["accuracy"], abs=1e-6)
+    with np.load(REPO / "results" / "shipped" / "fer2013" / "predictions.npz") as z:
+        committed = np.bincount(7 * z["label"].astype(int) + z["pred"], minlength=49).reshape(7, 7)
+    assert m["confusion"] == committed.tolist()  # every label-prediction pair as committed
+    keys, _ = lm._read_store(lm.store_path())
+    assert len(keys) >= 3500  # filled for the faces it touched (identical faces filed once)
+    tpl = json.loads((MODEL_DIR / "metrics.json").read_text())["landmark_template"]
+    assert tpl["from"].startswith("the mean of the 28224 detected Training faces")

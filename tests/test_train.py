@@ -430,3 +430,20 @@ def test_a_run_announces_itself_in_two_lines_and_names_its_config_file(tmp_path,
     assert "{" not in out.split("precision")[0]  # no JSON before training starts
     assert f"the whole config: {tmp_path / 'r' / 'config.json'}" in out
     assert (tmp_path / "r" / "config.json").is_file()
+
+
+def test_a_run_on_official_splits_records_its_landmark_template(demo_run):
+    """A dual-branch run on data with a Training split records the template of its undetected
+    faces (the mean of the detected Training faces) in its checkpoint and metrics, so that lkr
+    evaluate can read the test split alone (issue 34); the values are the dataset's template."""
+    from lkr.demo import make_demo
+    from lkr.evaluate import run_template
+    from lkr.landmarks import dataset_template
+
+    m = json.loads((demo_run / "metrics.json").read_text())
+    ck = torch.load(demo_run / "best.pt", weights_only=True)
+    assert m["landmark_template"] == ck["info"]["landmark_template"] == run_template(demo_run, {})
+    ds = make_demo("fer2013", n=300)
+    tb, tp, source = dataset_template(ds, ds.boxes, ds.points, ds.detected)
+    assert np.array_equal(np.float32(m["landmark_template"]["box"]), tb)
+    assert np.array_equal(np.float32(m["landmark_template"]["points"]), tp) and m["landmark_template"]["from"] == source
