@@ -1,6 +1,6 @@
 """Frames per second of ``lkr predict clip.mp4`` on a 640x480 clip with one face, the shipped model.
 
-    python benchmarks/bench_video.py                  # 96 frames, every frame, with and without --save
+    python benchmarks/bench_video.py                  # 300 frames: each way of finding the faces
     python benchmarks/bench_video.py --threads 2 --frames 96
 
 The clip is :func:`lkr.video.example_clip` (the public-domain astronaut, a window panning across
@@ -9,6 +9,10 @@ from :class:`lkr.video.VideoResult` (decode, detect = MTCNN + crops, predict = t
 ten-crop pass, write = annotating + H.264 encoding + CSV + plot). Writes
 benchmarks/results/video-cpu.json. Measure on an idle machine: a training beside it halves the
 numbers.
+
+Against searching every frame whole (``detect_every=1``), the default (follow the faces by
+MTCNN's last stage between searches every :data:`lkr.video.DETECT_EVERY` frames) is scored on
+the same frames: the share of frames with the same label, and the overlap (IoU) of the boxes.
 """
 
 from __future__ import annotations
@@ -23,9 +27,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def compare_runs(a: list[dict], b: list[dict]) -> dict:
+    """Two timelines of one face on the same frames: the share of frames with the same label,
+    and the IoU of the boxes (torchvision's ``box_iou``): mean and least."""
+    import numpy as np
+    import torch
+    from torchvision.ops import box_iou
+
+    ra, rb = {r["frame"]: r for r in a}, {r["frame"]: r for r in b}
+    both = sorted(set(ra) & set(rb))
+    box = lambda r: [r["x1"], r["y1"], r["x2"], r["y2"]]  # noqa: E731
+    iou = box_iou(torch.tensor([box(ra[f]) for f in both]), torch.tensor([box(rb[f]) for f in both])).diagonal().numpy()
+    return {"frames": len(both), "same_label": round(float(np.mean([ra[f]["label"] == rb[f]["label"] for f in both])), 4),
+            "iou_mean": round(float(iou.mean()), 3), "iou_min": round(float(iou.min()), 3)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=96)
+    ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -34,7 +53,7 @@ def main() -> int:
 
     from lkr.cpu import cpu_name
     from lkr.predict import Predictor
-    from lkr.video import VIDEO_MAX_SIDE, example_clip, predict_video
+    from lkr.video import DETECT_EVERY, VIDEO_MAX_SIDE, example_clip, predict_video
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,21 +62,31 @@ def main() -> int:
     p = Predictor(device="cpu")
     predict_video(p, example_clip(tmp / "warm", frames=4), progress=False)  # MTCNN and the network loaded, warmed
     rows = []
-    for label, kw in [(f"every frame, detect at {VIDEO_MAX_SIDE} px, --save", {"save": tmp / "out"}),
-                      (f"every frame, detect at {VIDEO_MAX_SIDE} px, no --save", {}),
-                      ("every frame, detect at 640 px (full frame), --save", {"save": tmp / "out", "max_side": 640}),
-                      (f"every 3rd frame, detect at {VIDEO_MAX_SIDE} px, --save", {"save": tmp / "out", "every": 3})]:
+    runs = {}
+    for label, kw in [(f"search every {DETECT_EVERY}th frame, follow between (default), detect at {VIDEO_MAX_SIDE} px, --save",
+                       {"save": tmp / "out"}),
+                      (f"search every frame, detect at {VIDEO_MAX_SIDE} px, --save", {"save": tmp / "out", "detect_every": 1}),
+                      (f"search every {DETECT_EVERY}th frame, follow between, no --save", {}),
+                      (f"search every frame, detect at {VIDEO_MAX_SIDE} px, no --save", {"detect_every": 1}),
+                      ("search every frame, detect at 640 px (full frame), --save",
+                       {"save": tmp / "out", "max_side": 640, "detect_every": 1}),
+                      (f"every 3rd frame analysed, detect at {VIDEO_MAX_SIDE} px, --save", {"save": tmp / "out", "every": 3})]:
         t0 = time.perf_counter()
         r = predict_video(p, clip, progress=False, **kw)
         wall = time.perf_counter() - t0
         assert r.error is None, r.error
+        runs[label] = r
         per = {k: 1000 * v / r.frames for k, v in r.seconds.items()}
-        rows.append({"run": label, "frames": r.frames, "analysed": r.analysed, "wall_s": round(wall, 2),
-                     "fps": round(r.frames / wall, 1), **{f"{k}_ms_per_frame": round(v, 1) for k, v in per.items()},
+        rows.append({"run": label, "frames": r.frames, "analysed": r.analysed, "searched": r.searched,
+                     "wall_s": round(wall, 2), "fps": round(r.frames / wall, 1),
+                     **{f"{k}_ms_per_frame": round(v, 1) for k, v in per.items()},
                      "detect_ms_per_analysed": round(1000 * r.seconds["detect"] / r.analysed, 1),
                      "predict_ms_per_analysed": round(1000 * r.seconds["predict"] / r.analysed, 1)})
+    followed, every = (runs[k] for k in list(runs)[:2])
+    agreement = compare_runs(followed.rows, every.rows)
     out = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "clip": "640x480, 24 fps, one face",
-           "date": time.strftime("%Y-%m-%d"), "rows": rows}
+           "date": time.strftime("%Y-%m-%d"), "detect_every": DETECT_EVERY, "rows": rows,
+           "followed_vs_every_frame": agreement}
     path = Path(args.json or Path(__file__).parent / "results" / "video-cpu.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
@@ -66,6 +95,7 @@ def main() -> int:
     for r in rows:
         print(f"{r['run']:<52}{r['fps']:>6}{r['decode_ms_per_frame']:>8}{r['detect_ms_per_frame']:>8}"
               f"{r['predict_ms_per_frame']:>9}{r['write_ms_per_frame']:>7}")
+    print(f"followed against searched every frame: {agreement}")
     print(f"wrote {path}")
     return 0
 

@@ -117,7 +117,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from typing import Any
 
     from lkr.predict import MAX_SIDE, OutputNames, PhotoResult, Predictor, drop_if_empty, format_result, save_folder
-    from lkr.video import format_video, is_video, predict_video
+    from lkr.video import DETECT_EVERY, format_video, is_video, predict_video
 
     if args.about:
         from lkr.shipped import about
@@ -128,6 +128,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise LkrError("lkr predict: give one or more photos or videos (or --about for the shipped model's card)")
     if args.every < 1:
         raise LkrError(f"lkr predict: --every {args.every}: give a whole number >= 1")
+    if args.detect_every is not None and args.detect_every < 1:
+        raise LkrError(f"lkr predict: --detect-every {args.detect_every}: give a whole number >= 1")
     p = Predictor(args.run, device=args.device)  # a bad --run: one line, and no --save folder made
     created = save_folder(args.save) if args.save else False  # one line, before any photo is read
     if p.is_demo:
@@ -155,6 +157,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for f in args.photos:
         if is_video(f):
             report(predict_video(p, f, save=args.save, every=args.every, min_prob=args.min_prob,
+                                 detect_every=DETECT_EVERY if args.detect_every is None else args.detect_every,
                                  max_side=args.max_side, progress=not args.json and sys.stderr.isatty(),
                                  stem=names.take(Path(f).stem)))
     if args.save:
@@ -304,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--save", metavar="DIR", default=None,
                     help="write each photo annotated with boxes, labels and the Grad-CAM overlay (DIR/<name>.png)")
     pr.add_argument("--every", type=int, default=1, metavar="N",
-                    help="videos: search every N-th frame for faces (default 1: every frame)")
+                    help="videos: analyse every N-th frame (default 1: every frame)")
+    pr.add_argument("--detect-every", type=int, default=None, metavar="N",
+                    help="videos: search an analysed frame whole every N analysed frames and follow the faces "
+                         "between by MTCNN's last stage (default 5; 1: search every frame)")
     pr.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     pr.add_argument("--min-prob", type=float, default=0.9, help="smallest MTCNN face probability (default 0.9)")
     pr.add_argument("--max-side", type=int, default=None,

@@ -31,7 +31,8 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``design-runs``                    the region control's runs: counts, seconds, machine, design commit
 ``shipped``                        the model that ships with lkr (its card, :mod:`lkr.shipped`)
 ``commands``                       the commands a user meets, timed from a fresh clone (benchmarks/)
-``timing <which>``                 one README sentence with its measured time: demo, test, browser, figures, video
+``timing <which>``                 one README sentence with its measured time: demo, test, browser, figures, evaluate, video
+``video``                          the video path's stages and the followed faces against searching every frame
 ================================== ==========================================================
 """
 
@@ -657,6 +658,7 @@ def table(spec: str, root: str | Path) -> list[str]:
         "design-runs": lambda: design_runs(root),
         "shipped": shipped_table,
         "commands": lambda: commands_table(root),
+        "video": lambda: video_table(root),
         "timing": lambda: timing_line(root, args[0]),
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),
@@ -690,6 +692,33 @@ def _commands(root: str | Path) -> dict:
 
     data["by"] = _Rows({r["command"]: r for r in data["rows"]})
     return data
+
+
+def video_table(root: str | Path) -> list[str]:
+    """``benchmarks/results/video-cpu.json`` (``benchmarks/bench_video.py``): milliseconds a frame
+    of each stage for each way of finding the faces, then the followed faces against searching
+    every frame (labels and boxes on the same frames)."""
+    import json
+
+    f = Path(root).resolve().parent / "benchmarks" / "results" / "video-cpu.json"
+    if not f.is_file():
+        raise KeyError(f"{f}: no video timings (run python benchmarks/bench_video.py on an idle machine)")
+    d = json.loads(f.read_text())
+    lines = [f"{d['cpu']}, {d['threads']} threads, {d['clip']}, {d['rows'][0]['frames']} frames, {d['date']}; "
+             "milliseconds a frame (the model and MTCNN loaded and warmed first):", "",
+             "| run | frames searched | frames/s | decode | detect (MTCNN, following, crops) | predict (ten-crop) "
+             "| write (annotate, H.264, CSV, plot) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        lines.append(f"| {r['run']} | {r.get('searched', r['analysed'])} of {r['frames']} | {r['fps']} | "
+                     f"{r['decode_ms_per_frame']} | {r['detect_ms_per_frame']} | {r['predict_ms_per_frame']} | "
+                     f"{r['write_ms_per_frame']} |")
+    a = d.get("followed_vs_every_frame")
+    if a:
+        lines += ["", f"Following the faces between searches against searching every frame, on the same "
+                      f"{a['frames']} frames: the same label on {100 * a['same_label']:.1f} % of them; the boxes "
+                      f"overlap by IoU {a['iou_mean']:.3f} on average, {a['iou_min']:.3f} at the least."]
+    return lines
 
 
 def commands_table(root: str | Path) -> list[str]:

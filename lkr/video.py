@@ -4,10 +4,14 @@ Beyond the paper. Each frame goes through what a photo goes through (:mod:`lkr.p
 
 1. **Decode.** PyAV (the ffmpeg inside its wheel; nothing else to install) decodes the first
    video stream; each frame becomes an RGB image, its time the stream's presentation time.
-2. **Faces.** MTCNN on every frame, or on every ``every``-th frame (frames between keep the last
-   boxes and labels in the annotated video, and have no rows in the timeline); each face is
-   cropped, landmarked and masked as on a photo, and all faces of a frame go through one ten-crop
-   pass (:meth:`lkr.predict.Predictor.probabilities`).
+2. **Faces.** Every frame is analysed, or every ``every``-th frame (frames between keep the last
+   boxes and labels in the annotated video, and have no rows in the timeline). MTCNN searches an
+   analysed frame whole every :data:`DETECT_EVERY` analysed frames (``detect_every``); the frames
+   between follow the last frame's faces by MTCNN's last stage alone (O-Net on each last box:
+   :func:`lkr.predict.refine_faces`), and a face lost there (its probability below ``min_prob``)
+   makes that frame searched whole. Each face is cropped, landmarked and masked as on a photo,
+   and all faces of a frame go through one ten-crop pass
+   (:meth:`lkr.predict.Predictor.probabilities`).
 3. **Faces followed.** A face keeps its id from one analysed frame to the next when its box
    overlaps the id's last box by IoU >= ``iou`` (torchvision's ``box_iou``) or its centre lies
    within half the boxes' side of the id's (:class:`BoxTracker`; the pairing that minimises the
@@ -50,6 +54,14 @@ in a 640x480 frame): MTCNN is most of a frame's time, and searching at 320 px to
 against 52 ms at 640 px (benchmarks/bench_video.py, docs/performance.md). The faces are still cut from the full-size frame."""
 
 
+DETECT_EVERY = 5
+"""Analysed frames are searched whole by MTCNN every this many; the frames between follow the
+last faces by MTCNN's last stage alone (:func:`lkr.predict.refine_faces`: about a millisecond a
+face against the search's 25 ms), searching again at once when a face is lost. 1: search every
+frame. Against searching every frame, the labels and boxes of the example clip are compared in
+``benchmarks/bench_video.py`` (docs/performance.md)."""
+
+
 PLOT_FACES = 6
 """The probability plot shows at most this many faces (those seen in the most frames)."""
 
@@ -66,7 +78,8 @@ class VideoResult:
         video: the path as given.
         rows: the timeline, one dict per face per analysed frame: frame, time (s), face (id),
             x1, y1, x2, y2 (the box in the frame), the K class probabilities, label.
-        frames: frames decoded; analysed: frames searched for faces.
+        frames: frames decoded; analysed: frames whose faces were predicted; searched: those of
+            them searched whole by MTCNN (the others followed the last faces, :data:`DETECT_EVERY`).
         fps: the stream's average frame rate.
         seconds: wall time of "decode" (with converting frames), "detect" (MTCNN and the crops),
             "predict" (the network) and "write" (annotating, encoding, the CSV and the plot).
@@ -79,6 +92,7 @@ class VideoResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     frames: int = 0
     analysed: int = 0
+    searched: int = 0
     fps: float = 0.0
     seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "predict": 0.0,
                                                                "write": 0.0})
@@ -187,14 +201,17 @@ class _Writer:
 
 def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None = None, every: int = 1,
                   min_prob: float | None = None, max_side: int | None = None, iou: float = 0.3,
-                  max_gap: int = 5, progress: bool = True, stem: str | None = None) -> VideoResult:
+                  max_gap: int = 5, progress: bool = True, stem: str | None = None,
+                  detect_every: int = DETECT_EVERY) -> VideoResult:
     """The faces and expressions of a video, frame by frame (see the module docstring).
 
     Args:
         predictor: a :class:`lkr.predict.Predictor`.
         path: the video file.
         save: a folder for ``<stem>.csv``, ``<stem>.annotated.mp4`` and ``<stem>.probabilities.png``.
-        every: search every ``every``-th frame (1: every frame).
+        every: analyse every ``every``-th frame (1: every frame).
+        detect_every: search every ``detect_every``-th analysed frame whole, follow the faces
+            between (:data:`DETECT_EVERY`; 1: search every analysed frame).
         min_prob: as for photos (:func:`lkr.predict.find_faces`; None: its default).
         max_side: frames with a longer side are searched for faces at this size (None:
             :data:`VIDEO_MAX_SIDE`).
@@ -208,10 +225,12 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
     """
     from tqdm.auto import tqdm
 
-    from lkr.predict import MIN_PROB, FacePrediction, annotate, find_faces
+    from lkr.predict import MIN_PROB, FacePrediction, annotate, find_faces, refine_faces
 
     if every < 1:
         raise LkrError(f"--every {every}: give a whole number >= 1")
+    if detect_every < 1:
+        raise LkrError(f"--detect-every {detect_every}: give a whole number >= 1")
     res = VideoResult(video=str(path))
     out = None if save is None else Path(save)
     if out is not None:  # before any work, so a bad --save loses nothing
@@ -235,6 +254,7 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
     # output of the same name is never replaced by half a file, nor deleted on failure
     writer = None if out is None else _Writer(out / f".{stem}.annotated.mp4.tmp", Fraction(rate))
     tracker = BoxTracker(iou=iou, max_gap=max_gap)
+    followed: list[Any] = []  # the faces of the last analysed frame
     names = list(predictor.class_names)
     shown: list[FacePrediction] = []
     tags: list[str] = []
@@ -258,8 +278,15 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
             res.seconds["decode"] += clock() - t0
             if i % every == 0:
                 t0 = clock()
-                faces = find_faces(image, device=predictor.device, min_prob=MIN_PROB if min_prob is None else min_prob,
-                                   max_side=VIDEO_MAX_SIDE if max_side is None else max_side)
+                search = dict(device=predictor.device, min_prob=MIN_PROB if min_prob is None else min_prob,
+                              max_side=VIDEO_MAX_SIDE if max_side is None else max_side)
+                faces = None
+                if followed and res.analysed % detect_every:  # follow the last faces; None: one was lost
+                    faces = refine_faces(image, followed, **search)
+                if faces is None:
+                    faces = find_faces(image, **search)
+                    res.searched += 1
+                followed = faces
                 t1 = clock()
                 probs = predictor.probabilities(faces)
                 t2 = clock()

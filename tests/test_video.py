@@ -61,6 +61,40 @@ def test_the_timeline_is_the_frames_predicted_one_by_one(clip, predictor, result
     assert result.rows[-1]["x1"] < result.rows[0]["x1"] - 50 and result.rows[-1]["y1"] < result.rows[0]["y1"] - 20
 
 
+def test_followed_frames_agree_with_searching_every_frame(clip, predictor, result):
+    """Issue 34: MTCNN searches every DETECT_EVERY-th frame whole and the frames between follow
+    the face by its last stage; against searching every frame, the searched frames are the same
+    rows, and the followed ones keep the label, their boxes overlapping by IoU >= 0.75."""
+    from torchvision.ops import box_iou
+    import torch
+
+    from lkr.video import DETECT_EVERY
+
+    every = predict_video(predictor, clip, progress=False, detect_every=1)
+    assert result.searched == -(-FRAMES // DETECT_EVERY) and every.searched == every.analysed == FRAMES
+    box = lambda r: [r["x1"], r["y1"], r["x2"], r["y2"]]  # noqa: E731
+    iou = box_iou(torch.tensor([box(r) for r in result.rows]), torch.tensor([box(r) for r in every.rows])).diagonal()
+    assert [r["label"] for r in result.rows] == [r["label"] for r in every.rows]
+    assert float(iou.min()) >= 0.75
+    for f in range(0, FRAMES, DETECT_EVERY):
+        assert result.rows[f] == every.rows[f]
+
+
+def test_a_lost_face_is_searched_for_again(clip):
+    """Following gives up (None) when the face is gone from the box; the caller searches whole."""
+    from lkr.predict import find_faces, refine_faces
+
+    first, later = _frames(clip)[0], _frames(clip)[3]
+    faces = find_faces(first, max_side=VIDEO_MAX_SIDE)
+    assert len(faces) == 1
+    (moved,) = refine_faces(later, faces, max_side=VIDEO_MAX_SIDE)
+    (searched,) = find_faces(later, max_side=VIDEO_MAX_SIDE)
+    assert np.abs(moved.box - searched.box).max() < 6 and moved.image.shape == (48, 48)
+    blank = Image.new("RGB", first.size, (128, 128, 128))
+    assert refine_faces(blank, faces, max_side=VIDEO_MAX_SIDE) is None
+    assert refine_faces(first, [], max_side=VIDEO_MAX_SIDE) == []
+
+
 def test_outputs_csv_annotated_video_and_plot(predictor, result):
     with open(result.csv) as f:
         rows = list(csv.DictReader(f))
