@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"command": "make test", "seconds": round(dt, 1), "what": summary[-1].strip("= ") if summary else "",
                          "shared_data": (clone.parent / "shared" / "data").is_dir()})
         if "browser" in only:  # as .ci/run does: Playwright into the clone's .venv, Debian's chromium on the machine
-            subprocess.run([str(clone / ".venv" / "bin" / "python"), "-m", "pip", "install", "-q", "playwright==1.65.3"],
+            subprocess.run([str(clone / ".venv" / "bin" / "python"), "-m", "pip", "install", "-q", "-r",
+                            str(clone / "requirements-browser.txt")],
                            check=True, capture_output=True)
             dt, tail = timed([str(clone / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                               "tests/test_browser.py"], clone, env | {"LKR_REQUIRE_BROWSER": "1"})

@@ -7,7 +7,7 @@ committed ``cpu`` scale, runs all cells through the UI's Run menu, and fails on 
 cell that did not run, a missing plot, or a progress bar that is not a widget.
 
 Skipped with one line where no browser or no Playwright is installed; ``.ci/run`` installs both
-(``apt-get install chromium``, ``pip install playwright``), so CI runs it.
+(``apt-get install chromium``, ``pip install -r requirements-browser.txt``), so CI runs it.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = PlaywrightTimeout = None
 
 MISSING = [w for w, gone in (("no Chromium (apt-get install chromium, or set LKR_CHROMIUM)", CHROMIUM is None),
-                              ("no Playwright (pip install playwright)", sync_playwright is None)) if gone]
+                              ("no Playwright (pip install -r requirements-browser.txt)", sync_playwright is None)) if gone]
 REQUIRED = os.environ.get("LKR_REQUIRE_BROWSER", "").strip().lower() in ("1", "true", "yes")
 # .ci/run installs both and sets LKR_REQUIRE_BROWSER=1: there a gap fails these tests (not the session)
 pytestmark = pytest.mark.skipif(bool(MISSING) and not REQUIRED, reason=f"{'; '.join(MISSING)}; .ci/run installs both")
