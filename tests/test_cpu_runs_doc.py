@@ -1,8 +1,8 @@
 """docs/cpu-runs.md against results/: every number its run tables give for a committed run
 (accuracy, correct count, selected epoch and its selection accuracy, training seconds, epochs,
 folds, threads, precision, fold mean ± sd) is what that run's metrics.json says, and six
-percentages its prose quotes for committed runs are recomputed (other prose numbers are not yet
-checked). Tables of probes whose runs are
+percentages its prose quotes for committed runs are recomputed, and so are its and the README's
+totals of training time and the cpu-ft fold accuracies. Tables of probes whose runs are
 not committed must say so where they stand."""
 from __future__ import annotations
 
@@ -174,3 +174,26 @@ def test_the_check_fails_on_a_changed_number(cell, ok):
     else:
         with pytest.raises(AssertionError):
             _check_cell("PrivateTest (ten-crop)", cell, m, "here")
+
+
+def _run_metrics(*parts: str) -> dict:
+    return json.loads(RESULTS.joinpath(*parts, "metrics.json").read_text())
+
+
+def test_the_prose_totals_are_what_the_runs_and_the_tables_give():
+    """Numbers of the prose beside the tables: the seed-0 FER2013 training seconds of the four
+    paper configurations (docs), the six FER2013 configurations' hours and the CK+ set's minutes
+    (README, from the runs and from docs/cpu-runs.md's measured wall), and the seed-0 LKRNet's
+    cpu-ft test folds 0-2 (docs)."""
+    doc, readme = DOC.read_text(), (REPO / "README.md").read_text()
+    four = sum(_run_metrics("cpu", "fer2013", c)["train_seconds"] for c in ("vgg19", "lkrnet", "baseline1", "baseline2"))
+    assert f"({four:,.0f} s of training in all" in doc
+    six = sum(m["train_seconds"] + m.get("select_seconds", 0) + m.get("eval_seconds", 0)
+              for m in (_run_metrics("cpu", "fer2013", c) for c in
+                        ("vgg19", "lkrnet", "baseline1", "baseline2", "lkrnet-cover", "lkrnet-l0.4")))
+    assert f"the six FER2013 configurations took {six / 3600:.1f} h" in " ".join(readme.split())
+    assert f"({six / 3600:.1f} h), on a" in " ".join(doc.split())
+    wall = int(re.search(r"\*\*(\d+) s wall\*\* for all 40 runs", doc).group(1))
+    assert f"the 40 CK+ runs {round(wall / 60)} min" in " ".join(readme.split())
+    folds = " / ".join(f"{100 * _run_metrics('cpu-ft', 'ckplus', 'lkrnet', f'fold{f}')['accuracy']:.1f}" for f in range(3))
+    assert f"{folds} % on test folds 0–2" in " ".join(doc.split())
