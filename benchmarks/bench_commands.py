@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop", default=None, metavar="PATTERN",
                     help="stop (SIGSTOP) the processes whose command line matches PATTERN (pgrep -f) while the "
                          "commands are timed, and continue them after: a machine busy with training runs is idle "
-                         "for the timings (the setup of the clone is not timed and runs beside them)")
+                         "for the timings (the setup of the clone is not timed and runs beside them). Write the "
+                         "pattern so that it does not match itself, e.g. '[c]pu_results': a wrapper whose command "
+                         "line holds it would be stopped too")
     ap.add_argument("--only", nargs="*", default=None, help="a subset: demo test browser figures evaluate video")
     args = ap.parse_args(argv)
     only = set(args.only or ("demo", "test", "browser", "figures", "evaluate", "video"))
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_ADDOPTS")}
     rows = []
     stopped: list[int] = []
+    stop_note: dict = {}
     try:
         if "demo" not in only:  # the later steps need the environment (not timed)
             timed(["make", "setup"], clone, env)
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.kill(p, signal.SIGSTOP)
             print(f"stopped {len(stopped)} processes matching {args.stop!r} at {time.strftime('%H:%M:%S')}", flush=True)
             time.sleep(5)  # their last work leaves the caches and cores
+        stop_note = {"stopped_while_timing": len(stopped), "stopped_at": time.strftime("%H:%M:%S") if stopped else None}
         if "demo" in only:
             dt, tail = timed(["make", "demo"], clone, env)
             rows.append({"command": "make demo", "seconds": round(dt, 1), "what": "fresh clone: .venv from the pinned set, then the demo"})
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     pip_conf = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
     out = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "cpu": cpu_model(), "cores": os.cpu_count(),
            "date": time.strftime("%Y-%m-%d"), "commit": commit, "load_1min_at_start": load0,
-           "stopped_while_timing": len(stopped),
+           **stop_note,  # the 1-min load above was read before any stop; a stopped process does not run
            "local_packages": "find-links" in pip_conf or "file://" in pip_conf, "pip_config": pip_conf.strip(),
            "rows": rows}
     path = REPO / "benchmarks" / "results" / "commands-cpu.json"

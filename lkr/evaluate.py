@@ -193,8 +193,8 @@ def _test_split_only(ds_path: str, cfg: Any, info: dict[str, Any], run: str | Pa
     where the whole dataset must be read (subject folds, the demo set, older runs)."""
     from lkr.readers import load_dataset
 
-    if info.get("fold") is not None or str(ds_path).startswith("demo"):
-        return None
+    if info.get("fold") is not None or str(ds_path) in ("demo", "demo-ckplus") or info.get("kind") in ("ckplus48", "ckplus-full"):
+        return None  # subject folds, the built-in demo set (its own landmarks), CK+: read whole
     template = run_template(run, info) if cfg.local_branch else None
     if cfg.local_branch and template is None:
         return None
@@ -206,7 +206,7 @@ def _test_split_only(ds_path: str, cfg: Any, info: dict[str, Any], run: str | Pa
         from lkr.landmarks import attach_landmarks
         from lkr.regions import run_masks
 
-        ds = attach_landmarks(ds, progress=False, template=template)
+        ds = attach_landmarks(ds, progress=False, template=template, part=True)
         masks = torch.from_numpy(run_masks(cfg, ds.boxes, ds.points, size=ds.images.shape[1]))
     return ds, torch.from_numpy(ds.images), masks, torch.from_numpy(ds.labels)
 

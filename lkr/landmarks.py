@@ -430,88 +430,111 @@ def image_keys(images: np.ndarray) -> np.ndarray:
 
 
 def store_path() -> Path:
-    """The per-image landmark store of the current settings: every image ever detected, by its
-    pixels (:func:`image_keys`), so that a part of a dataset (the split ``lkr evaluate``
-    scores) finds what a whole-dataset detection found, and fills it for the next call."""
+    """The per-image landmark store of the current settings: every image detected so far, by its
+    pixels (:func:`image_keys`), with the size of the detection call that found it, so that a
+    part of a dataset (the split ``lkr evaluate`` scores) finds what a whole-dataset detection
+    found, and fills the store for the next call."""
     h = hashlib.sha1(f"{SETTINGS_VERSION}|{PASSES!r}".encode()).hexdigest()[:16]
-    return cache_dir() / f"landmarks-images-{h}.npz"
+    return cache_dir() / f"landmarks-store-{h}.npz"
 
 
-def _read_store(path: Path) -> tuple[np.ndarray, LandmarkResult] | None:
+def _read_store(path: Path) -> tuple[np.ndarray, np.ndarray, LandmarkResult] | None:
+    """(keys, call sizes, landmarks) of the store, or None when missing, corrupt or foreign."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            keys = z["key"]
+            keys, call = z["key"], z["call"]
             r = LandmarkResult(**{k: z[k] for k in ("boxes", "points", "detected", "prob", "pass_index")})
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
     n = len(keys)
-    ok = (keys.dtype == np.dtype("S20") and r.boxes.shape == (n, 4) and r.points.shape == (n, 5, 2)
-          and r.detected.shape == (n,) and r.prob.shape == (n,) and r.pass_index.shape == (n,))
-    return (keys, r) if ok and np.isfinite(r.boxes).all() and np.isfinite(r.points).all() else None
+    ok = (keys.dtype == np.dtype("S20") and call.shape == (n,) and r.boxes.shape == (n, 4)
+          and r.points.shape == (n, 5, 2) and r.detected.shape == (n,) and r.prob.shape == (n,)
+          and r.pass_index.shape == (n,) and len(set(keys.tolist())) == n)
+    return (keys, call, r) if ok and np.isfinite(r.boxes).all() and np.isfinite(r.points).all() else None
 
 
-def _store_rows(keys: np.ndarray, stored: tuple[np.ndarray, LandmarkResult] | None) -> np.ndarray:
+def _store_rows(keys: np.ndarray, stored: tuple[np.ndarray, np.ndarray, LandmarkResult] | None) -> np.ndarray:
     """Each key's row in the store, -1 where it has none."""
     if stored is None or not len(stored[0]):
         return np.full(len(keys), -1)
-    have = {k: i for i, k in reversed(list(enumerate(stored[0].tolist())))}  # a key's first row
+    have = {k: i for i, k in enumerate(stored[0].tolist())}
     return np.array([have.get(k, -1) for k in keys.tolist()], dtype=np.int64)
 
 
-def _add_to_store(path: Path, keys: np.ndarray, r: LandmarkResult) -> None:
-    """File ``r``'s rows under ``keys``: an image already filed keeps its first landmarks (those
-    of the whole-dataset detection its runs trained with); written atomically (a concurrent
-    writer may win, which costs a later call time, not correctness)."""
+def _add_to_store(path: Path, keys: np.ndarray, r: LandmarkResult, call: int) -> None:
+    """File ``r``'s rows under ``keys``, found by a detection call of ``call`` images. A row
+    found by a larger call replaces one found by a smaller (the whole dataset's detection, which
+    its runs trained with, outranks a split's); of identical images in one call the first is
+    filed. Written atomically (a concurrent writer may win: that costs a later call time, not
+    correctness)."""
     stored = _read_store(path)
+    _, first = np.unique(keys, return_index=True)  # identical images in one call: once
+    first = np.sort(first)
+    keys = keys[first]
     rows = _store_rows(keys, stored)
-    new = np.flatnonzero(rows < 0)
-    if not len(new):
-        return
-    _, first = np.unique(keys[new], return_index=True)  # identical images in one call: once
-    new = new[np.sort(first)]
-    arrays = {k: v[new] for k, v in r.arrays().items()}
+    old_call = np.full(len(keys), -1, np.int64)
     if stored is not None:
-        arrays = {k: np.concatenate([getattr(stored[1], k), v]) for k, v in arrays.items()}
-    all_keys = keys[new] if stored is None else np.concatenate([stored[0], keys[new]])
-    atomic_write(path, lambda f: np.savez(f, key=all_keys, **arrays))
+        old_call[rows >= 0] = stored[1][rows[rows >= 0]]
+    take = old_call < call
+    if not take.any():
+        return
+    if stored is None:
+        all_keys, calls, arrays = np.empty(0, "S20"), np.empty(0, np.int64), None
+    else:
+        all_keys, calls, arrays = stored[0], stored[1].astype(np.int64), stored[2].arrays()
+    replace_at, new = rows[take & (rows >= 0)], take & (rows < 0)
+    out = {}
+    for k, v in r.arrays().items():
+        base = np.zeros((0, *v.shape[1:]), v.dtype) if arrays is None else arrays[k].copy()
+        base[replace_at] = v[first[take & (rows >= 0)]]
+        out[k] = np.concatenate([base, v[first[new]]])
+    all_keys = np.concatenate([all_keys, keys[new]])
+    calls = calls.copy()
+    calls[replace_at] = call
+    calls = np.concatenate([calls, np.full(int(new.sum()), call, np.int64)])
+    atomic_write(path, lambda f: np.savez(f, key=all_keys, call=calls, **out))
 
 
 def landmarks_for(images: np.ndarray, *, device: str = "cpu", progress: bool = True,
-                  use_cache: bool = True) -> LandmarkResult:
+                  use_cache: bool = True, part: bool = False) -> LandmarkResult:
     """:func:`detect_faces` on ``images``, read from / written to the landmark caches.
 
-    Two caches: the whole array's file (:func:`cache_path`, exact for the array it was
-    detected on) and the per-image store (:func:`store_path`). MTCNN's boxes depend a little on
-    which images share its batches (at 3,589 FER2013 PrivateTest faces detected apart from the
-    rest, 4 boxes moved, by up to 0.6 px): a whole dataset is read from its own file, and only
-    the images the store lacks are detected. Undetected rows hold this call's template
-    (:func:`detect_faces`); :func:`attach_landmarks` sets the dataset's."""
-    path = cache_path(images)
-    keys = image_keys(images) if use_cache else None
+    Two caches. MTCNN's boxes depend a little on which images share its batches (FER2013's 3,589
+    PrivateTest faces detected alone: 4 boxes moved, by up to 0.6 px), so a whole dataset is
+    detected in one call and read back from its own file (:func:`cache_path`), exactly. Every
+    detection also files its rows in the per-image store (:func:`store_path`), where a larger
+    call's rows outrank a smaller one's. ``part``: ``images`` are a part of a dataset (the split
+    ``lkr evaluate`` scores): they are read from the store (the whole dataset's rows where it was
+    detected), and only the images it lacks are detected, with no file of their own.
+    Undetected rows hold this call's template (:func:`detect_faces`); :func:`attach_landmarks`
+    sets the dataset's."""
     store = store_path()
+    if part and use_cache:
+        keys = image_keys(images)
+        stored = _read_store(store)
+        rows = _store_rows(keys, stored)
+        missing = np.flatnonzero(rows < 0)
+        out = _empty(len(images))
+        if stored is not None:
+            for k, v in out.arrays().items():
+                v[rows >= 0] = getattr(stored[2], k)[rows[rows >= 0]]
+        if len(missing):
+            found = detect_faces(images[missing], device=device, progress=progress)
+            for k, v in out.arrays().items():
+                v[missing] = getattr(found, k)
+            _try(lambda: _add_to_store(store, keys[missing], found, len(missing)))
+        tb, tp = template(out.boxes[out.detected], out.points[out.detected])
+        out.boxes[~out.detected], out.points[~out.detected] = tb, tp
+        return out
+    path = cache_path(images)
     if use_cache:
         r = _read_cache(path, len(images))
         if r is not None:
-            _try(lambda: _add_to_store(store, keys, r))
+            _try(lambda: _add_to_store(store, image_keys(images), r, len(images)))  # no-op once filed
             return r
-        stored = _read_store(store)
-        rows = _store_rows(keys, stored)
-        if (rows >= 0).all() and len(rows):
-            return LandmarkResult(**{k: v[rows] for k, v in stored[1].arrays().items()})
-        missing = np.flatnonzero(rows < 0)
-        if 0 < len(missing) < len(images):  # only what the store lacks
-            found = detect_faces(images[missing], device=device, progress=progress)
-            out = _empty(len(images))
-            for k, v in out.arrays().items():
-                v[rows >= 0] = getattr(stored[1], k)[rows[rows >= 0]]
-                v[missing] = getattr(found, k)
-            _try(lambda: _add_to_store(store, keys[missing], found))
-            tb, tp = template(out.boxes[out.detected], out.points[out.detected])
-            out.boxes[~out.detected], out.points[~out.detected] = tb, tp
-            return out
     r = detect_faces(images, device=device, progress=progress)
     _try(lambda: _write_cache(path, r))
-    _try(lambda: _add_to_store(store, image_keys(images), r))
+    _try(lambda: _add_to_store(store, image_keys(images), r, len(images)))
     return r
 
 
@@ -523,7 +546,8 @@ def _try(write: Any) -> None:
 
 
 def attach_landmarks(ds: FaceDataset, *, device: str = "cpu", progress: bool = True,
-                     force: bool = False, template: dict[str, Any] | None = None) -> FaceDataset:
+                     force: bool = False, template: dict[str, Any] | None = None,
+                     part: bool = False) -> FaceDataset:
     """The dataset with MTCNN boxes, points and detected flags set (cached, see :func:`cache_path`).
 
     A dataset that already has landmarks (the demo set ships its true ones) is returned as it
@@ -539,13 +563,15 @@ def attach_landmarks(ds: FaceDataset, *, device: str = "cpu", progress: bool = T
         template: the template a run recorded (:func:`template_record`: {"box", "points",
             "from"}), used instead of :func:`dataset_template`, e.g. for one split of FER2013
             whose Training faces are not read (``lkr evaluate``).
+        part: ``ds`` is a part of a dataset: its landmarks come from the per-image store
+            (:func:`landmarks_for`).
 
     Returns:
         A copy of ``ds`` with boxes (N,4), points (N,5,2) float32 and detected (N,) bool.
     """
     if ds.has_landmarks and ds.detected is not None and not force:
         return ds
-    r = landmarks_for(ds.images, device=device, progress=progress, use_cache=not force)
+    r = landmarks_for(ds.images, device=device, progress=progress, use_cache=not force, part=part)
     boxes, points, detected = r.boxes.copy(), r.points.copy(), r.detected.astype(bool)
     # The template rows are always rebuilt here from the detected flags: a cache written when
     # the template was the mean of every split (test included) is thus never used for them.

@@ -278,14 +278,15 @@ def refine_faces(photo: Image.Image, previous: Sequence[Face], *, device: str | 
     """The faces of ``previous`` (found on an earlier frame) followed onto ``photo`` by MTCNN's
     last stage alone: each previous box, squared as MTCNN squares its candidates, goes through
     O-Net, which scores it, moves it onto the face and places the five landmarks (facenet-pytorch's
-    own ``rerec``, ``pad``, ``imresample`` and ``bbreg``, as in its third stage). About a
-    millisecond a face, against the whole search's 25 ms at 320 px (:mod:`lkr.video`).
+    own ``rerec``, ``pad``, ``imresample``, ``bbreg`` and its "Min" NMS at 0.7, as in its third
+    stage). About 4 ms a frame with its resizing, against the whole search's 12-13 ms at 320 px
+    (benchmarks/bench_video.py on 2 AMD EPYC cores, docs/performance.md).
 
     Returns:
         The followed faces, left to right; None when a face is lost (its O-Net probability below
         ``min_prob``): the caller searches the frame again.
     """
-    from facenet_pytorch.models.utils.detect_face import bbreg, imresample, pad, rerec
+    from facenet_pytorch.models.utils.detect_face import bbreg, batched_nms_numpy, imresample, pad, rerec
 
     from lkr.landmarks import _mtcnn
 
@@ -317,8 +318,11 @@ def refine_faces(photo: Image.Image, previous: Sequence[Face], *, device: str | 
     py = hi[:, None] * pts[:, 5:10] + boxes[:, 1:2] - 1
     points = torch.stack((px, py), dim=2)
     moved = bbreg(torch.cat((boxes, score[:, None]), dim=1), reg)
+    # as the third stage: of followed boxes that drifted onto one face, one is kept
+    pick = batched_nms_numpy(moved[:, :4], moved[:, 4], torch.zeros(len(moved), dtype=torch.int64), 0.7, "Min")
+    moved, points = moved[pick], points[pick]
     gray = rgb.convert("L")
-    return _faces_from(moved[:, :4].cpu().numpy(), score.cpu().numpy(), points.cpu().numpy(), f, gray,
+    return _faces_from(moved[:, :4].cpu().numpy(), moved[:, 4].cpu().numpy(), points.cpu().numpy(), f, gray,
                        min_prob, scale)
 
 

@@ -150,14 +150,25 @@ def load_dataset(path: str | os.PathLike, *, skip_bad: bool = False, use_cache: 
         part_key = {**key, "splits": sorted(splits)}
         part_cache = _cache_file(p, part_key)
         part = _read_cache(part_cache, part_key)
-        if part is None:
-            part = _subset(_read_source(p, skip_bad=skip_bad, ck_frames=ck_frames, splits=splits), splits)
+        if part is not None:
+            return part
+        try:
+            part = _read_source(p, skip_bad=skip_bad, ck_frames=ck_frames, splits=splits)
+        except DataError:  # e.g. a CSV with no row of these splits: the whole read says what is wrong
+            part = None
+        if part is not None and np.isin(part.splits, list(splits)).any():
+            part = _subset(part, splits)
             try:
                 part.save(part_cache, extra=part_key)
             except OSError:
                 pass
-        return part
-    ds = _read_source(p, skip_bad=skip_bad, ck_frames=ck_frames)
+            return part
+        if part is not None and not np.isin(part.splits, list(splits)).any():
+            ds = part  # data without these splits (CK+) was read whole: cached as the whole
+        else:
+            ds = _read_source(p, skip_bad=skip_bad, ck_frames=ck_frames)
+    else:
+        ds = _read_source(p, skip_bad=skip_bad, ck_frames=ck_frames)
     try:
         ds.save(cache, extra=key)
     except OSError:  # a read-only or full cache folder only costs speed

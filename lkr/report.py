@@ -704,7 +704,10 @@ def video_table(root: str | Path) -> list[str]:
     if not f.is_file():
         raise KeyError(f"{f}: no video timings (run python benchmarks/bench_video.py on an idle machine)")
     d = json.loads(f.read_text())
-    lines = [f"{d['cpu']}, {d['threads']} threads, {d['clip']}, {d['rows'][0]['frames']} frames, {d['date']}; "
+    when = d["date"] + (f", commit {d['commit']}" if d.get("commit") else "")
+    if d.get("stopped_while_timing"):
+        when += f", {d['stopped_while_timing']} background processes stopped (SIGSTOP) while timing from {d['started']} UTC"
+    lines = [f"{d['cpu']}, {d['threads']} threads, {d['clip']}, {d['rows'][0]['frames']} frames ({when}); "
              "milliseconds a frame (the model and MTCNN loaded and warmed first):", "",
              "| run | frames searched | frames/s | decode | detect (MTCNN, following, crops) | predict (ten-crop) "
              "| write (annotate, H.264, CSV, plot) |",

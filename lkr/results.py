@@ -41,8 +41,8 @@ FER2013 role only. ``history.json`` is written compactly: by column ({field: [on
 epoch]}, :func:`history_columns`; floats to 6 significant digits; the run folder's own is one
 dict per epoch, and :func:`history_rows` reads either); ``metrics.json`` on one line;
 ``predictions.npz`` without the probabilities (:data:`DROPPED`, :func:`slim`). A FER2013 run
-takes about 120 KiB with its Grad-CAM and UMAP (18 KiB without), a CK+ fold about 13 KiB: the
-repository's files must leave room for the datasets on a GPU call.
+takes under 150 KiB with its Grad-CAM and UMAP (under 20 KiB without), a CK+ fold under 15 KiB:
+the repository's files must leave room for the datasets on a GPU call (tests/test_imports.py).
 """
 
 from __future__ import annotations

@@ -68,11 +68,17 @@ def _memo_key(name: str, arrays: Sequence[Any], **kw: Any) -> tuple:
             h.update(b"-")
             continue
         a = np.ascontiguousarray(a)
-        if a.dtype == object:  # e.g. subject ids as Python strings: hash their text, not pointers
-            a = a.astype(str)
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(a.tobytes())
     return (name, h.hexdigest(), tuple(sorted(kw.items())))
+
+
+def _codes(groups: Any) -> np.ndarray | None:
+    """Cluster ids as the tests use them (``np.unique``'s inverse: their sorted order), so that
+    two group arrays share a memo key exactly when they give the same computation."""
+    if groups is None:
+        return None
+    return np.unique(np.asarray(groups), return_inverse=True)[1].astype(np.int64).ravel()
 
 
 def _memoized(key: tuple, compute: Any) -> Any:
@@ -240,7 +246,7 @@ def sign_flip_test(diffs: np.ndarray, groups: np.ndarray | None = None, *, n_res
     given. Exact when the non-zero (cluster) differences allow ``n_resamples`` sign patterns or
     fewer (up to 13 at 9,999), else Monte Carlo; 1.0 when every difference is 0."""
     d = np.asarray(diffs, float)
-    return _memoized(_memo_key("sign_flip", (d, groups), n=n_resamples, seed=seed),
+    return _memoized(_memo_key("sign_flip", (d, _codes(groups)), n=n_resamples, seed=seed),
                      lambda: _sign_flip_test(d, groups, n_resamples, seed))
 
 
@@ -309,7 +315,7 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, groups
     a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError(f"expected two equal non-empty 1-D arrays, got {a.shape} and {b.shape}")
-    key = _memo_key("bootstrap", (a, b, groups), n=n_resamples, confidence=confidence, seed=seed)
+    key = _memo_key("bootstrap", (a, b, _codes(groups)), n=n_resamples, confidence=confidence, seed=seed)
     return _memoized(key, lambda: _bootstrap_difference(a, b, groups, n_resamples, confidence, seed))
 
 

@@ -50,15 +50,16 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".m
 
 VIDEO_MAX_SIDE = 320
 """Frames with a longer side are searched for faces at this size (faces >= 20 px there, 40 px
-in a 640x480 frame): MTCNN is most of a frame's time, and searching at 320 px took 27 ms a frame
-against 52 ms at 640 px (benchmarks/bench_video.py, docs/performance.md). The faces are still cut from the full-size frame."""
+in a 640x480 frame): MTCNN's search is most of a searched frame's time, 12.7 ms a frame at 320 px
+against 28.4 ms at 640 px (2 AMD EPYC cores, benchmarks/bench_video.py, docs/performance.md).
+The faces are still cut from the full-size frame."""
 
 
 DETECT_EVERY = 5
 """Analysed frames are searched whole by MTCNN every this many; the frames between follow the
-last faces by MTCNN's last stage alone (:func:`lkr.predict.refine_faces`: about a millisecond a
-face against the search's 25 ms), searching again at once when a face is lost. 1: search every
-frame. Against searching every frame, the labels and boxes of the example clip are compared in
+last faces by MTCNN's last stage alone (:func:`lkr.predict.refine_faces`), searching again at
+once when a face is lost. 1: search every frame. A face that enters the frame between two
+searches is found at the next one: up to ``DETECT_EVERY - 1`` analysed frames late. Against searching every frame, the labels and boxes of the example clip are compared in
 ``benchmarks/bench_video.py`` (docs/performance.md)."""
 
 
@@ -108,7 +109,8 @@ class VideoResult:
         return list(dict.fromkeys(r["face"] for r in self.rows))
 
     def to_json(self) -> dict[str, Any]:
-        return {"video": self.video, "frames": self.frames, "analysed": self.analysed, "fps": self.fps,
+        return {"video": self.video, "frames": self.frames, "analysed": self.analysed, "searched": self.searched,
+                "fps": self.fps,
                 "faces": self.faces, "rows": self.rows, "error": self.error, "warning": self.warning}
 
 
@@ -280,11 +282,11 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
                 t0 = clock()
                 search = dict(device=predictor.device, min_prob=MIN_PROB if min_prob is None else min_prob,
                               max_side=VIDEO_MAX_SIDE if max_side is None else max_side)
-                faces = None
+                faces, found = None, "followed"
                 if followed and res.analysed % detect_every:  # follow the last faces; None: one was lost
                     faces = refine_faces(image, followed, **search)
                 if faces is None:
-                    faces = find_faces(image, **search)
+                    faces, found = find_faces(image, **search), "searched"
                     res.searched += 1
                 followed = faces
                 t1 = clock()
@@ -299,7 +301,8 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
                     label = names[int(p.argmax())]
                     x1, y1, x2, y2 = (round(float(v), 1) for v in face.box)
                     res.rows.append({"frame": i, "time": round(t, 4), "face": k, "x1": x1, "y1": y1, "x2": x2,
-                                     "y2": y2, **{c: float(v) for c, v in zip(names, p)}, "label": label})
+                                     "y2": y2, **{c: float(v) for c, v in zip(names, p)}, "label": label,
+                                     "found": found})
                     shown.append(FacePrediction(face=face, probabilities=dict(zip(names, map(float, p))), label=label))
                     tags.append(f"#{k}")
             if writer is not None:
@@ -348,8 +351,10 @@ def predict_video(predictor: Any, path: str | Path, *, save: str | Path | None =
 
 
 def write_timeline(rows: Sequence[dict[str, Any]], names: Sequence[str], path: Path) -> Path:
-    """The timeline as CSV: frame, time, face, x1, y1, x2, y2, the K probabilities (6 decimals), label."""
-    cols = ["frame", "time", "face", "x1", "y1", "x2", "y2", *names, "label"]
+    """The timeline as CSV: frame, time, face, x1, y1, x2, y2, the K probabilities (6 decimals),
+    label, found ("searched": MTCNN searched the frame whole; "followed": the face was followed
+    from the last frame, :data:`DETECT_EVERY`)."""
+    cols = ["frame", "time", "face", "x1", "y1", "x2", "y2", *names, "label", "found"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()

@@ -234,7 +234,7 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path):
 
 def test_landmark_cache_corrupt_or_of_other_settings_is_rebuilt(monkeypatch, tmp_path):
     """The landmark caches without MTCNN: a counting stand-in for the detector. A damaged array
-    file is served by the per-image store; both damaged, the images are detected again."""
+    file or store, or one of other images or settings, is rebuilt."""
     monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
     images = make_demo("ckplus", n=30).images
     n = len(images)
@@ -255,11 +255,12 @@ def test_landmark_cache_corrupt_or_of_other_settings_is_rebuilt(monkeypatch, tmp
     assert calls == [n]  # cache hit
 
     path.write_bytes(path.read_bytes()[:150])  # truncated (a kill would leave only a .tmp; a disk may not)
-    assert lm.landmarks_for(images, progress=False).detected.all() and calls == [n]  # from the store
-    store.write_bytes(store.read_bytes()[:150])
     lm.landmarks_for(images, progress=False)
     assert len(calls) == 2 and lm._read_cache(path, n) is not None  # rebuilt whole
-    assert lm._read_store(store) is not None
+    store.write_bytes(store.read_bytes()[:150])  # a damaged store: a part is detected again, the store rebuilt
+    assert lm.landmarks_for(images[:7], progress=False, part=True).detected.all()
+    assert calls[-1] == 7 and len(lm._read_store(store)[0]) == 7
+    calls.pop()
 
     other = fake_detect(images[:5])  # a readable file of other images under this name
     calls.pop()

@@ -146,10 +146,7 @@ def test_attach_landmarks_caches(ck_images, ck_result, monkeypatch, tmp_path):
     lm.attach_landmarks(out, progress=False, force=True)  # force: detect again
     assert calls == [12, 12]
 
-    path.write_bytes(b"not an npz")  # a corrupt array file: the per-image store still has them
-    np.testing.assert_array_equal(lm.attach_landmarks(ds, progress=False).points, out.points)
-    assert calls == [12, 12]
-    lm.store_path().write_bytes(b"junk")  # both corrupt: detected again, both rewritten
+    path.write_bytes(b"not an npz")  # a corrupt cache is recomputed and rewritten
     fixed = lm.attach_landmarks(ds, progress=False)
     assert calls == [12, 12, 12]
     np.testing.assert_array_equal(fixed.points, out.points)
@@ -220,9 +217,10 @@ def test_template_is_the_mean_of_training_faces_only(monkeypatch):
 
 
 def test_a_part_of_a_detected_set_is_read_from_the_store(ck_images, monkeypatch, tmp_path):
-    """Once a set is detected, any part of it is read from the per-image store (no MTCNN), with
-    the whole set's landmarks; images the store lacks are detected alone and filed; identical
-    images are filed once (issue 34: lkr evaluate detects the scored split only)."""
+    """Once a set is detected, any part of it (part=True) is read from the per-image store (no
+    MTCNN) with the whole set's landmarks; images the store lacks are detected alone, filed, and
+    get no file of their own; identical images are filed once (issue 34: lkr evaluate detects the
+    scored split only)."""
     monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
     calls = []
     real = lm.detect_faces
@@ -233,19 +231,45 @@ def test_a_part_of_a_detected_set_is_read_from_the_store(ck_images, monkeypatch,
 
     monkeypatch.setattr(lm, "detect_faces", counting)
     whole = lm.landmarks_for(ck_images[:10], progress=False)
-    part = lm.landmarks_for(ck_images[3:8], progress=False)
+    part = lm.landmarks_for(ck_images[3:8], progress=False, part=True)
     assert calls == [10]
     for k, v in part.arrays().items():
         np.testing.assert_array_equal(v, getattr(whole, k)[3:8])
     mixed = np.concatenate([ck_images[10:13], ck_images[:2], ck_images[10:11]])  # 3 new, 2 known, a repeat
-    got = lm.landmarks_for(mixed, progress=False)
+    got = lm.landmarks_for(mixed, progress=False, part=True)
     assert calls == [10, 4]  # the unknown ones only (the repeat too: detected with them)
+    assert not lm.cache_path(mixed).exists()  # a part has no file of its own
     np.testing.assert_array_equal(got.points[3:5], whole.points[:2])
-    keys, stored = lm._read_store(lm.store_path())
-    assert len(keys) == len(set(keys.tolist())) == 13
-    again = lm.landmarks_for(mixed, progress=False)  # all filed now
+    keys, call, _ = lm._read_store(lm.store_path())
+    assert len(keys) == len(set(keys.tolist())) == 13 and sorted(call.tolist()) == [4] * 3 + [10] * 10
+    again = lm.landmarks_for(mixed, progress=False, part=True)  # all filed now
     assert calls == [10, 4] and np.array_equal(again.points[3:5], whole.points[:2])
     np.testing.assert_array_equal(again.points[5], again.points[0])  # the repeat: its first row
+
+
+def test_the_whole_detection_outranks_a_part_detected_first(monkeypatch, tmp_path):
+    """MTCNN's boxes depend a little on batch company. A split evaluated first (its faces
+    detected alone), then the whole dataset detected (training): the split read again gets the
+    whole dataset's landmarks, those its runs trained with; a smaller call never replaces them."""
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
+    images = np.random.default_rng(0).integers(0, 256, (20, 48, 48), dtype=np.uint8)
+
+    def batch_dependent(imgs, **kw):  # a stand-in whose boxes move with the call's size
+        k = len(imgs)
+        return lm.LandmarkResult(boxes=np.tile(np.float32([4, 2, 44, 46]) + k / 100, (k, 1)),
+                                 points=np.full((k, 5, 2), 24 + k / 100, np.float32), detected=np.ones(k, bool),
+                                 prob=np.ones(k, np.float32), pass_index=np.zeros(k, np.int16))
+
+    monkeypatch.setattr(lm, "detect_faces", batch_dependent)
+    split = images[5:9]
+    first = lm.landmarks_for(split, progress=False, part=True)
+    assert np.allclose(first.boxes[:, 0], 4.04)
+    whole = lm.landmarks_for(images, progress=False)
+    assert np.allclose(whole.boxes[:, 0], 4.2)
+    again = lm.landmarks_for(split, progress=False, part=True)
+    np.testing.assert_array_equal(again.boxes, whole.boxes[5:9])
+    lm.landmarks_for(images[5:7], progress=False)  # a smaller whole call of its own
+    np.testing.assert_array_equal(lm.landmarks_for(split, progress=False, part=True).boxes, whole.boxes[5:9])
 
 
 def test_template_of_a_stale_cache_is_not_used():

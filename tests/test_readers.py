@@ -626,24 +626,42 @@ def test_one_split_decodes_only_its_images_and_equals_the_whole_read(tmp_path, m
         if form == "zip":
             src = _zip_dir(src, tmp_path / "fer.zip")
     seen = _counting_decoder(monkeypatch)
+    parsed: list[str] = []
+    real_row = readers._parse_fer_row
+    monkeypatch.setattr(readers, "_parse_fer_row", lambda row, *a: (parsed.append(row[-1]), real_row(row, *a))[1])
     part = load_dataset(src, splits={"PrivateTest"})
     assert set(part.splits.tolist()) == {"PrivateTest"}
-    if form != "csv":
+    if form == "csv":
+        assert parsed == ["PrivateTest"] * 2 == part.splits.tolist()
+    else:
         assert len(seen) == len(part) == 7 and all("PrivateTest_" in w for w in seen)
+    assert not cache_path_for(src).is_file()  # nothing of the whole was cached
     whole = load_dataset(src)
     ref = whole.split("PrivateTest")
     for k in ("images", "labels", "paths", "splits"):
         assert np.array_equal(getattr(part, k), getattr(ref, k)), k
-    assert not cache_path_for(src).is_file() or len(whole) > len(part)
     monkeypatch.setattr(readers, "_read_source", _no_decoding)  # the whole cache now serves parts
     again = load_dataset(src, splits={"PrivateTest"})
     assert np.array_equal(again.images, part.images)
 
 
-def test_one_split_of_data_without_it_is_the_whole_data(tmp_path):
-    """CK+ has no PrivateTest: asked for it, the reader gives every image (the caller decides)."""
-    folder = make_ck48_folder(tmp_path / "ck")
-    assert len(load_dataset(folder, splits={"PrivateTest"})) == len(load_dataset(folder))
+def test_one_split_of_data_without_it_is_the_whole_data(tmp_path, monkeypatch):
+    """CK+ (and a FER2013 folder without file-name prefixes, and a CSV without PrivateTest rows)
+    has no PrivateTest: asked for it, the reader gives every image, each decoded once (the CSV's
+    first pass parses no row), cached as the whole (the caller decides)."""
+    rows = [(str(i % 7), " ".join(map(str, _face(i).ravel())), u) for i, u in enumerate(["Training", "PublicTest"])]
+    for src in (make_ck48_folder(tmp_path / "ck"), make_fer_folder(tmp_path / "plain", prefixes=False, per_class=1),
+                make_fer_csv(tmp_path / "two.csv", rows)):
+        calls = _counting_reader(monkeypatch)
+        seen = _counting_decoder(monkeypatch)
+        parsed: list[str] = []
+        real_row = readers._parse_fer_row
+        monkeypatch.setattr(readers, "_parse_fer_row", lambda row, *a: (parsed.append(row[-1]), real_row(row, *a))[1])
+        part = load_dataset(src, splits={"PrivateTest"})
+        assert len(seen) + len(parsed) == len(part) and cache_path_for(src).is_file()
+        n = len(calls)
+        assert len(load_dataset(src)) == len(part) and len(calls) == n  # the whole cache
+        monkeypatch.undo()
 
 
 def test_fer2013_private_test_alone(fer, fer2013_zip, tmp_path, monkeypatch):

@@ -202,7 +202,7 @@ def test_the_shipped_model_on_fer2013_reads_privatetest_alone(fer2013_zip, card,
     record, the mean of the Training detections), gives the committed predictions, and leaves
     those faces' landmarks in the cache."""
     from lkr import landmarks as lm
-    from lkr.readers import cache_path_for
+    from lkr.readers import cache_path_for, load_dataset
 
     monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path / "cache"))
     detected: list[int] = []
@@ -220,7 +220,8 @@ def test_the_shipped_model_on_fer2013_reads_privatetest_alone(fer2013_zip, card,
     with np.load(REPO / "results" / "shipped" / "fer2013" / "predictions.npz") as z:
         committed = np.bincount(7 * z["label"].astype(int) + z["pred"], minlength=49).reshape(7, 7)
     assert m["confusion"] == committed.tolist()  # every label-prediction pair as committed
-    keys, _ = lm._read_store(lm.store_path())
-    assert len(keys) >= 3500  # filled for the faces it touched (identical faces filed once)
+    keys, call, _ = lm._read_store(lm.store_path())
+    assert len(keys) >= 3500 and set(call.tolist()) == {3589}  # filled for the faces it touched (identical ones once)
+    assert not lm.cache_path(load_dataset(fer2013_zip, splits={"PrivateTest"}).images).exists()  # no file of a part
     tpl = json.loads((MODEL_DIR / "metrics.json").read_text())["landmark_template"]
     assert tpl["from"].startswith("the mean of the 28224 detected Training faces")

@@ -411,6 +411,15 @@ def test_the_memo_returns_each_input_its_own_result():
     g2 = g.copy()
     g2[:10] = "S999"
     assert stats.bootstrap_difference(a, b, groups=g2) != first
+    # ids whose sorted order differs (numbers against their text) are other clusters in another order
+    nums = np.array([10, 9] * 150, dtype=object)
+    stats._MEMO.clear()
+    as_text = stats.bootstrap_difference(a, b, groups=nums.astype(str))
+    assert stats.bootstrap_difference(a, b, groups=nums) == stats._bootstrap_difference(
+        a.astype(float), b.astype(float), nums, stats.N_RESAMPLES, stats.CONFIDENCE, stats.BOOTSTRAP_SEED)
+    assert len(stats._MEMO) == 2  # two keys: the text ids did not answer for the numbers
+    assert as_text == stats._bootstrap_difference(a.astype(float), b.astype(float), nums.astype(str),
+                                                  stats.N_RESAMPLES, stats.CONFIDENCE, stats.BOOTSTRAP_SEED)
     assert stats.bootstrap_difference(a, b, groups=g, seed=1) != first
     d = a.astype(float) - b.astype(float)
     p = stats.sign_flip_test(d, g)

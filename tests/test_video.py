@@ -80,6 +80,14 @@ def test_followed_frames_agree_with_searching_every_frame(clip, predictor, resul
         assert result.rows[f] == every.rows[f]
 
 
+def test_the_readme_says_how_often_frames_are_searched():
+    from lkr.video import DETECT_EVERY
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"MTCNN searches every {DETECT_EVERY}th of them whole" in readme
+    assert f"up to {DETECT_EVERY - 1} analysed frames late" in readme
+
+
 def test_a_lost_face_is_searched_for_again(clip):
     """Following gives up (None) when the face is gone from the box; the caller searches whole."""
     from lkr.predict import find_faces, refine_faces
@@ -90,9 +98,27 @@ def test_a_lost_face_is_searched_for_again(clip):
     (moved,) = refine_faces(later, faces, max_side=VIDEO_MAX_SIDE)
     (searched,) = find_faces(later, max_side=VIDEO_MAX_SIDE)
     assert np.abs(moved.box - searched.box).max() < 6 and moved.image.shape == (48, 48)
+    (one,) = refine_faces(later, faces + faces, max_side=VIDEO_MAX_SIDE)  # two boxes on one face: NMS keeps one
+    np.testing.assert_allclose(one.box, moved.box, atol=1e-4)
     blank = Image.new("RGB", first.size, (128, 128, 128))
     assert refine_faces(blank, faces, max_side=VIDEO_MAX_SIDE) is None
     assert refine_faces(first, [], max_side=VIDEO_MAX_SIDE) == []
+
+
+def test_a_face_converts_to_mtcnns_frame_and_back_exactly(clip):
+    """refine_faces hands O-Net a face's box in MTCNN's frame (one-based, at the searched size):
+    that frame and back is the identity, to a thousandth of a pixel."""
+    from lkr.predict import _faces_from, find_faces
+    from lkr.readers import CK_CROP_SCALE
+
+    frame = _frames(clip)[0]
+    (face,) = find_faces(frame, max_side=VIDEO_MAX_SIDE)
+    f = VIDEO_MAX_SIDE / max(frame.size)
+    (back,) = _faces_from([face.box.astype(np.float64) * f + [1, 1, 0, 0]], [face.score],
+                          [face.points.astype(np.float64) * f], f, frame.convert("L"), 0.0, CK_CROP_SCALE)
+    np.testing.assert_allclose(back.box, face.box, atol=1e-3)
+    np.testing.assert_allclose(back.points, face.points, atol=1e-3)
+    assert back.region == face.region and np.array_equal(back.image, face.image)
 
 
 def test_outputs_csv_annotated_video_and_plot(predictor, result):
@@ -100,7 +126,8 @@ def test_outputs_csv_annotated_video_and_plot(predictor, result):
         rows = list(csv.DictReader(f))
     assert len(rows) == FRAMES
     assert list(rows[0])[:7] == ["frame", "time", "face", "x1", "y1", "x2", "y2"]
-    assert list(rows[0])[7:-1] == list(predictor.class_names) and list(rows[0])[-1] == "label"
+    assert list(rows[0])[7:-2] == list(predictor.class_names) and list(rows[0])[-2:] == ["label", "found"]
+    assert [r["found"] for r in rows] == ["followed" if i % 5 else "searched" for i in range(FRAMES)]
     p = np.array([[float(r[c]) for c in predictor.class_names] for r in rows])
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-4)
     times = [float(r["time"]) for r in rows]
