@@ -12,7 +12,8 @@ Layout (``<scale>`` is the scale the runs were trained at, ``<config>`` a name o
                                  only where a GPU run exported them for a later UMAP; the
                                  experiments leave them in the run folder
           umap.npz               their 2-D UMAP (seeded, float16) + silhouette scores
-          gradcam.npz            Grad-CAM of 16 fixed test faces (float16) + those faces' pixels
+          gradcam.npz            Grad-CAM of 16 fixed test faces (float16)
+        fer2013/gradcam_faces.npz  those 16 faces' pixels, once for every configuration
         ckplus/<config>/
           metrics.json           pooled over the folds (predictions of all test folds together)
           fold<k>/ config.json  metrics.json  history.json  predictions.npz (+ subject ids)
@@ -67,6 +68,10 @@ again), and the float16 probabilities were over half of the predictions' bytes."
 HISTORY_DIGITS = 6
 """Significant digits of the floats of an exported ``history.json`` (written on one line)."""
 GRADCAM_FACES = 16
+FACES_FILE = "gradcam_faces.npz"
+"""``results/<scale>/fer2013/gradcam_faces.npz``: ``index`` and ``image`` of the fixed Grad-CAM
+faces, stored once for all configurations of the scale (each ``gradcam.npz`` stored them
+again, 35 KB a configuration; :func:`slim` moves older ones here)."""
 UMAP_SEED = 0
 KEYS = ("fer2013", "ckplus")
 SELECTION_SUBJECTS = "selection_subjects.json"
@@ -161,8 +166,9 @@ def _export_file(src: Path, dest: Path) -> None:
 
 def slim(root: str | Path) -> list[Path]:
     """Rewrite ``root``'s results as :func:`export_run` writes them now (idempotent): every
-    ``metrics.json`` on one line, every ``predictions.npz`` without :data:`DROPPED`. The values
-    are unchanged (``lkr verify`` reads them alike). Returns the files rewritten."""
+    ``metrics.json`` on one line, every ``predictions.npz`` without :data:`DROPPED`, the Grad-CAM
+    faces' pixels once a scale (:data:`FACES_FILE`). The values are unchanged (``lkr verify``
+    and the figures read them alike). Returns the files rewritten."""
     from lkr.runfolder import save_npz, write_json
 
     done = []
@@ -171,6 +177,12 @@ def slim(root: str | Path) -> list[Path]:
         m = json.loads(text)
         if text != json.dumps(m, separators=(",", ":")):
             write_json(f, m, compact=True)
+            done.append(f)
+    for f in sorted(Path(root).rglob("gradcam.npz")):
+        g = _npz(f)
+        if "image" in g:  # the faces' pixels go to the scale's faces file, once
+            _file_faces(f.parent.parent / FACES_FILE, g["index"], g.pop("image"))
+            save_npz(f, **g)
             done.append(f)
     for f in sorted(Path(root).rglob("predictions.npz")):
         with np.load(f, allow_pickle=False) as z:
@@ -299,10 +311,44 @@ def export_gradcam(run: str | Path, dest: str | Path, ds: FaceDataset, faces: np
         x, m = x.to(dev), (None if m is None else m.to(dev))
         pred = model(x, m if model.local_branch else None)["logits"].argmax(1).cpu().numpy()
     dest = Path(dest)
+    _file_faces(dest.parent / FACES_FILE, np.asarray(faces), ds.images[faces])
     save_npz(dest / "gradcam.npz", index=faces, label=labels.astype(np.int8), pred=pred.astype(np.int8),
-             cam=cams.astype(np.float16), image=ds.images[faces], layer=np.array(target.name),
+             cam=cams.astype(np.float16), layer=np.array(target.name),
              layer_size=np.array(target.size, dtype=np.int64))
     return dest / "gradcam.npz"
+
+
+def _file_faces(path: Path, index: np.ndarray, images: np.ndarray) -> None:
+    """Add the faces (dataset index, pixels) to the scale's :data:`FACES_FILE` (written
+    atomically; a face already there must have the same pixels)."""
+    from lkr.runfolder import save_npz
+
+    have = _npz(path) or {"index": np.zeros(0, np.int64), "image": np.zeros((0, *images.shape[1:]), np.uint8)}
+    known = {int(i): k for k, i in enumerate(have["index"])}
+    new = [k for k, i in enumerate(index) if int(i) not in known]
+    for k, i in enumerate(index):
+        if int(i) in known and not np.array_equal(have["image"][known[int(i)]], images[k]):
+            raise RunError(f"{path}: face {int(i)} has other pixels there (results of another dataset?)")
+    if new:
+        save_npz(path, index=np.concatenate([have["index"], np.asarray(index)[new]]).astype(np.int64),
+                 image=np.concatenate([have["image"], images[new]]).astype(np.uint8))
+
+
+def _gradcam(d: Path) -> dict[str, np.ndarray] | None:
+    """A configuration's ``gradcam.npz``, with its faces' pixels from the scale's
+    :data:`FACES_FILE` (an older file holding them itself is read as it is)."""
+    g = _npz(d / "gradcam.npz")
+    if g is None or "image" in g:
+        return g
+    faces = _npz(d.parent / FACES_FILE)
+    if faces is None:
+        raise RunError(f"{d / 'gradcam.npz'}: its faces' pixels are in {d.parent / FACES_FILE}, which is missing")
+    at = {int(i): k for k, i in enumerate(faces["index"])}
+    missing = [int(i) for i in g["index"] if int(i) not in at]
+    if missing:
+        raise RunError(f"{d.parent / FACES_FILE}: lacks face {missing[0]} of {d / 'gradcam.npz'}")
+    g["image"] = faces["image"][[at[int(i)] for i in g["index"]]]
+    return g
 
 
 def _masks(ds: FaceDataset, idx: np.ndarray, cfg) -> np.ndarray | None:
@@ -474,7 +520,7 @@ def load_config_result(config_dir: str | Path, *, seeds: bool = True) -> ConfigR
             r.name, r.seed = d.name, folder_seed
             others[folder_seed] = r
     return ConfigResult(name=d.name, metrics=metrics, histories=histories, predictions=predictions,
-                        umap=_npz(d / "umap.npz"), gradcam=_npz(d / "gradcam.npz"), config=config,
+                        umap=_npz(d / "umap.npz"), gradcam=_gradcam(d), config=config,
                         seed=seed, other_seeds=others)
 
 

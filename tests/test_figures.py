@@ -782,6 +782,42 @@ def test_export_keeps_metrics_on_one_line_and_predictions_without_probabilities(
     assert slim(tmp_path / "old") == []  # already slim
 
 
+def test_the_gradcam_faces_are_stored_once_a_scale(tmp_path):
+    """Each configuration's gradcam.npz keeps its CAMs; the faces' pixels live once in the scale's
+    gradcam_faces.npz (slim() moves them from older files), and loading joins them back by
+    dataset index; a face with other pixels there is refused in one line."""
+    from lkr.errors import RunError
+    from lkr.results import FACES_FILE, load_config_result, slim
+
+    rng = np.random.default_rng(0)
+    key = tmp_path / "results" / "cpu" / "fer2013"
+    images = rng.integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    for name, order in (("vgg19", [0, 1, 2, 3]), ("lkrnet", [2, 0, 3, 1])):
+        d = key / name
+        d.mkdir(parents=True)
+        write_json(d / "metrics.json", {"accuracy": 0.5, "dataset": "fer2013"}, compact=True)
+        save_npz(d / "gradcam.npz", index=np.array([10, 11, 12, 13])[order], label=np.zeros(4, np.int8),
+                 pred=np.zeros(4, np.int8), cam=rng.random((4, 44, 44)).astype(np.float16), image=images[order],
+                 layer=np.array("stage3"), layer_size=np.array([11, 11]))
+    before = {n: load_config_result(key / n).gradcam for n in ("vgg19", "lkrnet")}
+    assert len(slim(tmp_path / "results")) == 2 and slim(tmp_path / "results") == []
+    with np.load(key / FACES_FILE) as z:
+        order = np.argsort(z["index"])
+        assert z["index"][order].tolist() == [10, 11, 12, 13] and np.array_equal(z["image"][order], images)
+    for n in ("vgg19", "lkrnet"):
+        with np.load(key / n / "gradcam.npz") as z:
+            assert "image" not in z.files
+        after = load_config_result(key / n).gradcam
+        assert after.keys() == before[n].keys() and all(np.array_equal(after[k], before[n][k]) for k in after)
+    with np.load(key / FACES_FILE) as z:
+        other = {"index": z["index"], "image": 255 - z["image"]}
+    save_npz(key / FACES_FILE, **other)
+    with pytest.raises(RunError, match="other pixels"):
+        from lkr.results import _file_faces
+
+        _file_faces(key / FACES_FILE, np.array([10]), images[:1])
+
+
 def test_the_committed_results_are_slim():
     """Every tracked metrics.json of results/ is on one line and no tracked predictions keep the
     probabilities (lkr.results.slim; the 9 MiB bound of tests/test_imports.py needs the room)."""
@@ -792,8 +828,8 @@ def test_the_committed_results_are_slim():
         pytest.skip("not a git checkout")
     files = [REPO / f for f in r.stdout.split()]
     fat = [f for f in files if f.name == "metrics.json" and "\n" in f.read_text().strip()]
-    for f in (f for f in files if f.name == "predictions.npz"):
+    for f in (f for f in files if f.name in ("predictions.npz", "gradcam.npz")):
         with np.load(f) as z:
-            if "probs" in z.files:
+            if "probs" in z.files or "image" in z.files:
                 fat.append(f)
     assert not fat, f"{len(fat)} files not slim, e.g. {fat[0].relative_to(REPO)}: run lkr.results.slim('results')"
