@@ -630,6 +630,23 @@ def shipped_table() -> list[str]:
     lines.append(f"| {c['name']}; epoch {t['best_epoch']} selected on PublicTest | {c['bytes'] / 1e6:.2f} MB, "
                  f"{c['dtype']}, sha256 `{c['sha256'][:12]}…` | {100 * m['accuracy']:.1f} | "
                  f"{100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f} |{cross}")
+    r = c.get("replaces")
+    if r:  # the model it replaced, as its card said
+        rc = "".join(f" {100 * x['accuracy']:.1f} ({x['n']} images) | {100 * x['ci_low']:.1f} to "
+                     f"{100 * x['ci_high']:.1f} |" for x in r.get("cross", {}).values())
+        lines.append(f"| before it: {r['name']} | {r['bytes'] / 1e6:.2f} MB, {r['dtype']}, sha256 "
+                     f"`{r['sha256'][:12]}…` | {100 * r['privatetest']['accuracy']:.1f} | "
+                     f"{100 * r['privatetest']['ci_low']:.1f} to {100 * r['privatetest']['ci_high']:.1f} |{rc}")
+    target = c.get("target", 0.67)
+    lines += ["", f"Stored in {c['dtype']} and run in float32. Its PrivateTest accuracy "
+              + (f"reaches the {100 * target:.0f} % the kit aimed at." if m["accuracy"] >= target else
+                 f"falls short of the {100 * target:.0f} % the kit aimed at (the model card puts it beside the "
+                 "runs of the same width with the paper's FC 4096 heads).")]
+    if r:
+        from lkr.shipped import _differences
+
+        lines[-1] += (" It replaced the model before it because it did better on PublicTest, where epochs are "
+                      "chosen. " + _differences(r.get("differences") or {}))
     return lines
 
 

@@ -142,12 +142,33 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
             objects other than weights and plain data (one line: it is not loaded).
     """
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        ck = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:
         raise RunError(f"{path}: holds objects other than weights and plain data (a pickle that could run "
                        "code); refused, not loaded") from None
     except Exception as e:
         raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to start over") from None
+    if isinstance(ck, dict) and isinstance(ck.get("int8_scales"), dict) and isinstance(ck.get("model"), dict):
+        ck["model"] = dequantize_weights(ck["model"], ck.pop("int8_scales"), path)
+    return ck
+
+
+def dequantize_weights(state: dict[str, torch.Tensor], scales: dict[str, torch.Tensor],
+                       where: Path) -> dict[str, torch.Tensor]:
+    """Weights stored as int8 with one float scale per output channel (weight-only, symmetric,
+    :func:`lkr.shipped.quantize_weights`) back to float32; the other tensors as they are.
+
+    Raises:
+        RunError: a scale without its int8 weight, or of the wrong length (one line).
+    """
+    out = dict(state)
+    for k, s in scales.items():
+        w = state.get(k)
+        if w is None or w.dtype != torch.int8 or s.dim() != 1 or s.numel() != w.shape[0]:
+            raise RunError(f"{where}: int8 weight {k} does not match its scales; the file was edited or written by "
+                           "another version of lkr")
+        out[k] = w.float() * s.float().view(-1, *([1] * (w.dim() - 1)))
+    return out
 
 
 def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Config, dict]:

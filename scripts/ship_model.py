@@ -5,12 +5,16 @@
 1. Trains (or resumes, or finds finished) the compact LKRNet run in ``--run`` (default
    ``~/lkr-runs/runs/ship/fer2013/lkrnet-fc256``) with the ``lkr train`` command of
    :func:`lkr.shipped.train_args`.
-2. Packs its selected weights in float16 into ``lkr/data/model/best.pt``.
+2. Keeps the model already shipped when the new run is no better on PublicTest, the split epochs
+   are selected on (PrivateTest chooses nothing); else packs its selected weights into
+   ``lkr/data/model/best.pt`` (weight-only int8, :data:`lkr.shipped.SHIP_DTYPE`), at most
+   :data:`lkr.shipped.MAX_BYTES`.
 3. Measures that file itself: FER2013 PrivateTest, ten-crop (``lkr/data/model/metrics.json`` and
    ``results/shipped/fer2013/predictions.npz``), and FER2013 -> CK+48 over the six shared classes
    (``results/shipped/cross/ckplus/``).
 4. Writes ``lkr/data/model/card.json`` (sha256, size, training, accuracies) and renders
-   ``docs/model-card.md`` from it (:func:`lkr.shipped.model_card`).
+   ``docs/model-card.md`` from it (:func:`lkr.shipped.model_card`), with the numbers of the model
+   it replaces beside its own.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +39,32 @@ def pin_sha256(sha: str) -> None:
     from lkr.shipped import PIN_FILE
 
     PIN_FILE.write_text(sha + "\n")
+
+
+def paired_differences(before: dict, labels: np.ndarray, pred: np.ndarray, results: Path, bootstrap) -> dict:
+    """This file − the replaced one on the same images: FER2013 PrivateTest (images resampled) and
+    FER2013 -> CK+48 (subjects resampled), each with its bootstrap interval and sign-flip p. One seed
+    of each model: the seed noise is not measured."""
+    from lkr.stats import sign_flip_test
+
+    out = {}
+    old = before.get("privatetest")
+    if old is not None and np.array_equal(old["label"], labels):
+        a, b = (pred == labels).astype(float), (old["pred"] == old["label"]).astype(float)
+        d, lo, hi = bootstrap(a, b)
+        out["privatetest"] = {"difference": d, "ci_low": lo, "ci_high": hi, "p": sign_flip_test(a - b),
+                              "n": int(len(a)), "resampled": "images"}
+    old, new_f = before.get("cross"), results / "cross" / "ckplus" / "predictions.npz"
+    if old is not None and new_f.is_file():
+        with np.load(new_f) as z:
+            new = {k: z[k].copy() for k in z.files}
+        if np.array_equal(old["index"], new["index"]) and np.array_equal(old["label"], new["label"]):
+            a, b = (new["pred"] == new["label"]).astype(float), (old["pred"] == old["label"]).astype(float)
+            d, lo, hi = bootstrap(a, b, groups=new["subject"])
+            out["FER2013 -> CK+48"] = {"difference": d, "ci_low": lo, "ci_high": hi,
+                                       "p": sign_flip_test(a - b, new["subject"]), "n": int(len(a)),
+                                       "resampled": "subjects"}
+    return out
 
 
 def main() -> int:
@@ -52,7 +83,9 @@ def main() -> int:
     from lkr.evaluate import classification_metrics, evaluate_cross, run_test_probabilities
     from lkr.results import load_config_result
     from lkr.runfolder import save_npz, write_json
-    from lkr.shipped import SHIP_FC_DIMS, SHIP_SEED, card_name, model_card, pack, sha256_of, train_args
+    from lkr.shipped import (MAX_BYTES, SHIP_DTYPE, SHIP_FC_DIMS, SHIP_SCALE, SHIP_SEED, TARGET, card_name,
+                             model_card, pack, read_card, sha256_of, train_args)
+    from lkr.config import _fraction
     from lkr.stats import bootstrap_difference
 
     run, dest, results = Path(args.run), Path(args.dest), Path(args.results)
@@ -63,7 +96,7 @@ def main() -> int:
             return rc
     trained = json.loads((run / "metrics.json").read_text())
     said = json.loads((run / "config.json").read_text())
-    want = {"variant": "lkrnet", "scale": "cpu", "fc_dims": list(SHIP_FC_DIMS), "seed": SHIP_SEED}
+    want = {"variant": "lkrnet", "scale": SHIP_SCALE, "fc_dims": list(SHIP_FC_DIMS), "seed": SHIP_SEED}
     off = {k: said.get(k) for k, v in want.items() if said.get(k) != v}
     if off and not args.other_run:
         raise SystemExit(f"ship_model: {run} was not trained by the ship command ({off}); --other-run packs it "
@@ -72,11 +105,38 @@ def main() -> int:
 
     with np.load(run / "predictions.npz") as z:
         run_names, run_pred = tuple(str(c) for c in z["class_names"]), z["pred"].copy()
-    best = pack(run, dest, class_names=run_names)
+    old = read_card(dest) if (dest / "card.json").is_file() else None
+    if old and (trained.get("select_accuracy") or 0) \
+            <= (old["training"].get("select_accuracy") or 0) and not args.other_run:
+        print(f"ship_model: kept the shipped model: the new run reached {100 * trained['select_accuracy']:.2f}% on "
+              f"PublicTest, the shipped one {100 * old['training']['select_accuracy']:.2f}% (PrivateTest chooses "
+              "nothing)")
+        return 0
+    replaces = None
+    if old:
+        replaces = {"name": old.get("name"), "sha256": old.get("sha256"), "bytes": old.get("bytes"),
+                    "dtype": old.get("dtype"), "parameters": old.get("parameters"),
+                    "select_accuracy": old["training"].get("select_accuracy"),
+                    "privatetest": {k: old["privatetest"][k] for k in ("accuracy", "ci_low", "ci_high", "n")},
+                    "cross": {k: {f: v[f] for f in ("accuracy", "ci_low", "ci_high", "n")}
+                              for k, v in old.get("cross", {}).items()}}
+    before = {}  # the replaced model's committed predictions, for the paired differences
+    for key, f in (("privatetest", results / "fer2013" / "predictions.npz"),
+                   ("cross", results / "cross" / "ckplus" / "predictions.npz")):
+        if replaces and f.is_file():
+            with np.load(f) as z:
+                before[key] = {k: z[k].copy() for k in z.files}
+    with tempfile.TemporaryDirectory() as tmp:  # the shipped file stays whole until the new one fits
+        packed = pack(run, tmp, class_names=run_names, dtype=SHIP_DTYPE)
+        if packed.stat().st_size > MAX_BYTES:
+            raise SystemExit(f"ship_model: {run} packs into {packed.stat().st_size:,} bytes, over the "
+                             f"{MAX_BYTES:,} allowed; the shipped model is unchanged")
+        dest.mkdir(parents=True, exist_ok=True)
+        best = Path(shutil.move(packed, dest / "best.pt"))
     for stale in ("metrics.json", "card.json"):
         (dest / stale).unlink(missing_ok=True)
 
-    # FER2013 PrivateTest with the shipped file (float16 weights, run in float32)
+    # FER2013 PrivateTest with the shipped file (its stored weights, run in float32)
     probs, labels, names = run_test_probabilities(dest, data=args.fer, device="cpu")
     pred = probs.argmax(1)
     m = classification_metrics(labels, pred, names)
@@ -108,7 +168,7 @@ def main() -> int:
     card = {
         "name": card_name(ck["config"]),
         "file": "lkr/data/model/best.pt", "sha256": sha256_of(best), "bytes": best.stat().st_size,
-        "dtype": "float16", "parameters": int(n_params),
+        "dtype": SHIP_DTYPE, "parameters": int(n_params), "target": TARGET,
         "config": {k: ck["config"][k] for k in ("variant", "width", "fc_dims", "triplet_lambda", "triplet_mining",
                                                "epochs", "batch_size", "lr", "schedule", "alpha", "mask_stage",
                                                "crop", "seed") if k in ck["config"]},
@@ -128,18 +188,21 @@ def main() -> int:
         "privatetest": {k: m[k] for k in ("accuracy", "ci_low", "ci_high", "n", "per_class", "class_counts")},
         "cross": cross,
     }
-    card["training"]["changed_predictions"] = int((run_pred != pred).sum())  # float16 storage, float32 run
-    ref = load_config_result(REPO / "results" / "cpu" / "fer2013" / "lkrnet")  # the paper's heads, same scale
+    card["training"]["changed_predictions"] = int((run_pred != pred).sum())  # the storage, run in float32
+    if replaces:
+        replaces["differences"] = paired_differences(before, labels, pred, results, bootstrap_difference)
+        card["replaces"] = replaces
+    ref = load_config_result(REPO / "results" / SHIP_SCALE / "fer2013" / "lkrnet")  # the paper's heads, same scale
     if ref is not None and len(ref.by_seed()) >= 2:
         accs = {s: 100 * r.metrics["accuracy"] for s, r in ref.by_seed().items()}
-        card["reference"] = {"label": "the 1/8-width LKRNet with the paper's FC 4096 heads",
+        card["reference"] = {"label": f"the {_fraction(ck['config'].get('width', 1.0))}-width LKRNet with the "
+                                      "paper's FC 4096 heads",
                              "mean": float(np.mean(list(accs.values()))),
                              "sd": float(np.std(list(accs.values()), ddof=1)),
-                             "seeds": ",".join(str(k) for k in accs), "results": "results/cpu/fer2013/lkrnet"}
+                             "seeds": ",".join(str(k) for k in accs),
+                             "results": f"results/{SHIP_SCALE}/fer2013/lkrnet"}
     write_json(dest / "card.json", card, digits=6)
     pin_sha256(card["sha256"])
-    from lkr.shipped import read_card
-
     (REPO / "docs" / "model-card.md").write_text(model_card(read_card(dest)))  # from the file, as the test does
     print(f"shipped {best} ({card['bytes']:,} bytes, sha256 {card['sha256'][:16]}...): PrivateTest "
           f"{100 * m['accuracy']:.2f}% (the float32 run: {100 * (trained.get('accuracy') or 0):.2f}%)"

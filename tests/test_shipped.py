@@ -15,7 +15,7 @@ import torch
 
 from lkr.cli import main
 from lkr.errors import RunError
-from lkr.shipped import MODEL_DIR, SHIP_FC_DIMS, about, pinned_sha256, model_card, read_card, sha256_of, shipped_run
+from lkr.shipped import MAX_BYTES, MODEL_DIR, SHIP_FC_DIMS, about, pinned_sha256, model_card, read_card, sha256_of, shipped_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,13 +27,19 @@ def card() -> dict:
 
 def test_the_shipped_file_is_small_and_matches_its_card(card):
     best = MODEL_DIR / "best.pt"
-    assert best.stat().st_size <= 1_500_000  # everything tracked travels with every GPU call
+    assert best.stat().st_size <= MAX_BYTES  # everything tracked travels with every GPU call
     assert card["bytes"] == best.stat().st_size
     assert card["sha256"] == sha256_of(best) == pinned_sha256()  # the card and the pin
     assert shipped_run() == MODEL_DIR
     ck = torch.load(best, weights_only=True)
     floats = [v for v in ck["model"].values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
+    weights = [k for k, v in ck["model"].items() if v.dim() >= 2]
+    if card["dtype"] == "int8":  # weight-only int8, one scale per output channel
+        assert sorted(ck["int8_scales"]) == sorted(weights)
+        assert all(ck["model"][k].dtype == torch.int8 for k in weights)
+    else:
+        assert card["dtype"] == "float16" and "int8_scales" not in ck
     assert tuple(ck["config"]["fc_dims"]) == SHIP_FC_DIMS and ck["config"]["variant"] == "lkrnet"
     assert card["parameters"] == sum(v.numel() for k, v in ck["model"].items() if "running" not in k
                                      and "num_batches" not in k)
@@ -225,3 +231,69 @@ def test_the_shipped_model_on_fer2013_reads_privatetest_alone(fer2013_zip, card,
     assert not lm.cache_path(load_dataset(fer2013_zip, splits={"PrivateTest"}).images).exists()  # no file of a part
     tpl = json.loads((MODEL_DIR / "metrics.json").read_text())["landmark_template"]
     assert tpl["from"].startswith("the mean of the 28224 detected Training faces")
+
+
+def test_int8_packing_keeps_the_network_and_quarters_the_file(demo_run, tmp_path):
+    """Weight-only int8 (torch.ao's per-channel observer): every conv and linear weight int8 with one
+    scale per output channel, loaded back to float32 by the kit's own loader (weights_only); the
+    network's outputs stay close to the float32 run's and the file is about a quarter as large."""
+    from lkr.runfolder import load_run_model
+    from lkr.shipped import pack, quantize_weights
+
+    names = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    out8, out16 = pack(demo_run, tmp_path / "i8", class_names=names, dtype="int8"), \
+        pack(demo_run, tmp_path / "f16", class_names=names, dtype="float16")
+    raw = torch.load(out8, weights_only=True)
+    weights = [k for k, v in raw["model"].items() if v.dim() >= 2]
+    assert weights and all(raw["model"][k].dtype == torch.int8 for k in weights)
+    assert sorted(raw["int8_scales"]) == sorted(weights)
+    assert all(raw["int8_scales"][k].shape == (raw["model"][k].shape[0],) for k in weights)
+    floats = [v for v in raw["model"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)  # biases, batch norm
+    assert out8.stat().st_size < 0.65 * out16.stat().st_size
+
+    ref, _, _ = load_run_model(demo_run)
+    got, _, _ = load_run_model(tmp_path / "i8")
+    state, ref_state = got.state_dict(), ref.state_dict()
+    for k in weights:  # each weight within half a step of its channel's scale
+        step = raw["int8_scales"][k].view(-1, *([1] * (ref_state[k].dim() - 1)))
+        assert state[k].dtype == torch.float32
+        assert ((state[k] - ref_state[k]).abs() <= step / 2 + 1e-6).all(), k
+    x = torch.rand(4, 1, 44, 44)
+    mask = torch.ones(4, 1, 44, 44)
+    with torch.no_grad():
+        a, b = ref(x, mask), got(x, mask)
+    assert torch.allclose(a["logits"].softmax(1), b["logits"].softmax(1), atol=0.05)
+
+    _, scales = quantize_weights({"w": torch.tensor([[1.0, -2.0], [0.5, 0.25]])})
+    assert torch.allclose(scales["w"], torch.tensor([2.0, 0.5]) / 127.5, rtol=0.02)  # symmetric, per row
+
+
+def test_int8_scales_that_do_not_fit_are_one_line(demo_run, tmp_path, capsys):
+    from lkr.runfolder import load_checkpoint
+    from lkr.shipped import pack
+
+    out = pack(demo_run, tmp_path / "m", class_names=("a",) * 7, dtype="int8")
+    ck = torch.load(out, weights_only=True)
+    k = next(iter(ck["int8_scales"]))
+    ck["int8_scales"][k] = ck["int8_scales"][k][:-1]
+    torch.save(ck, out)
+    with pytest.raises(RunError, match=f"int8 weight {k} does not match its scales"):
+        load_checkpoint(out, torch.device("cpu"))
+
+
+def test_the_card_puts_the_replaced_model_beside_this_one(card):
+    from lkr.shipped import _replaced
+
+    new = json.loads(json.dumps(card))
+    old = {"name": "older", "sha256": "0" * 64, "bytes": 1_000_000, "dtype": "float16", "parameters": 1,
+           "select_accuracy": 0.6, "privatetest": {"accuracy": 0.6, "ci_low": 0.58, "ci_high": 0.62, "n": 3589},
+           "cross": {"FER2013 -> CK+48": {"accuracy": 0.7, "ci_low": 0.65, "ci_high": 0.75, "n": 927}},
+           "differences": {"privatetest": {"difference": 0.05, "ci_low": 0.03, "ci_high": 0.07, "p": 0.0001,
+                                           "n": 3589, "resampled": "images"}}}
+    new["replaces"] = old
+    text = _replaced(new)
+    assert "older (before)" in text and "60.0 (58.0 to 62.0)" in text and "70.0 (65.0 to 75.0)" in text
+    assert "FER2013 PrivateTest +5.0 points (+3.0 to +7.0, images resampled" in text
+    assert "### Against the model it replaced" in model_card(new)
+    assert _replaced(card if "replaces" not in card else {**card, "replaces": None}) == ""
