@@ -3,7 +3,7 @@
     python scripts/ship_model.py --fer ../shared/data/fer2013.zip --ck ../shared/data/CK+48.zip
 
 1. Trains (or resumes, or finds finished) the compact LKRNet run in ``--run`` (default
-   ``~/lkr-runs/runs/ship/fer2013/lkrnet-fc256``) with the ``lkr train`` command of
+   ``~/lkr-runs/runs/ship/fer2013/lkrnet-quarter-fc256``) with the ``lkr train`` command of
    :func:`lkr.shipped.train_args`.
 2. Keeps the model already shipped when the new run is no better on PublicTest, the split epochs
    are selected on (PrivateTest chooses nothing); else packs its selected weights into
@@ -72,7 +72,7 @@ def main() -> int:
     ap.add_argument("--fer", required=True, help="FER2013 (the training data and PrivateTest)")
     ap.add_argument("--ck", default=None, help="CK+48 for the cross-dataset figure")
     ap.add_argument("--run", default=os.path.join(os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")),
-                                                  "runs", "ship", "fer2013", "lkrnet-fc256"))
+                                                  "runs", "ship", "fer2013", "lkrnet-quarter-fc256"))
     ap.add_argument("--dest", default=str(REPO / "lkr" / "data" / "model"))
     ap.add_argument("--results", default=str(REPO / "results" / "shipped"))
     ap.add_argument("--other-run", action="store_true", help="pack a run the ship command did not train (a try-out; "
