@@ -119,10 +119,12 @@ def test_template_for_faceless_images(ck_images, ck_result):
     assert lm.plausible(lm.DEFAULT_TEMPLATE_BOX, lm.DEFAULT_TEMPLATE_POINTS)
 
 
-def test_attach_landmarks_caches(ck_images, ck_result, monkeypatch, tmp_path):
-    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))  # a store of its own: MTCNN calls are counted
-    ds = _as_dataset(ck_images[:12])
-    calls = []
+@pytest.fixture
+def mtcnn_calls(monkeypatch, tmp_path) -> list[int]:
+    """The sizes of the MTCNN calls a test makes (``lm.detect_faces`` counted, then run), with a
+    landmark store of the test's own so that earlier tests' detections are not read."""
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
+    calls: list[int] = []
     real = lm.detect_faces
 
     def counting(images, **kw):
@@ -130,6 +132,12 @@ def test_attach_landmarks_caches(ck_images, ck_result, monkeypatch, tmp_path):
         return real(images, **kw)
 
     monkeypatch.setattr(lm, "detect_faces", counting)
+    return calls
+
+
+def test_attach_landmarks_caches(ck_images, ck_result, mtcnn_calls):
+    ds = _as_dataset(ck_images[:12])
+    calls = mtcnn_calls
     out = lm.attach_landmarks(ds, progress=False)
     assert calls == [12] and ds.points is None  # the input is not changed
     np.testing.assert_allclose(out.points, ck_result.points[:12], atol=1e-4)
@@ -216,20 +224,12 @@ def test_template_is_the_mean_of_training_faces_only(monkeypatch):
     np.testing.assert_allclose(again.points[~det], out.points[~det], atol=1e-6)
 
 
-def test_a_part_of_a_detected_set_is_read_from_the_store(ck_images, monkeypatch, tmp_path):
+def test_a_part_of_a_detected_set_is_read_from_the_store(ck_images, mtcnn_calls):
     """Once a set is detected, any part of it (part=True) is read from the per-image store (no
     MTCNN) with the whole set's landmarks; images the store lacks are detected alone, filed, and
     get no file of their own; identical images are filed once (issue 34: lkr evaluate detects the
     scored split only)."""
-    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
-    calls = []
-    real = lm.detect_faces
-
-    def counting(images, **kw):
-        calls.append(len(images))
-        return real(images, **kw)
-
-    monkeypatch.setattr(lm, "detect_faces", counting)
+    calls = mtcnn_calls
     whole = lm.landmarks_for(ck_images[:10], progress=False)
     part = lm.landmarks_for(ck_images[3:8], progress=False, part=True)
     assert calls == [10]
