@@ -549,8 +549,12 @@ def headline(root: str | Path) -> list[str]:
                              f"{'subjects' if key == 'ckplus' else 'test images'} {_ci(c.ci_low, c.ci_high)}, Holm p "
                              f"{F._p(c.p_holm)}; over seeds {_ci(c.seed_ci_low, c.seed_ci_high)}, Holm p "
                              f"{F._p(c.p_seeds_holm)})")
+            face = comps[("lkrnet-s1", "face-s1")].verdict()
+            marks = ("not told apart from the face mask: no part the landmarks play is detected" if face == "not told apart"
+                     else "above the face mask, told apart: the landmarks matter" if face == "lkrnet-s1 better"
+                     else "below the face mask, told apart: the landmarks cost accuracy")
             out.append(f"- {'CK+48' if key == 'ckplus' else 'FER2013'} at scale {scale}, LKRNet with the mask at "
-                       f"stage 1: {v}; " + ", ".join(parts) + ".")
+                       f"stage 1: {v}; the key regions are {marks}; " + ", ".join(parts) + ".")
     if (root / "control-v2").is_dir():  # the region control's reading of each set (its first design is history)
         out += design_verdicts(root)
     return out
