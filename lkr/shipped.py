@@ -307,8 +307,11 @@ def _differences(diffs: dict[str, Any]) -> str:
     """The paired differences (this file − the one before) as the card says them."""
     if not diffs:
         return "The two files' predictions were not both at hand: no paired difference."
-    parts = [f"{'FER2013 PrivateTest' if k == 'privatetest' else k} {100 * x['difference']:+.1f} points "
-             f"({100 * x['ci_low']:+.1f} to {100 * x['ci_high']:+.1f}, {x['resampled']} resampled; sign-flip p "
+    def pts(x: float) -> str:
+        return f"{100 * x:+.1f}".replace("-", "−")
+
+    parts = [f"{'FER2013 PrivateTest' if k == 'privatetest' else k} {pts(x['difference'])} points "
+             f"({pts(x['ci_low'])} to {pts(x['ci_high'])}, {x['resampled']} resampled; sign-flip p "
              f"{x['p']:.2g})" for k, x in diffs.items()]
     return ("This file − the one before, on the same images: " + "; ".join(parts) + ". One seed of each model, so "
             "the seed noise is not in these intervals.")

@@ -83,7 +83,7 @@ def main() -> int:
     from lkr.evaluate import classification_metrics, evaluate_cross, run_test_probabilities
     from lkr.results import load_config_result
     from lkr.runfolder import save_npz, write_json
-    from lkr.shipped import (MAX_BYTES, SHIP_DTYPE, SHIP_FC_DIMS, SHIP_SCALE, SHIP_SEED, TARGET, card_name,
+    from lkr.shipped import (MAX_BYTES, MODEL_DIR, SHIP_DTYPE, SHIP_FC_DIMS, SHIP_SCALE, SHIP_SEED, TARGET, card_name,
                              model_card, pack, read_card, sha256_of, train_args)
     from lkr.config import _fraction
     from lkr.stats import bootstrap_difference
@@ -126,18 +126,17 @@ def main() -> int:
         if replaces and f.is_file():
             with np.load(f) as z:
                 before[key] = {k: z[k].copy() for k in z.files}
-    with tempfile.TemporaryDirectory() as tmp:  # the shipped file stays whole until the new one fits
-        packed = pack(run, tmp, class_names=run_names, dtype=SHIP_DTYPE)
-        if packed.stat().st_size > MAX_BYTES:
-            raise SystemExit(f"ship_model: {run} packs into {packed.stat().st_size:,} bytes, over the "
-                             f"{MAX_BYTES:,} allowed; the shipped model is unchanged")
-        dest.mkdir(parents=True, exist_ok=True)
-        best = Path(shutil.move(packed, dest / "best.pt"))
-    for stale in ("metrics.json", "card.json"):
-        (dest / stale).unlink(missing_ok=True)
+    # Everything is made and measured in a staging folder; the shipped model and its results change
+    # only at the end, all together (a failure on the way leaves them as they were).
+    stage = Path(tempfile.mkdtemp(prefix="lkr-ship-"))
+    model_dir, staged = stage / "model", stage / "results"
+    best = pack(run, model_dir, class_names=run_names, dtype=SHIP_DTYPE)
+    if best.stat().st_size > MAX_BYTES:
+        raise SystemExit(f"ship_model: {run} packs into {best.stat().st_size:,} bytes, over the "
+                         f"{MAX_BYTES:,} allowed; the shipped model is unchanged")
 
     # FER2013 PrivateTest with the shipped file (its stored weights, run in float32)
-    probs, labels, names = run_test_probabilities(dest, data=args.fer, device="cpu")
+    probs, labels, names = run_test_probabilities(model_dir, data=args.fer, device="cpu")
     pred = probs.argmax(1)
     m = classification_metrics(labels, pred, names)
     right = (pred == labels).astype(float)
@@ -146,14 +145,14 @@ def main() -> int:
               "dataset": "fer2013", "kind": "fer2013", "measured_with": "lkr/data/model/best.pt"})
     if trained.get("landmark_template"):  # lkr evaluate --shipped then reads PrivateTest alone
         m["landmark_template"] = trained["landmark_template"]
-    write_json(dest / "metrics.json", m)
-    (results / "fer2013").mkdir(parents=True, exist_ok=True)
-    save_npz(results / "fer2013" / "predictions.npz", label=labels.astype(np.int8), pred=pred.astype(np.int8),
+    write_json(model_dir / "metrics.json", m)
+    (staged / "fer2013").mkdir(parents=True, exist_ok=True)
+    save_npz(staged / "fer2013" / "predictions.npz", label=labels.astype(np.int8), pred=pred.astype(np.int8),
              class_names=np.array(names))
 
     cross = {}
     if args.ck:
-        c = evaluate_cross(dest, args.ck, device="cpu", out=results / "cross" / "ckplus")
+        c = evaluate_cross(model_dir, args.ck, device="cpu", out=staged / "cross" / "ckplus")
         cross["FER2013 -> CK+48"] = {k: c[k] for k in ("accuracy", "ci_low", "ci_high", "n", "shared_classes",
                                                        "left_out", "resampled", "per_class")}
 
@@ -188,9 +187,10 @@ def main() -> int:
         "privatetest": {k: m[k] for k in ("accuracy", "ci_low", "ci_high", "n", "per_class", "class_counts")},
         "cross": cross,
     }
-    card["training"]["changed_predictions"] = int((run_pred != pred).sum())  # the storage, run in float32
+    card["training"]["changed_predictions"] = (int((run_pred != pred).sum()) if run_pred.shape == pred.shape
+                                               else None)  # the storage, run in float32 (None: another test set)
     if replaces:
-        replaces["differences"] = paired_differences(before, labels, pred, results, bootstrap_difference)
+        replaces["differences"] = paired_differences(before, labels, pred, staged, bootstrap_difference)
         card["replaces"] = replaces
     ref = load_config_result(REPO / "results" / SHIP_SCALE / "fer2013" / "lkrnet")  # the paper's heads, same scale
     if ref is not None and len(ref.by_seed()) >= 2:
@@ -201,14 +201,25 @@ def main() -> int:
                              "sd": float(np.std(list(accs.values()), ddof=1)),
                              "seeds": ",".join(str(k) for k in accs),
                              "results": f"results/{SHIP_SCALE}/fer2013/lkrnet"}
-    write_json(dest / "card.json", card, digits=6)
-    pin_sha256(card["sha256"])
-    (REPO / "docs" / "model-card.md").write_text(model_card(read_card(dest)))  # from the file, as the test does
+    write_json(model_dir / "card.json", card, digits=6)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("best.pt", "metrics.json", "card.json"):  # the model, then what measured it
+        shutil.move(model_dir / f, dest / f)
+    for f in ("fer2013/predictions.npz", "cross/ckplus/metrics.json", "cross/ckplus/predictions.npz"):
+        if (staged / f).is_file():
+            (results / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(staged / f, results / f)
+    shutil.rmtree(stage, ignore_errors=True)
+    best = dest / "best.pt"
+    if dest.resolve() == MODEL_DIR.resolve():  # the package's own model: its pin and the docs' card follow
+        pin_sha256(card["sha256"])
+        (REPO / "docs" / "model-card.md").write_text(model_card(read_card(dest)))  # from the file, as the test does
+    else:  # a try-out elsewhere: its card beside it; the package's pin and docs stay
+        (dest / "model-card.md").write_text(model_card(read_card(dest)))
     print(f"shipped {best} ({card['bytes']:,} bytes, sha256 {card['sha256'][:16]}...): PrivateTest "
           f"{100 * m['accuracy']:.2f}% (the float32 run: {100 * (trained.get('accuracy') or 0):.2f}%)"
           + "".join(f"; {k} {100 * v['accuracy']:.2f}%" for k, v in cross.items())
           + f" [{time.perf_counter() - t0:.0f} s]")
-    shutil.rmtree(dest / "cross", ignore_errors=True)
     return 0
 
 

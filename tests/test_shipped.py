@@ -297,3 +297,41 @@ def test_the_card_puts_the_replaced_model_beside_this_one(card):
     assert "FER2013 PrivateTest +5.0 points (+3.0 to +7.0, images resampled" in text
     assert "### Against the model it replaced" in model_card(new)
     assert _replaced(card if "replaces" not in card else {**card, "replaces": None}) == ""
+
+
+def test_ship_model_stages_measures_and_records_the_model_it_replaces(fer2013_zip, ckplus48_zip, demo_run, tmp_path):
+    """scripts/ship_model.py end to end on a tiny run (--other-run: a try-out folder): the file is
+    int8, measured on FER2013 PrivateTest and CK+48 with the packed file, its card names the model
+    it replaced with the paired differences, and the package's own model, pin and model card are
+    untouched."""
+    import os
+    import subprocess
+    import sys
+
+    dest, results = tmp_path / "model", tmp_path / "results"
+    shutil.copytree(MODEL_DIR, dest)
+    shutil.copytree(REPO / "results" / "shipped", results)
+    untouched = {f: f.read_bytes() for f in (MODEL_DIR / "best.pt", MODEL_DIR / "card.json",
+                                              REPO / "lkr" / "data" / "shipped-model.sha256",
+                                              REPO / "docs" / "model-card.md")}
+    old_sha = read_card()["sha256"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "ship_model.py"), "--fer", str(fer2013_zip),
+                        "--ck", str(ckplus48_zip), "--run", str(demo_run), "--dest", str(dest),
+                        "--results", str(results), "--other-run"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert all(f.read_bytes() == b for f, b in untouched.items())
+    new = read_card(dest)
+    assert new["dtype"] == "int8" and new["sha256"] == sha256_of(dest / "best.pt") != old_sha and \
+        new["bytes"] == (dest / "best.pt").stat().st_size
+    old = json.loads(untouched[MODEL_DIR / "card.json"])
+    r_ = new["replaces"]
+    assert r_["sha256"] == old["sha256"] and r_["privatetest"]["accuracy"] == old["privatetest"]["accuracy"]
+    with np.load(results / "fer2013" / "predictions.npz") as z:
+        acc = float((z["label"] == z["pred"]).mean())
+    assert acc == pytest.approx(new["privatetest"]["accuracy"], abs=1e-6)  # the card keeps 6 digits
+    d = r_["differences"]["privatetest"]
+    assert d["difference"] == pytest.approx(acc - old["privatetest"]["accuracy"], abs=2e-6)
+    assert d["ci_low"] <= d["difference"] <= d["ci_high"] and d["resampled"] == "images"
+    assert r_["differences"]["FER2013 -> CK+48"]["resampled"] == "subjects"
+    assert "### Against the model it replaced" in (dest / "model-card.md").read_text()
