@@ -205,7 +205,12 @@ def main() -> int:
     dest.mkdir(parents=True, exist_ok=True)
     for f in ("best.pt", "metrics.json", "card.json"):  # the model, then what measured it
         shutil.move(model_dir / f, dest / f)
+    if replaces:
+        shutil.rmtree(results / "before", ignore_errors=True)  # one model back is kept, no more
     for f in ("fer2013/predictions.npz", "cross/ckplus/metrics.json", "cross/ckplus/predictions.npz"):
+        if replaces and (results / f).is_file():  # the replaced model's, kept: its card row and the
+            (results / "before" / f).parent.mkdir(parents=True, exist_ok=True)  # differences are checked on them
+            shutil.copy2(results / f, results / "before" / f)
         if (staged / f).is_file():
             (results / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(staged / f, results / f)

@@ -335,3 +335,32 @@ def test_ship_model_stages_measures_and_records_the_model_it_replaces(fer2013_zi
     assert d["ci_low"] <= d["difference"] <= d["ci_high"] and d["resampled"] == "images"
     assert r_["differences"]["FER2013 -> CK+48"]["resampled"] == "subjects"
     assert "### Against the model it replaced" in (dest / "model-card.md").read_text()
+    _check_the_replaced_model(new, results)
+
+
+def _check_the_replaced_model(card: dict, results: Path) -> None:
+    """The card's row of the model it replaced and its paired differences, recomputed from the
+    replaced model's predictions kept in ``results/before/``."""
+    from lkr.stats import bootstrap_difference
+
+    r = card["replaces"]
+    with np.load(results / "before" / "fer2013" / "predictions.npz") as b, \
+            np.load(results / "fer2013" / "predictions.npz") as n:
+        rb, rn = (b["pred"] == b["label"]).astype(float), (n["pred"] == n["label"]).astype(float)
+    assert rb.mean() == pytest.approx(r["privatetest"]["accuracy"], abs=1e-6)
+    d, lo, hi = bootstrap_difference(rn, rb)
+    got = r["differences"]["privatetest"]
+    assert (got["difference"], got["ci_low"], got["ci_high"]) == pytest.approx((d, lo, hi), abs=1e-6)
+    with np.load(results / "before" / "cross" / "ckplus" / "predictions.npz") as b, \
+            np.load(results / "cross" / "ckplus" / "predictions.npz") as n:
+        rb, rn, subj = (b["pred"] == b["label"]).astype(float), (n["pred"] == n["label"]).astype(float), n["subject"]
+    assert rb.mean() == pytest.approx(next(iter(r["cross"].values()))["accuracy"], abs=1e-6)
+    d, lo, hi = bootstrap_difference(rn, rb, groups=subj)
+    got = r["differences"]["FER2013 -> CK+48"]
+    assert (got["difference"], got["ci_low"], got["ci_high"]) == pytest.approx((d, lo, hi), abs=1e-6)
+
+
+def test_the_shipped_cards_replaced_model_is_what_its_kept_predictions_give(card):
+    if not card.get("replaces"):
+        pytest.skip("the shipped model replaced none that its card records")
+    _check_the_replaced_model(card, REPO / "results" / "shipped")
