@@ -550,9 +550,9 @@ def headline(root: str | Path) -> list[str]:
                              f"{F._p(c.p_holm)}; over seeds {_ci(c.seed_ci_low, c.seed_ci_high)}, Holm p "
                              f"{F._p(c.p_seeds_holm)})")
             face = comps[("lkrnet-s1", "face-s1")].verdict()
-            marks = ("not told apart from the face mask: no part the landmarks play is detected" if face == "not told apart"
-                     else "above the face mask, told apart: the landmarks matter" if face == "lkrnet-s1 better"
-                     else "below the face mask, told apart: the landmarks cost accuracy")
+            marks = {"lkrnet-s1 better": "above the face mask, told apart: the landmarks matter",
+                     "face-s1 better": "below the face mask, told apart: the landmarks cost accuracy"}.get(
+                face, "not told apart from the face mask: no part the landmarks play is detected")
             out.append(f"- {'CK+48' if key == 'ckplus' else 'FER2013'} at scale {scale}, LKRNet with the mask at "
                        f"stage 1: {v}; the key regions are {marks}; " + ", ".join(parts) + ".")
     if (root / "control-v2").is_dir():  # the region control's reading of each set (its first design is history)
@@ -642,15 +642,16 @@ def shipped_table() -> list[str]:
                      f"`{r['sha256'][:12]}…` | {100 * r['privatetest']['accuracy']:.1f} | "
                      f"{100 * r['privatetest']['ci_low']:.1f} to {100 * r['privatetest']['ci_high']:.1f} |{rc}")
     target = c.get("target", 0.67)
-    lines += ["", f"Stored in {c['dtype']} and run in float32. Its PrivateTest accuracy "
-              + (f"reaches the {100 * target:.0f} % the kit aimed at." if m["accuracy"] >= target else
-                 f"falls short of the {100 * target:.0f} % the kit aimed at (the model card puts it beside the "
-                 "runs of the same width with the paper's FC 4096 heads).")]
+    lines += ["", f"Stored in {c['dtype']} and run in float32 ({c['parameters']:,} parameters). Its PrivateTest "
+              f"accuracy, {100 * m['accuracy']:.1f} % (95 % interval {100 * m['ci_low']:.1f} to {100 * m['ci_high']:.1f}), "
+              + (f"reaches the {100 * target:.0f} % the kit aimed at" if m["accuracy"] >= target else
+                 f"falls short of the {100 * target:.0f} % the kit aimed at")
+              + (", and its interval reaches below it." if m["ci_low"] < target <= m["accuracy"] else
+                 ", and so does its interval." if m["ci_high"] < target else ".")]
     if r:
-        from lkr.shipped import _differences
+        from lkr.shipped import _differences, _why_replaced
 
-        lines[-1] += (" It replaced the model before it because it did better on PublicTest, where epochs are "
-                      "chosen. " + _differences(r.get("differences") or {}))
+        lines[-1] += " " + _why_replaced(c) + " " + _differences(r.get("differences") or {})
     return lines
 
 

@@ -148,8 +148,17 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
                        "code); refused, not loaded") from None
     except Exception as e:
         raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to start over") from None
-    if isinstance(ck, dict) and isinstance(ck.get("int8_scales"), dict) and isinstance(ck.get("model"), dict):
-        ck["model"] = dequantize_weights(ck["model"], ck.pop("int8_scales"), path)
+    if isinstance(ck, dict) and isinstance(ck.get("model"), dict):
+        scales = ck.pop("int8_scales", None)
+        if scales is not None:
+            if not isinstance(scales, dict):
+                raise RunError(f"{path}: its int8 scales are not a table of tensors; the file was edited or written "
+                               "by another version of lkr")
+            ck["model"] = dequantize_weights(ck["model"], scales, path)
+        left = [k for k, v in ck["model"].items() if isinstance(v, torch.Tensor) and v.dtype == torch.int8]
+        if left:  # an int8 weight without its scale would load as its integers
+            raise RunError(f"{path}: int8 weight {left[0]} has no scale; the file was edited or written by another "
+                           "version of lkr")
     return ck
 
 
@@ -164,7 +173,8 @@ def dequantize_weights(state: dict[str, torch.Tensor], scales: dict[str, torch.T
     out = dict(state)
     for k, s in scales.items():
         w = state.get(k)
-        if w is None or w.dtype != torch.int8 or s.dim() != 1 or s.numel() != w.shape[0]:
+        if not (isinstance(w, torch.Tensor) and isinstance(s, torch.Tensor) and w.dtype == torch.int8
+                and s.is_floating_point() and s.dim() == 1 and w.dim() >= 1 and s.numel() == w.shape[0]):
             raise RunError(f"{where}: int8 weight {k} does not match its scales; the file was edited or written by "
                            "another version of lkr")
         out[k] = w.float() * s.float().view(-1, *([1] * (w.dim() - 1)))

@@ -268,10 +268,23 @@ def _verify_ten_crop_history(base: Path, rep: Report) -> None:
 
 
 def _verify_shipped(base: Path, data: dict[str, Any], rep: Report) -> None:
-    """The shipped model: its PrivateTest predictions against the FER2013 archive and its card's
-    metrics (``lkr/data/model/metrics.json``), its CK+48 evaluation as any cross-dataset one."""
+    """The shipped model: its PrivateTest predictions against the FER2013 archive and its metrics
+    (``lkr/data/model/metrics.json``), its CK+48 evaluation as any cross-dataset one; the same for
+    the model it replaced (``before/``) and a candidate it kept out (``candidate/``), each against
+    the model's ``metrics.json`` kept beside them."""
     from lkr.shipped import MODEL_DIR
 
+    _verify_shipped_folder(base, MODEL_DIR / "metrics.json", data, rep)
+    for sub in ("before", "candidate"):
+        if (base / sub).is_dir():
+            met_f = base / sub / "metrics.json"
+            if not met_f.is_file():
+                rep.problems.append(f"{base / sub}: no metrics.json (its model's) to check its predictions against")
+                continue
+            _verify_shipped_folder(base / sub, met_f, data, rep)
+
+
+def _verify_shipped_folder(base: Path, met_f: Path, data: dict[str, Any], rep: Report) -> None:
     fer_f = base / "fer2013" / "predictions.npz"
     if fer_f.is_file():
         if data["fer2013"] is None:
@@ -289,9 +302,7 @@ def _verify_shipped(base: Path, data: dict[str, Any], rep: Report) -> None:
             if not np.array_equal(z["label"].astype(np.int64), real):
                 rep.problems.append(f"{fer_f}: its labels are not PrivateTest's, in order")
             else:
-                met_f = MODEL_DIR / "metrics.json"
-                _compare(met_f, json.loads(met_f.read_text()),
-                         classification_metrics(real, z["pred"].astype(np.int64), tuple(ds.class_names)), rep)
+                _compare(met_f, json.loads(met_f.read_text()), classification_metrics(real, z["pred"].astype(np.int64), tuple(ds.class_names)), rep)
     if (base / "cross" / "ckplus").is_dir():
         if data["ckplus"] is None:
             rep.skipped.append(f"{base / 'cross' / 'ckplus'} (no --ck given)")

@@ -5,16 +5,16 @@
 1. Trains (or resumes, or finds finished) the compact LKRNet run in ``--run`` (default
    ``~/lkr-runs/runs/ship/fer2013/lkrnet-quarter-fc256``) with the ``lkr train`` command of
    :func:`lkr.shipped.train_args`.
-2. Keeps the model already shipped when the new run is no better on PublicTest, the split epochs
-   are selected on (PrivateTest chooses nothing); else packs its selected weights into
-   ``lkr/data/model/best.pt`` (weight-only int8, :data:`lkr.shipped.SHIP_DTYPE`), at most
-   :data:`lkr.shipped.MAX_BYTES`.
-3. Measures that file itself: FER2013 PrivateTest, ten-crop (``lkr/data/model/metrics.json`` and
-   ``results/shipped/fer2013/predictions.npz``), and FER2013 -> CK+48 over the six shared classes
-   (``results/shipped/cross/ckplus/``).
-4. Writes ``lkr/data/model/card.json`` (sha256, size, training, accuracies) and renders
-   ``docs/model-card.md`` from it (:func:`lkr.shipped.model_card`), with the numbers of the model
-   it replaces beside its own.
+2. Packs its selected weights (weight-only int8, :data:`lkr.shipped.SHIP_DTYPE`; at most
+   :data:`lkr.shipped.MAX_BYTES`) into a staging folder beside ``--dest`` and measures that file
+   itself: FER2013 PrivateTest, ten-crop, and FER2013 -> CK+48 over the six shared classes.
+3. Replaces the shipped model only when :func:`lkr.shipped.better_on_publictest` says so (the
+   PublicTest accuracy of the selected epoch; PrivateTest chooses nothing): ``lkr/data/model/``
+   (``best.pt``, ``metrics.json``, ``card.json``), the sha256 pin, ``docs/model-card.md`` and
+   ``results/shipped/`` follow, and the replaced model's predictions and card go to
+   ``results/shipped/before/`` (its card row and the paired differences are checked on them).
+   Otherwise the shipped model stays and the candidate's card and measurements are filed under
+   ``results/shipped/candidate/``.
 """
 
 from __future__ import annotations
@@ -74,21 +74,42 @@ def main() -> int:
     ap.add_argument("--run", default=os.path.join(os.environ.get("LKR_RUNS", str(Path.home() / "lkr-runs")),
                                                   "runs", "ship", "fer2013", "lkrnet-quarter-fc256"))
     ap.add_argument("--dest", default=str(REPO / "lkr" / "data" / "model"))
-    ap.add_argument("--results", default=str(REPO / "results" / "shipped"))
+    ap.add_argument("--results", default=None, help="where its measurements go (default: results/shipped for the "
+                    "package's model, <dest>/results for a try-out elsewhere)")
     ap.add_argument("--other-run", action="store_true", help="pack a run the ship command did not train (a try-out; "
                     "its card still names the ship command)")
     args = ap.parse_args()
 
-    from lkr.cli import main as lkr_main
-    from lkr.evaluate import classification_metrics, evaluate_cross, run_test_probabilities
-    from lkr.results import load_config_result
-    from lkr.runfolder import save_npz, write_json
-    from lkr.shipped import (MAX_BYTES, MODEL_DIR, SHIP_DTYPE, SHIP_FC_DIMS, SHIP_SCALE, SHIP_SEED, TARGET, card_name,
-                             model_card, pack, read_card, sha256_of, train_args)
-    from lkr.config import _fraction
-    from lkr.stats import bootstrap_difference
+    from lkr.shipped import MODEL_DIR
 
-    run, dest, results = Path(args.run), Path(args.dest), Path(args.results)
+    dest = Path(args.dest)
+    packaged = dest.resolve() == MODEL_DIR.resolve()
+    if packaged and args.other_run:
+        raise SystemExit("ship_model: --other-run is a try-out: give --dest a folder outside the package")
+    results = Path(args.results) if args.results else (REPO / "results" / "shipped" if packaged else dest / "results")
+    dest.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".ship-", dir=dest.parent))  # beside dest: os.replace stays on one disk
+    try:
+        return ship(args, Path(args.run), dest, results, stage, packaged)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def ship(args: argparse.Namespace, run: Path, dest: Path, results: Path, stage: Path, packaged: bool) -> int:
+    """Train (or find) the run, pack and measure it in ``stage``, then either replace the shipped
+    model (:func:`lkr.shipped.better_on_publictest`) or keep it and file the candidate's
+    measurements under ``results/candidate/``."""
+    from lkr.cli import main as lkr_main
+    from lkr.config import _fraction
+    from lkr.evaluate import classification_metrics, evaluate_cross, run_test_probabilities
+    from lkr.model import build_model
+    from lkr.results import load_config_result
+    from lkr.runfolder import config_of_record, load_checkpoint, save_npz, write_json
+    from lkr.shipped import (MAX_BYTES, SHIP_DTYPE, SHIP_FC_DIMS, SHIP_SCALE, SHIP_SEED, TARGET, better_on_publictest,
+                             card_name, model_card, pack, read_card, sha256_of, train_args)
+    from lkr.stats import bootstrap_difference
+    import torch
+
     t0 = time.perf_counter()
     if not (run / "metrics.json").exists():
         rc = lkr_main(train_args(args.fer, str(run)))
@@ -100,42 +121,34 @@ def main() -> int:
     off = {k: said.get(k) for k, v in want.items() if said.get(k) != v}
     if off and not args.other_run:
         raise SystemExit(f"ship_model: {run} was not trained by the ship command ({off}); --other-run packs it "
-                         "anyway (for a try-out)")
+                         "into another --dest (a try-out)")
     history = json.loads((run / "history.json").read_text())  # one entry per epoch
-
     with np.load(run / "predictions.npz") as z:
         run_names, run_pred = tuple(str(c) for c in z["class_names"]), z["pred"].copy()
+
     old = read_card(dest) if (dest / "card.json").is_file() else None
-    if old and (trained.get("select_accuracy") or 0) \
-            <= (old["training"].get("select_accuracy") or 0) and not args.other_run:
-        print(f"ship_model: kept the shipped model: the new run reached {100 * trained['select_accuracy']:.2f}% on "
-              f"PublicTest, the shipped one {100 * old['training']['select_accuracy']:.2f}% (PrivateTest chooses "
-              "nothing)")
-        return 0
-    replaces = None
-    if old:
-        replaces = {"name": old.get("name"), "sha256": old.get("sha256"), "bytes": old.get("bytes"),
-                    "dtype": old.get("dtype"), "parameters": old.get("parameters"),
-                    "select_accuracy": old["training"].get("select_accuracy"),
-                    "privatetest": {k: old["privatetest"][k] for k in ("accuracy", "ci_low", "ci_high", "n")},
-                    "cross": {k: {f: v[f] for f in ("accuracy", "ci_low", "ci_high", "n")}
-                              for k, v in old.get("cross", {}).items()}}
-    before = {}  # the replaced model's committed predictions, for the paired differences
-    for key, f in (("privatetest", results / "fer2013" / "predictions.npz"),
-                   ("cross", results / "cross" / "ckplus" / "predictions.npz")):
-        if replaces and f.is_file():
-            with np.load(f) as z:
-                before[key] = {k: z[k].copy() for k in z.files}
-    # Everything is made and measured in a staging folder; the shipped model and its results change
-    # only at the end, all together (a failure on the way leaves them as they were).
-    stage = Path(tempfile.mkdtemp(prefix="lkr-ship-"))
+    replace = args.other_run or better_on_publictest(trained.get("select_accuracy"), old)
+    files = ("fer2013/predictions.npz", "cross/ckplus/metrics.json", "cross/ckplus/predictions.npz")
+    before = {}  # the shipped model's predictions, for the paired differences
+    if old and (results / files[0]).is_file():
+        with np.load(results / files[0]) as z:
+            b = {k: z[k].copy() for k in z.files}
+        if abs(float((b["pred"] == b["label"]).mean()) - old["privatetest"]["accuracy"]) < 1e-6:
+            before["privatetest"] = b
+            if (results / files[2]).is_file():
+                with np.load(results / files[2]) as z:
+                    before["cross"] = {k: z[k].copy() for k in z.files}
+        else:
+            print(f"ship_model: {results / files[0]} is not the shipped model's (its accuracy differs from the "
+                  "card's): no paired differences", file=sys.stderr)
+
     model_dir, staged = stage / "model", stage / "results"
     best = pack(run, model_dir, class_names=run_names, dtype=SHIP_DTYPE)
     if best.stat().st_size > MAX_BYTES:
         raise SystemExit(f"ship_model: {run} packs into {best.stat().st_size:,} bytes, over the "
                          f"{MAX_BYTES:,} allowed; the shipped model is unchanged")
 
-    # FER2013 PrivateTest with the shipped file (its stored weights, run in float32)
+    # FER2013 PrivateTest with the packed file (its stored weights, run in float32)
     probs, labels, names = run_test_probabilities(model_dir, data=args.fer, device="cpu")
     pred = probs.argmax(1)
     m = classification_metrics(labels, pred, names)
@@ -149,16 +162,11 @@ def main() -> int:
     (staged / "fer2013").mkdir(parents=True, exist_ok=True)
     save_npz(staged / "fer2013" / "predictions.npz", label=labels.astype(np.int8), pred=pred.astype(np.int8),
              class_names=np.array(names))
-
     cross = {}
     if args.ck:
         c = evaluate_cross(model_dir, args.ck, device="cpu", out=staged / "cross" / "ckplus")
         cross["FER2013 -> CK+48"] = {k: c[k] for k in ("accuracy", "ci_low", "ci_high", "n", "shared_classes",
                                                        "left_out", "resampled", "per_class")}
-
-    from lkr.model import build_model
-    from lkr.runfolder import config_of_record, load_checkpoint
-    import torch
 
     ck = load_checkpoint(best, torch.device("cpu"))
     cfg = config_of_record(ck["config"], best)
@@ -189,9 +197,14 @@ def main() -> int:
     }
     card["training"]["changed_predictions"] = (int((run_pred != pred).sum()) if run_pred.shape == pred.shape
                                                else None)  # the storage, run in float32 (None: another test set)
-    if replaces:
-        replaces["differences"] = paired_differences(before, labels, pred, staged, bootstrap_difference)
-        card["replaces"] = replaces
+    if old:
+        card["replaces" if replace else "kept"] = {
+            "name": old.get("name"), "sha256": old.get("sha256"), "bytes": old.get("bytes"),
+            "dtype": old.get("dtype"), "parameters": old.get("parameters"),
+            "select_accuracy": old["training"].get("select_accuracy"),
+            "privatetest": {k: old["privatetest"][k] for k in ("accuracy", "ci_low", "ci_high", "n")},
+            "cross": {k: {f: v[f] for f in ("accuracy", "ci_low", "ci_high", "n")} for k, v in old.get("cross", {}).items()},
+            "differences": paired_differences(before, labels, pred, staged, bootstrap_difference)}
     ref = load_config_result(REPO / "results" / SHIP_SCALE / "fer2013" / "lkrnet")  # the paper's heads, same scale
     if ref is not None and len(ref.by_seed()) >= 2:
         accs = {s: 100 * r.metrics["accuracy"] for s, r in ref.by_seed().items()}
@@ -202,29 +215,48 @@ def main() -> int:
                              "seeds": ",".join(str(k) for k in accs),
                              "results": f"results/{SHIP_SCALE}/fer2013/lkrnet"}
     write_json(model_dir / "card.json", card, digits=6)
-    dest.mkdir(parents=True, exist_ok=True)
+    summary = (f"PrivateTest {100 * m['accuracy']:.2f}% (the float32 run: {100 * (trained.get('accuracy') or 0):.2f}%)"
+               + "".join(f"; {k} {100 * v['accuracy']:.2f}%" for k, v in cross.items())
+               + f" [{time.perf_counter() - t0:.0f} s]")
+
+    if not replace:  # the shipped model stays; the candidate's measurements are filed beside it
+        cand = results / "candidate"
+        shutil.rmtree(cand, ignore_errors=True)
+        for f in files:
+            if (staged / f).is_file():
+                (cand / f).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged / f, cand / f)
+        for f in ("card.json", "metrics.json"):
+            os.replace(model_dir / f, cand / f)
+        print(f"ship_model: kept the shipped model: the new run reached {100 * (trained.get('select_accuracy') or 0):.2f}% "
+              f"on PublicTest, the shipped one {100 * (old['training'].get('select_accuracy') or 0):.2f}% (PrivateTest "
+              f"chooses nothing); the candidate's measurements are in {cand}: {summary}")
+        return 0
+
+    keep = stage / "before"  # the replaced model's predictions and card, kept one model back
+    if old:
+        for f in files:
+            if (results / f).is_file():
+                (keep / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(results / f, keep / f)
+        for f in ("card.json", "metrics.json"):  # its card's row and the metrics its predictions are checked on
+            shutil.copy2(dest / f, keep / f)
     for f in ("best.pt", "metrics.json", "card.json"):  # the model, then what measured it
-        shutil.move(model_dir / f, dest / f)
-    if replaces:
-        shutil.rmtree(results / "before", ignore_errors=True)  # one model back is kept, no more
-    for f in ("fer2013/predictions.npz", "cross/ckplus/metrics.json", "cross/ckplus/predictions.npz"):
-        if replaces and (results / f).is_file():  # the replaced model's, kept: its card row and the
-            (results / "before" / f).parent.mkdir(parents=True, exist_ok=True)  # differences are checked on them
-            shutil.copy2(results / f, results / "before" / f)
-        if (staged / f).is_file():
-            (results / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(staged / f, results / f)
-    shutil.rmtree(stage, ignore_errors=True)
-    best = dest / "best.pt"
-    if dest.resolve() == MODEL_DIR.resolve():  # the package's own model: its pin and the docs' card follow
+        os.replace(model_dir / f, dest / f)
+    if packaged:  # the package's own model: its pin and the docs' card follow at once
         pin_sha256(card["sha256"])
         (REPO / "docs" / "model-card.md").write_text(model_card(read_card(dest)))  # from the file, as the test does
     else:  # a try-out elsewhere: its card beside it; the package's pin and docs stay
         (dest / "model-card.md").write_text(model_card(read_card(dest)))
-    print(f"shipped {best} ({card['bytes']:,} bytes, sha256 {card['sha256'][:16]}...): PrivateTest "
-          f"{100 * m['accuracy']:.2f}% (the float32 run: {100 * (trained.get('accuracy') or 0):.2f}%)"
-          + "".join(f"; {k} {100 * v['accuracy']:.2f}%" for k, v in cross.items())
-          + f" [{time.perf_counter() - t0:.0f} s]")
+    for f in files:
+        if (staged / f).is_file():
+            (results / f).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged / f, results / f)
+    shutil.rmtree(results / "candidate", ignore_errors=True)  # a kept candidate's record is history now
+    if old:
+        shutil.rmtree(results / "before", ignore_errors=True)
+        os.replace(keep, results / "before")
+    print(f"shipped {dest / 'best.pt'} ({card['bytes']:,} bytes, sha256 {card['sha256'][:16]}...): {summary}")
     return 0
 
 

@@ -266,7 +266,9 @@ def test_int8_packing_keeps_the_network_and_quarters_the_file(demo_run, tmp_path
     assert torch.allclose(a["logits"].softmax(1), b["logits"].softmax(1), atol=0.05)
 
     _, scales = quantize_weights({"w": torch.tensor([[1.0, -2.0], [0.5, 0.25]])})
-    assert torch.allclose(scales["w"], torch.tensor([2.0, 0.5]) / 127.5, rtol=0.02)  # symmetric, per row
+    assert torch.allclose(scales["w"], torch.tensor([2.0, 0.5]) / 127, rtol=1e-4)  # symmetric, per row
+    q, _ = quantize_weights({"w": torch.tensor([[1.0, -2.0], [0.5, 0.25]])})
+    assert q["w"].tolist() == [[64, -127], [127, 64]]  # the largest weight of a row is exactly ±127
 
 
 def test_int8_scales_that_do_not_fit_are_one_line(demo_run, tmp_path, capsys):
@@ -280,6 +282,27 @@ def test_int8_scales_that_do_not_fit_are_one_line(demo_run, tmp_path, capsys):
     torch.save(ck, out)
     with pytest.raises(RunError, match=f"int8 weight {k} does not match its scales"):
         load_checkpoint(out, torch.device("cpu"))
+    ck["int8_scales"][k] = "not a tensor"
+    torch.save(ck, out)
+    with pytest.raises(RunError, match=f"int8 weight {k} does not match its scales"):
+        load_checkpoint(out, torch.device("cpu"))
+    del ck["int8_scales"][k]  # an int8 weight without its scale: refused, not loaded as integers
+    torch.save(ck, out)
+    with pytest.raises(RunError, match=f"int8 weight {k} has no scale"):
+        load_checkpoint(out, torch.device("cpu"))
+    ck["int8_scales"] = [1, 2]
+    torch.save(ck, out)
+    with pytest.raises(RunError, match="its int8 scales are not a table of tensors"):
+        load_checkpoint(out, torch.device("cpu"))
+
+
+def test_the_replace_rule_is_publictest_alone():
+    from lkr.shipped import better_on_publictest
+
+    old = {"training": {"select_accuracy": 0.6389}, "privatetest": {"accuracy": 0.99}}
+    assert better_on_publictest(0.66, old) and not better_on_publictest(0.6389, old)
+    assert not better_on_publictest(0.60, old) and not better_on_publictest(None, old)
+    assert better_on_publictest(0.1, None)  # nothing shipped yet
 
 
 def test_the_card_puts_the_replaced_model_beside_this_one(card):

@@ -203,3 +203,33 @@ def test_verify_reads_every_results_file_and_names_each_tampered_one(fer2013_zip
     assert f"MISMATCH {cross.parent / 'metrics.json'}" in out  # its accuracy is no longer the predictions'
     assert f"MISMATCH {shipped}: its labels are not PrivateTest's" in out
     assert f"UNCHECKED {stray}: no check reads it" in out
+
+
+def test_verify_checks_the_replaced_models_predictions_against_its_kept_metrics(fer2013_zip, ckplus48_zip, tmp_path,
+                                                                                capsys):
+    """results/shipped/before/ (the model a new shipped one replaced, scripts/ship_model.py): its
+    predictions are checked against the archives and the model's metrics.json kept with them; a
+    changed number there is named, and a folder without its metrics is a problem."""
+    import json
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    res = tmp_path / "results"
+    shutil.copytree(repo / "results" / "shipped", res / "shipped")
+    before = res / "shipped" / "before"
+    if not before.is_dir():  # until a model replaces the first one: build the folder from the shipped one
+        before.mkdir()
+        for part in ("fer2013", "cross"):
+            shutil.copytree(repo / "results" / "shipped" / part, before / part)
+        for f in ("card.json", "metrics.json"):
+            shutil.copy2(repo / "lkr" / "data" / "model" / f, before / f)
+    assert main(["verify", str(res), "--fer", str(fer2013_zip), "--ck", str(ckplus48_zip)]) == 0
+    capsys.readouterr()
+    m = json.loads((before / "metrics.json").read_text())
+    m["accuracy"] += 0.01
+    (before / "metrics.json").write_text(json.dumps(m))
+    assert main(["verify", str(res), "--fer", str(fer2013_zip), "--ck", str(ckplus48_zip)]) == 1
+    assert "before/metrics.json: accuracy" in capsys.readouterr().out
+    (before / "metrics.json").unlink()
+    assert main(["verify", str(res), "--fer", str(fer2013_zip), "--ck", str(ckplus48_zip)]) == 1
+    assert "no metrics.json (its model's) to check its predictions against" in capsys.readouterr().out
