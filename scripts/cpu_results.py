@@ -35,18 +35,26 @@ FER_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2", "lkrnet-cover", "lkrne
 REGION_DESIGN = "docs/real-faces-design.md"
 
 
-def name_design(results: Path, scale: str, names: list[str], commit: str) -> None:
-    """Write the design commit into every exported metrics.json of these configurations that does
-    not name one yet (a run exported under an earlier design keeps its own)."""
+def name_design(results: Path, scale: str, key: str, names: list[str], seed: int, commit: str) -> None:
+    """Write the design commit into the exported metrics.json of these configurations' runs of this
+    dataset and seed that do not name one yet: the runs this command trained or found. Other seeds
+    (a partner's seed 0 trained before the design, say) and a run exported under an earlier design
+    keep what they have."""
     import json
 
     for n in names:
-        for key in ("fer2013", "ckplus"):
-            for f in sorted((results / scale / key / n).rglob("metrics.json")) if (results / scale / key / n).is_dir() else []:
-                m = json.loads(f.read_text())
-                if "design_commit" not in m:
-                    m["design_commit"] = commit
-                    f.write_text(json.dumps(m, separators=(",", ":")))  # as lkr.results.slim writes it
+        d = results / scale / key / n
+        if seed:
+            files = sorted((d / f"seed{seed}").rglob("metrics.json")) if (d / f"seed{seed}").is_dir() else []
+        else:  # seed 0 lives in the configuration's own folder (CK+: with its fold folders), beside seed<s>/
+            files = [f for f in [d / "metrics.json", *sorted(d.glob("fold*/metrics.json"))] if f.is_file()]
+        for f in files:
+            m = json.loads(f.read_text())
+            if "design_commit" not in m:
+                m["design_commit"] = commit
+                f.write_text(json.dumps(m, separators=(",", ":")))  # as lkr.results.slim writes it
+
+
 CK_ORDER = ["vgg19", "lkrnet", "baseline1", "baseline2"]
 
 
@@ -93,7 +101,7 @@ def main() -> int:
                   results_dir=args.results, device="cpu", progress=True, seed=args.seed,
                   workers=args.workers if len(group) > 1 or step == 1 else 1)
         if commit:
-            name_design(Path(args.results), args.scale, group, commit)
+            name_design(Path(args.results), args.scale, ds.name, group, args.seed, commit)
     return 0
 
 
