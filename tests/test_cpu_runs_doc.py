@@ -26,6 +26,7 @@ SECTIONS = {
     "FER2013 at 1/4 width (`cpu-quarter`)": ("cpu-quarter", "fer2013"),
     "The shipped model (issue 26)": ("shipped", "fer2013"),
     "FER2013 with the mask at stage 1 (issue 32, `docs/real-faces-design.md`)": ("cpu", "fer2013"),
+    "CK+48 with the mask at stage 1 (issue 32, `docs/real-faces-design.md`)": ("cpu", "ckplus"),
 }
 # columns that record how a run went rather than what it scored (not in metrics.json)
 UNCHECKED = ("wall", "s/epoch")

@@ -751,8 +751,9 @@ def test_exported_histories_are_by_column_and_read_back_as_epochs(tmp_path):
 
 def test_export_keeps_metrics_on_one_line_and_predictions_without_probabilities(tmp_path):
     """results/ keeps what its readers use (issue 32: the real-face runs must fit beside the
-    rest): an exported metrics.json holds the same values on one line, the exported predictions
-    hold every array but the probabilities, and slim() rewrites an older export alike, once."""
+    rest): an exported metrics.json and config.json hold the same values on one line, a history
+    its timings to 3 significant digits, the exported predictions every array but the
+    probabilities, and slim() rewrites an older export alike, once."""
     from lkr.results import export_run, slim
     from lkr.runfolder import save_npz, write_json
 
@@ -764,19 +765,29 @@ def test_export_keeps_metrics_on_one_line_and_predictions_without_probabilities(
     save_npz(run / "predictions.npz", index=np.array([4, 7]), label=np.array([1, 0], np.int8),
              pred=np.array([1, 1], np.int8), probs=probs)
     write_json(run / "config.json", {"variant": "lkrnet"})
+    write_json(run / "history.json", [{"epoch": 1, "loss": 1.23456789, "seconds": 12.3456789, "images_per_s": 987.654321},
+                                      {"epoch": 2, "loss": 1.1, "seconds": 11.98765, "select_seconds": 0.0123456}])
     dest = export_run(run, tmp_path / "results" / "x", embeddings=False)
     text = (dest / "metrics.json").read_text()
     assert "\n" not in text and json.loads(text) == m
+    cfg = (dest / "config.json").read_text()
+    assert "\n" not in cfg and json.loads(cfg) == {"variant": "lkrnet"}
+    h = json.loads((dest / "history.json").read_text())  # the timings to 3 digits, the rest to 6
+    assert h == {"epoch": [1, 2], "loss": [1.23457, 1.1], "seconds": [12.3, 12.0], "images_per_s": [988.0, None],
+                 "select_seconds": [None, 0.0123]}
     with np.load(dest / "predictions.npz") as z:
         assert sorted(z.files) == ["index", "label", "pred"] and z["index"].tolist() == [4, 7]
     # an export of before: indented metrics, probabilities kept
     old = tmp_path / "old" / "fold0"
     old.mkdir(parents=True)
     (old / "metrics.json").write_text(json.dumps(m, indent=2))
+    (old / "config.json").write_text(json.dumps({"variant": "lkrnet"}, indent=2))
+    (old / "history.json").write_text(json.dumps({"epoch": [1], "seconds": [12.3456789]}))
     save_npz(old / "predictions.npz", index=np.array([4, 7]), label=np.array([1, 0], np.int8),
              pred=np.array([1, 1], np.int8), probs=probs)
-    assert {p.name for p in slim(tmp_path / "old")} == {"metrics.json", "predictions.npz"}
+    assert {p.name for p in slim(tmp_path / "old")} == {"metrics.json", "predictions.npz", "config.json", "history.json"}
     assert json.loads((old / "metrics.json").read_text()) == m
+    assert json.loads((old / "history.json").read_text()) == {"epoch": [1], "seconds": [12.3]}
     with np.load(old / "predictions.npz") as z:
         assert "probs" not in z.files and z["pred"].tolist() == [1, 1]
     assert slim(tmp_path / "old") == []  # already slim
