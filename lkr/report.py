@@ -543,12 +543,13 @@ def headline(root: str | Path) -> list[str]:
             v = regions_verdict(res, found)
             comps = {(c.a, c.b): c for c in found}
             parts = []
-            for other in ("vgg19", "face-s1", "off-landmark-s1"):
+            for other in ("vgg19", "face-s1", "off-landmark-s1", "lkrnet"):
                 c = comps[("lkrnet-s1", other)]
-                parts.append(f"− {F.LABELS.get(other, other)} {_pts(c.diff)} points (over "
+                label = "LKRNet with the mask at stage 5 (the paper's)" if other == "lkrnet" else F.LABELS.get(other, other)
+                parts.append(f"− {label} {_pts(c.diff)} points (over "
                              f"{'subjects' if key == 'ckplus' else 'test images'} {_ci(c.ci_low, c.ci_high)}, Holm p "
                              f"{F._p(c.p_holm)}; over seeds {_ci(c.seed_ci_low, c.seed_ci_high)}, Holm p "
-                             f"{F._p(c.p_seeds_holm)})")
+                             f"{F._p(c.p_seeds_holm)}; {F._verdict(c)})")
             face = comps[("lkrnet-s1", "face-s1")].verdict()
             marks = {"lkrnet-s1 better": "above the face mask, told apart: the landmarks matter",
                      "face-s1 better": "below the face mask, told apart: the landmarks cost accuracy"}.get(
