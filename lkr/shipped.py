@@ -290,7 +290,8 @@ def _why_replaced(card: dict[str, Any]) -> str:
     if new is None or old is None:
         return "The card does not record both PublicTest accuracies."
     if better_on_publictest(new, {"training": {"select_accuracy": old}}):
-        return (f"It replaced it because its run did better on PublicTest, the split epochs are selected on "
+        return (f"It replaced the model before it because its run did better on PublicTest, the split epochs are "
+                f"selected on "
                 f"({100 * new:.2f} % against {100 * old:.2f} %, centre crop).")
     return (f"It was packed over it as a try-out (`--other-run`): on PublicTest it did not do better "
             f"({100 * new:.2f} % against {100 * old:.2f} %).")
