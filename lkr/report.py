@@ -550,12 +550,12 @@ def headline(root: str | Path) -> list[str]:
                              f"{'subjects' if key == 'ckplus' else 'test images'} {_ci(c.ci_low, c.ci_high)}, Holm p "
                              f"{F._p(c.p_holm)}; over seeds {_ci(c.seed_ci_low, c.seed_ci_high)}, Holm p "
                              f"{F._p(c.p_seeds_holm)}; {F._verdict(c)})")
-            face = comps[("lkrnet-s1", "face-s1")].verdict()
-            marks = {"lkrnet-s1 better": "above the face mask, told apart: the landmarks matter",
-                     "face-s1 better": "below the face mask, told apart: the landmarks cost accuracy"}.get(
-                face, "not told apart from the face mask: no part the landmarks play is detected")
+            face = comps[("lkrnet-s1", "face-s1")].verdict()  # issue 32's test of the landmarks: regions - face mask
+            marks = {"lkrnet-s1 better": "above it, told apart", "face-s1 better": "below it, told apart"}.get(
+                face, "not told apart")
             out.append(f"- {'CK+48' if key == 'ckplus' else 'FER2013'} at scale {scale}, LKRNet with the mask at "
-                       f"stage 1: {v}; the key regions are {marks}; " + ", ".join(parts) + ".")
+                       f"stage 1: {v}; whether the landmarks matter (the key regions against the face mask): {marks}; "
+                       f"Holm over the {len(found)} contrasts of its table: " + ", ".join(parts) + ".")
     if (root / "control-v2").is_dir():  # the region control's reading of each set (its first design is history)
         out += design_verdicts(root)
     return out
@@ -638,7 +638,8 @@ def shipped_table() -> list[str]:
     r = c.get("replaces")
     if r:  # the model it replaced, as its card said
         rc = "".join(f" {100 * x['accuracy']:.1f} ({x['n']} images) | {100 * x['ci_low']:.1f} to "
-                     f"{100 * x['ci_high']:.1f} |" for x in r.get("cross", {}).values())
+                     f"{100 * x['ci_high']:.1f} ({c['cross'].get(k, {}).get('resampled', 'subjects')}) |"
+                     for k, x in r.get("cross", {}).items())
         lines.append(f"| before it: {r['name']} | {r['bytes'] / 1e6:.2f} MB, {r['dtype']}, sha256 "
                      f"`{r['sha256'][:12]}…` | {100 * r['privatetest']['accuracy']:.1f} | "
                      f"{100 * r['privatetest']['ci_low']:.1f} to {100 * r['privatetest']['ci_high']:.1f} |{rc}")

@@ -391,7 +391,7 @@ replaced file is refused with one line.
 
 {card['name']}: the paper's dual-branch network (a global VGG19 branch and a local branch on the
 local key region mask, trained with cross-entropy + λ × triplet loss, λ = {cfg.get('triplet_lambda')})
-at the kit's CPU scale: VGG19 at {_fraction(cfg.get('width', 1.0))} width; each branch's head is
+at a reduced CPU scale: VGG19 at {_fraction(cfg.get('width', 1.0))} width; each branch's head is
 FC {cfg['fc_dims'][0]} → FC {cfg['fc_dims'][1]} (the embedding) → FC 7, where the paper has FC 4096 →
 FC 256 → FC 7 (at {_fraction(cfg.get('width', 1.0))} width the heads see {round(512 * cfg.get('width', 1.0))}
 features, and two FC 4096 layers would be most of the file); {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, lr {cfg.get('lr')} with a {cfg.get('schedule')}

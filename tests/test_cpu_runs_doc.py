@@ -174,7 +174,12 @@ def test_the_percentages_in_its_prose_are_the_committed_runs():
                        else "moved the accuracy"))
         want.append(("It misses" if card["privatetest"]["accuracy"] < card["target"] else "It reaches")
                     + f" the issue's {100 * card['target']:.0f} % on PrivateTest")
+        old = first["training"]["select_accuracy"]
+        want.append(f"Its PublicTest accuracy was higher than the 1/8-width model's ({_pct(t['select_accuracy'], 2)} % "
+                    f"against {_pct(old, 2)} %")
+        assert t["select_accuracy"] > old
         quarter = [acc("cpu-quarter", "fer2013", "lkrnet", s) for s in (0, 1, 2)]
+        assert card["privatetest"]["accuracy"] < min(quarter)  # "below all three of their seeds"
         want.append(f"reached {_pct(quarter[0])} %, {_pct(quarter[1])} % and {_pct(quarter[2])} % (seeds 0, 1, 2); "
                     f"this one, seed 0 with FC 256 → 256 heads, {_pct(card['privatetest']['accuracy'])} %, "
                     f"{100 * (quarter[0] - card['privatetest']['accuracy']):.1f} points below seed 0")
