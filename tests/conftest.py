@@ -97,3 +97,22 @@ def demo_run(tmp_path_factory) -> Path:
     finally:
         torch.set_num_threads(n)
     return out
+
+
+@pytest.fixture
+def mtcnn_calls(monkeypatch, tmp_path) -> list[int]:
+    """The sizes of the MTCNN calls a test makes (``lm.detect_faces`` counted, then run), with a
+    landmark store of the test's own so that earlier tests' detections are not read."""
+    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path / "cache"))
+    from lkr import landmarks as lm
+
+    calls: list[int] = []
+    real = lm.detect_faces
+
+    def counting(images, **kw):
+        calls.append(len(images))
+        return real(images, **kw)
+
+    monkeypatch.setattr(lm, "detect_faces", counting)
+    return calls
+

@@ -119,22 +119,6 @@ def test_template_for_faceless_images(ck_images, ck_result):
     assert lm.plausible(lm.DEFAULT_TEMPLATE_BOX, lm.DEFAULT_TEMPLATE_POINTS)
 
 
-@pytest.fixture
-def mtcnn_calls(monkeypatch, tmp_path) -> list[int]:
-    """The sizes of the MTCNN calls a test makes (``lm.detect_faces`` counted, then run), with a
-    landmark store of the test's own so that earlier tests' detections are not read."""
-    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path))
-    calls: list[int] = []
-    real = lm.detect_faces
-
-    def counting(images, **kw):
-        calls.append(len(images))
-        return real(images, **kw)
-
-    monkeypatch.setattr(lm, "detect_faces", counting)
-    return calls
-
-
 def test_attach_landmarks_caches(ck_images, ck_result, mtcnn_calls):
     ds = _as_dataset(ck_images[:12])
     calls = mtcnn_calls

@@ -202,7 +202,7 @@ def test_the_pin_is_data_the_code_reads_and_a_wrong_pin_refuses_the_model(tmp_pa
         S.shipped_run()
 
 
-def test_the_shipped_model_on_fer2013_reads_privatetest_alone(fer2013_zip, card, tmp_path, monkeypatch, capsys):
+def test_the_shipped_model_on_fer2013_reads_privatetest_alone(fer2013_zip, card, tmp_path, mtcnn_calls, capsys):
     """Issue 34: `lkr evaluate --shipped --data fer2013.zip` from a cold cache decodes and detects
     the 3,589 PrivateTest faces only (the template of the undetected ones is the one its metrics
     record, the mean of the Training detections), gives the committed predictions, and leaves
@@ -210,15 +210,7 @@ def test_the_shipped_model_on_fer2013_reads_privatetest_alone(fer2013_zip, card,
     from lkr import landmarks as lm
     from lkr.readers import cache_path_for, load_dataset
 
-    monkeypatch.setenv("LKR_CACHE_DIR", str(tmp_path / "cache"))
-    detected: list[int] = []
-    real = lm.detect_faces
-
-    def counting(images, **kw):
-        detected.append(len(images))
-        return real(images, **kw)
-
-    monkeypatch.setattr(lm, "detect_faces", counting)
+    detected = mtcnn_calls  # a cache of the test's own
     assert main(["evaluate", "--shipped", "--data", str(fer2013_zip), "--out", str(tmp_path / "m"), "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert detected == [3589] and not cache_path_for(fer2013_zip).is_file()
@@ -233,10 +225,10 @@ def test_the_shipped_model_on_fer2013_reads_privatetest_alone(fer2013_zip, card,
     assert tpl["from"].startswith("the mean of the 28224 detected Training faces")
 
 
-def test_int8_packing_keeps_the_network_and_quarters_the_file(demo_run, tmp_path):
+def test_int8_packing_keeps_the_network_and_halves_the_file(demo_run, tmp_path):
     """Weight-only int8 (torch.ao's per-channel observer): every conv and linear weight int8 with one
     scale per output channel, loaded back to float32 by the kit's own loader (weights_only); the
-    network's outputs stay close to the float32 run's and the file is about a quarter as large."""
+    network's outputs stay close to the float32 run's and the file is well under the float16 one's."""
     from lkr.runfolder import load_run_model
     from lkr.shipped import pack, quantize_weights
 
