@@ -228,6 +228,9 @@ def ship(args: argparse.Namespace, run: Path, dest: Path, results: Path, stage: 
                 os.replace(staged / f, cand / f)
         for f in ("card.json", "metrics.json"):
             os.replace(model_dir / f, cand / f)
+        from lkr.results import slim
+
+        slim(results)
         print(f"ship_model: kept the shipped model: the new run reached {100 * (trained.get('select_accuracy') or 0):.2f}% "
               f"on PublicTest, the shipped one {100 * (old['training'].get('select_accuracy') or 0):.2f}% (PrivateTest "
               f"chooses nothing); the candidate's measurements are in {cand}: {summary}")
@@ -256,6 +259,9 @@ def ship(args: argparse.Namespace, run: Path, dest: Path, results: Path, stage: 
     if old:
         shutil.rmtree(results / "before", ignore_errors=True)
         os.replace(keep, results / "before")
+    from lkr.results import slim
+
+    slim(results)  # results/ keeps its files small (metrics on one line), as every export does
     print(f"shipped {dest / 'best.pt'} ({card['bytes']:,} bytes, sha256 {card['sha256'][:16]}...): {summary}")
     return 0
 
