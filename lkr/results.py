@@ -184,12 +184,12 @@ def slim(root: str | Path) -> list[Path]:
             write_json(f, m, compact=True)
             done.append(f)
     for f in sorted(Path(root).rglob("history.json")):
-        text = f.read_text()
-        h = json.loads(text)
+        h = json.loads(f.read_text())
         if isinstance(h, dict) and not h.get("epoch"):
             continue  # not a run's history
-        write_json(f, exported_history(h), digits=HISTORY_DIGITS)
-        if f.read_text() != text:
+        new = exported_history(h)
+        if new != h:  # written only when a value or the form changes (no churn of slim files)
+            write_json(f, new, digits=HISTORY_DIGITS)
             done.append(f)
     for f in sorted(Path(root).rglob("gradcam.npz")):
         g = _npz(f)

@@ -103,7 +103,7 @@ def ship(args: argparse.Namespace, run: Path, dest: Path, results: Path, stage: 
     from lkr.config import _fraction
     from lkr.evaluate import classification_metrics, evaluate_cross, run_test_probabilities
     from lkr.model import build_model
-    from lkr.results import load_config_result
+    from lkr.results import load_config_result, slim
     from lkr.runfolder import config_of_record, load_checkpoint, save_npz, write_json
     from lkr.shipped import (MAX_BYTES, SHIP_DTYPE, SHIP_FC_DIMS, SHIP_SCALE, SHIP_SEED, TARGET, better_on_publictest,
                              card_name, model_card, pack, read_card, sha256_of, train_args)
@@ -228,8 +228,6 @@ def ship(args: argparse.Namespace, run: Path, dest: Path, results: Path, stage: 
                 os.replace(staged / f, cand / f)
         for f in ("card.json", "metrics.json"):
             os.replace(model_dir / f, cand / f)
-        from lkr.results import slim
-
         slim(results)
         print(f"ship_model: kept the shipped model: the new run reached {100 * (trained.get('select_accuracy') or 0):.2f}% "
               f"on PublicTest, the shipped one {100 * (old['training'].get('select_accuracy') or 0):.2f}% (PrivateTest "
@@ -259,8 +257,6 @@ def ship(args: argparse.Namespace, run: Path, dest: Path, results: Path, stage: 
     if old:
         shutil.rmtree(results / "before", ignore_errors=True)
         os.replace(keep, results / "before")
-    from lkr.results import slim
-
     slim(results)  # results/ keeps its files small (metrics on one line), as every export does
     print(f"shipped {dest / 'best.pt'} ({card['bytes']:,} bytes, sha256 {card['sha256'][:16]}...): {summary}")
     return 0
