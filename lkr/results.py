@@ -71,7 +71,7 @@ TIMING_DIGITS = 3
 TIMING_FIELDS = ("seconds", "select_seconds", "eval_seconds", "images_per_s")
 """History fields that record how fast an epoch went: exported to :data:`TIMING_DIGITS`
 significant digits (a timing on a shared machine means nothing past the third), a quarter of the
-CK+48 histories' bytes saved for the 9 MiB bound on the tracked files."""
+CK+48 histories' bytes saved for the bound on the tracked files (what a GPU call carries)."""
 GRADCAM_FACES = 16
 FACES_FILE = "gradcam_faces.npz"
 """``results/<scale>/fer2013/gradcam_faces.npz``: ``index`` and ``image`` of the fixed Grad-CAM

@@ -831,7 +831,7 @@ def test_the_gradcam_faces_are_stored_once_a_scale(tmp_path):
 
 def test_the_committed_results_are_slim():
     """Every tracked metrics.json of results/ is on one line and no tracked predictions keep the
-    probabilities (lkr.results.slim; the 9 MiB bound of tests/test_imports.py needs the room)."""
+    probabilities (lkr.results.slim; the bound on the tracked files of tests/test_imports.py needs the room)."""
     import subprocess
 
     r = subprocess.run(["git", "ls-files", "results"], cwd=REPO, capture_output=True, text=True)

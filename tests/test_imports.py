@@ -90,13 +90,40 @@ def test_each_module_imports_alone(module):
         assert done.stdout.strip() == "False", f"importing lkr.{module} imports lkr.train"
 
 
-def test_the_tracked_repository_stays_under_9_mib():
-    """What a GPU call carries beside the data (issue 34): the tracked files stay under 9 MiB, so
-    results/ keeps to small artifacts (figures' PDFs are redrawn by `make figures`, not tracked)."""
+CARRY_LIMIT = 64 * 2**20
+"""What a device ``run`` call carries: the working tree and the paths named in ``carry``."""
+LANDING_RESERVE = 4 * 2**20
+"""Room kept for what a GPU call lands and for untracked files: a full call's results and figures
+are about 2.5 MB (``docs/gpu-runs.md``, "After the call", measured by the cpu-scale folders it
+mirrors), and a later call (the skipped groups) must still carry the repository with them."""
+
+
+def _data_carry(doc: Path) -> int:
+    """Bytes of the data and wheels a GPU call carries beside the tracked files: the ``.data/`` and
+    ``.whl/`` rows of the measured "What travels" table of ``docs/gpu-runs.md``."""
+    total = 0
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith(("`.data/", "`.whl/")):
+            total += int(cells[1].replace(",", ""))
+    return total
+
+
+def test_the_tracked_repository_leaves_room_for_the_gpu_call():
+    """A GPU call carries the tracked files beside the packed data (docs/gpu-runs.md): together
+    they stay within the carry limit with room for one call's landing, so results/ keeps to small
+    artifacts (figures' PDFs are redrawn by `make figures`, not tracked). The bound comes from the
+    carry, not from a round number: it was "under 9 MiB" until 2026-12-05, which a full call's
+    landing (about 2.5 MB) would have broken although the carry still fits."""
     repo = Path(__file__).resolve().parents[1]
+    data = _data_carry(repo / "docs" / "gpu-runs.md")
+    assert 40 * 2**20 < data < 50 * 2**20, f"data carry read from docs/gpu-runs.md: {data} bytes"
     r = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True)
     if r.returncode:
         pytest.skip("not a git checkout")
     files = [repo / f for f in r.stdout.decode().split("\0") if f]
     total = sum(f.stat().st_size for f in files if f.is_file())
-    assert total < 9 * 2**20, f"tracked files: {total / 2**20:.2f} MiB"
+    bound = CARRY_LIMIT - data - LANDING_RESERVE
+    assert total < bound, (f"tracked files: {total / 2**20:.2f} MiB; with the data carry "
+                           f"({data / 2**20:.1f} MiB) and {LANDING_RESERVE / 2**20:.0f} MiB kept for a "
+                           f"landing the bound is {bound / 2**20:.2f} MiB")
