@@ -83,6 +83,7 @@ def call(tmp_path_factory):
         _small_ck(SHARED / "CK+48.zip", ck)
     else:
         fer, ck = "demo", "demo-ckplus"
+    archives = {"fer": str(fer), "ck": str(ck)}  # what `lkr verify` reads back here (the zip, not the packed copy)
     export = _load("export_landmarks")
     for data, lm in ((fer, tmp / "fer-lm.npz"), (ck, tmp / "ck-lm.npz")):  # as on the CPU before a call
         assert export.main([str(data), str(lm)]) == 0
@@ -100,7 +101,7 @@ def call(tmp_path_factory):
     seconds = time.monotonic() - t0
     print(f"dry run ({'real data' if real else 'demo sets'}): preparation {t_lm:.1f} s, call {seconds:.1f} s")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return {"out": tmp / "out", "seconds": seconds, "stdout": p.stdout, "real": real}
+    return {"out": tmp / "out", "seconds": seconds, "stdout": p.stdout, "real": real, **archives}
 
 
 def _archive(out: Path, pattern: str) -> tuple[tarfile.TarFile, str]:
@@ -148,7 +149,7 @@ def test_every_group_is_packed(call):
         fold = _metrics(tar, f"{scale}-ft/ckplus/{c}/fold1/metrics.json")
         assert fold["init_sha256"] and f"fer2013/{c} (" in fold["notes"][-1]  # from its own FER2013 run
     tar, _ = _archive(call["out"], f"fer2013-{scale}-seeds.tar.gz")
-    for c in ("vgg19", "lkrnet"):
+    for c in ("vgg19", "lkrnet", "lkrnet-s1"):
         for s in (1, 2):
             m = _metrics(tar, f"{scale}/fer2013/{c}/seed{s}/metrics.json")
             assert m["wall_seconds"] > 0
@@ -162,11 +163,59 @@ def test_throughput_and_summary(call):
         assert t["configs"][c]["images_per_s"] > 0
     s = json.loads((call["out"] / "summary.json").read_text())
     assert s["finished"] and not s["failed"] and not s["skipped"], (s["failed"], s["skipped"])
-    assert s["plan"]["epochs"] == 1 and len(s["runs"]) == 8 + 4 + 4 + 4
+    assert s["plan"]["epochs"] == 1 and len(s["runs"]) == 8 + 4 + 4 + 6
     # LKRNet with the mask at stage 1 and its face-mask partner run right after VGG19 and LKRNet
     fer = [r["config"] for r in s["runs"] if r["group"].startswith("fer2013") and r["seed"] == 0]
     assert fer[:4] == ["vgg19", "lkrnet", "lkrnet-s1", "face-s1"]
     assert "gpu_run" in (call["out"] / "log.txt").read_text()
+
+
+def test_the_call_lands(call, tmp_path, monkeypatch):
+    """docs/gpu-runs.md, "After the call", on what the dry run brought back: the archives untarred
+    into a results folder, UMAP from the embeddings and the embeddings dropped, then `lkr verify`
+    finds every number equal to its predictions, `lkr figures` draws the call's scale and its
+    fine-tuned set, and the README's tables take its rows."""
+    from lkr.report import render
+    from lkr.results import export_umap
+    from lkr.verify import verify
+
+    scale = "full" if call["real"] else "demo"
+    results = tmp_path / "results"
+    results.mkdir()
+    for f in sorted(call["out"].glob("*.tar.gz")):
+        with tarfile.open(f) as tar:
+            tar.extractall(results, filter="data")
+    fer_dirs = sorted(p.parent for p in (results / scale / "fer2013").glob("*/embeddings.npz"))
+    assert [d.name for d in fer_dirs] == sorted(FER_CONFIGS + ["lkrnet-s1", "face-s1"])
+    for d in fer_dirs:
+        export_umap(d)
+        (d / "embeddings.npz").unlink()
+    assert not list(results.rglob("embeddings.npz"))
+
+    # the dry run trains on gpu_run's --subset 200 of each archive: verify reads that part
+    import lkr.verify
+
+    whole = lkr.verify._load
+    monkeypatch.setattr(lkr.verify, "_load", lambda path, what: _load().subset_of(whole(path, what), 200))
+    rep = verify(results, fer=call["fer"], ck=call["ck"])
+    assert not rep.problems, rep.problems[:5]
+    assert rep.numbers >= 8 + 4 + 4 + 6, rep.numbers  # every run: FER2013, CK+, fine-tuned CK+, seeds
+
+    figs = tmp_path / "figures"
+    done = subprocess.run([sys.executable, "-m", "lkr", "figures", "--results", str(results), "--out", str(figs)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = {p.name for p in figs.iterdir()}
+    for f in (f"table3_fer2013_{scale}.md", f"table2_ckplus_{scale}.md", f"table2_ckplus_{scale}-ft.md",
+              f"fig6_embeddings_{scale}.png", f"fig7_confusion_fer2013_{scale}.png", f"fig8_gradcam_{scale}.png"):
+        assert f in names, (f, sorted(names))
+    if call["real"]:  # the README's tables read the full scale beside the committed ones
+        summary = render("<!-- lkr-table: summary -->\n<!-- /lkr-table -->", results)
+        assert "full" in summary.lower(), summary
+        capacity = render("<!-- lkr-table: capacity -->\n<!-- /lkr-table -->", results)
+        rows = [r for r in capacity.splitlines() if r.startswith("| full |")]
+        assert len(rows) == 2, capacity  # LKRNet with the paper's mask and with the mask at stage 1
 
 
 def test_dry_run_is_quick(call):
