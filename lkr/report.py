@@ -33,6 +33,7 @@ Table kinds (``<scale>``: a folder of ``results/``; ``<key>``: fer2013 or ckplus
 ``commands``                       the commands a user meets, timed from a fresh clone (benchmarks/)
 ``timing <which>``                 one README sentence with its measured time: demo, test, browser, figures, evaluate, video
 ``video``                          the video path's stages and the followed faces against searching every frame
+``gpu-throughput``                 training images/s of VGG19 and LKRNet on the GPU call's card (``results/full/throughput.json``)
 ================================== ==========================================================
 """
 
@@ -620,6 +621,36 @@ def cross_table(root: str | Path, target: str = "ckplus") -> list[str]:
     return lines
 
 
+GPU_THROUGHPUT = Path("full") / "throughput.json"
+"""Where the GPU call's ``throughput.json`` lands under ``results/`` (docs/gpu-runs.md)."""
+
+
+def _width(width: float) -> str:
+    return "full" if width == 1 else _fraction(width)
+
+
+def gpu_throughput_table(root: str | Path) -> list[str]:
+    """The training images/s the GPU call measured (its probes on FER2013 Training, the last epoch),
+    one row per configuration with the card's name; a line saying none yet while no call has landed."""
+    import json
+
+    path = Path(root) / GPU_THROUGHPUT
+    if not path.is_file():
+        return ["No GPU call has landed yet (no `results/full/throughput.json`): `bash scripts/gpu_run.sh` on a "
+                "lent GPU measures it (`docs/gpu-runs.md`)."]
+    d = json.loads(path.read_text())
+    if d.get("dry_run"):
+        raise KeyError(f"table 'gpu-throughput': {path} is a dry run's, not a measurement")
+    lines = ["| configuration | training images/s | seconds an epoch | precision | device | width, batch | date |",
+             "|---|---:|---:|---|---|---|---|"]
+    for name, c in d["configs"].items():
+        prec = (c.get("precision") or {}).get("precision", "?")
+        lines.append(f"| {name} | {c['images_per_s']:,.0f} | {c['epoch_seconds']:.2f} | {prec} | "
+                     f"{c.get('device') or d['device']} | {_width(float(d['width']))}, {d['batch_size']} | "
+                     f"{d.get('date', '?')} |")
+    return lines
+
+
 def shipped_table() -> list[str]:
     """The shipped model's card (``lkr/data/model/card.json``) as a table: size, sha256 and every
     accuracy measured with the shipped file."""
@@ -683,6 +714,7 @@ def table(spec: str, root: str | Path) -> list[str]:
         "shipped": shipped_table,
         "commands": lambda: commands_table(root),
         "video": lambda: video_table(root),
+        "gpu-throughput": lambda: gpu_throughput_table(root),
         "timing": lambda: timing_line(root, args[0]),
         "seeds": lambda: seeds_table(res(args[0], args[1]), args[1]),
         "perclass": lambda: perclass_table(args[1], res(args[0], args[1])),

@@ -509,7 +509,7 @@ class Call:
 
     def write_throughput(self, cfg) -> None:
         torch = self.torch
-        doc = {"device": self.device_name, "torch": torch.__version__,
+        doc = {"device": self.device_name, "date": time.strftime("%Y-%m-%d", time.gmtime()), "torch": torch.__version__,
                "cuda": torch.version.cuda if self.dev.type == "cuda" else None,
                "what": "training images/s of the kit's trainer (data and augmentation on the device, semi-hard "
                        "in-batch triplets where lambda > 0), the last epoch of a probe on FER2013 Training "

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -210,6 +211,17 @@ def test_the_call_lands(call, tmp_path, monkeypatch):
     for f in (f"table3_fer2013_{scale}.md", f"table2_ckplus_{scale}.md", f"table2_ckplus_{scale}-ft.md",
               f"fig6_embeddings_{scale}.png", f"fig7_confusion_fer2013_{scale}.png", f"fig8_gradcam_{scale}.png"):
         assert f in names, (f, sorted(names))
+    # docs/performance.md's training images/s: a dry run's file is refused, a call's becomes the table
+    (results / "full").mkdir(exist_ok=True)
+    shutil.copy(call["out"] / "throughput.json", results / "full" / "throughput.json")
+    with pytest.raises(KeyError, match="dry run"):
+        render("<!-- lkr-table: gpu-throughput -->\n<!-- /lkr-table -->", results)
+    t = json.loads((results / "full" / "throughput.json").read_text())
+    (results / "full" / "throughput.json").write_text(json.dumps({**t, "dry_run": False}))
+    rows = render("<!-- lkr-table: gpu-throughput -->\n<!-- /lkr-table -->", results).splitlines()[3:-1]
+    assert [r.split(" | ")[0] for r in rows] == ["| vgg19", "| lkrnet"], rows
+    for r, c in zip(rows, ("vgg19", "lkrnet")):
+        assert f"| {t['configs'][c]['images_per_s']:,.0f} |" in r and t["date"] in r and "1/8, 32" in r, r
     if call["real"]:  # the README's tables read the full scale beside the committed ones
         summary = render("<!-- lkr-table: summary -->\n<!-- /lkr-table -->", results)
         assert "full" in summary.lower(), summary
