@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's scale on a bare GPU machine, in one call (scripts/gpu_run.py says what it runs and
-# in which order). Needs, in the checkout: .data/fer2013.zip and .data/CK+48.zip (copies of the
-# archives), .data/fer2013-landmarks.npz and .data/ckplus-landmarks.npz (scripts/export_landmarks.py,
+# in which order). Needs, in the checkout: .data/fer2013.tar.xz (the zip packed with
+# `gpu_run.py --pack-data`: the zip itself does not fit the carry) and .data/CK+48.zip, .data/fer2013-landmarks.npz and .data/ckplus-landmarks.npz (scripts/export_landmarks.py,
 # on a CPU: the GPU image has no facenet-pytorch), and .whl/ with the wheels the GPU image lacks
 # (grad-cam, ttach). Everything it returns goes to $OUT (default out/gpu): at most 7 files.
 #

@@ -186,6 +186,8 @@ def test_the_call_lands(call, tmp_path, monkeypatch):
     for f in sorted(call["out"].glob("*.tar.gz")):
         with tarfile.open(f) as tar:
             tar.extractall(results, filter="data")
+    (results / "full").mkdir(exist_ok=True)
+    shutil.copy(call["out"] / "throughput.json", results / "full" / "throughput.json")
     fer_dirs = sorted(p.parent for p in (results / scale / "fer2013").glob("*/embeddings.npz"))
     assert [d.name for d in fer_dirs] == sorted(FER_CONFIGS + ["lkrnet-s1", "face-s1"])
     for d in fer_dirs:
@@ -200,7 +202,9 @@ def test_the_call_lands(call, tmp_path, monkeypatch):
     monkeypatch.setattr(lkr.verify, "_load", lambda path, what: _load().subset_of(whole(path, what), 200))
     rep = verify(results, fer=call["fer"], ck=call["ck"])
     assert not rep.problems, rep.problems[:5]
-    assert rep.numbers >= 8 + 4 + 4 + 6, rep.numbers  # every run: FER2013, CK+, fine-tuned CK+, seeds
+    assert not rep.unchecked and not rep.skipped, (rep.unchecked[:5], rep.skipped[:5])  # `lkr verify` exits 0
+    # every run: FER2013 8 + seeds 2 x 3, CK+ and fine-tuned CK+ 4 configurations x 2 folds each
+    assert rep.runs == 8 + 6 + 2 * 4 * 2, rep.runs
 
     figs = tmp_path / "figures"
     done = subprocess.run([sys.executable, "-m", "lkr", "figures", "--results", str(results), "--out", str(figs)],
@@ -212,8 +216,6 @@ def test_the_call_lands(call, tmp_path, monkeypatch):
               f"fig6_embeddings_{scale}.png", f"fig7_confusion_fer2013_{scale}.png", f"fig8_gradcam_{scale}.png"):
         assert f in names, (f, sorted(names))
     # docs/performance.md's training images/s: a dry run's file is refused, a call's becomes the table
-    (results / "full").mkdir(exist_ok=True)
-    shutil.copy(call["out"] / "throughput.json", results / "full" / "throughput.json")
     with pytest.raises(KeyError, match="dry run"):
         render("<!-- lkr-table: gpu-throughput -->\n<!-- /lkr-table -->", results)
     t = json.loads((results / "full" / "throughput.json").read_text())
@@ -223,8 +225,10 @@ def test_the_call_lands(call, tmp_path, monkeypatch):
     for r, c in zip(rows, ("vgg19", "lkrnet")):
         assert f"| {t['configs'][c]['images_per_s']:,.0f} |" in r and t["date"] in r and "1/8, 32" in r, r
     if call["real"]:  # the README's tables read the full scale beside the committed ones
-        summary = render("<!-- lkr-table: summary -->\n<!-- /lkr-table -->", results)
-        assert "full" in summary.lower(), summary
+        summary = render("<!-- lkr-table: summary -->\n<!-- /lkr-table -->", results).splitlines()
+        head = [c.strip() for c in summary[1].strip("|").split("|")]
+        assert sum("full" in c.lower() for c in head) == 2, head  # a full-scale column of each dataset
+        assert any("stage 1" in r for r in summary[3:-1]), summary  # the stage-1 arm, with its seeds 0-2
         capacity = render("<!-- lkr-table: capacity -->\n<!-- /lkr-table -->", results)
         rows = [r for r in capacity.splitlines() if r.startswith("| full |")]
         assert len(rows) == 2, capacity  # LKRNet with the paper's mask and with the mask at stage 1
