@@ -179,8 +179,10 @@ def set_verdict(t: DesignTable) -> str:
         return ("the key regions beat a mask that only hides the border and the same rectangles off the landmarks, "
                 "but not the face mask")
     if favours(key_face, "key"):
-        return ("the regions hide an on-face distractor that a face mask lets through"
-                " (a property of where the cue was put, outside the regions by construction; not evidence of expression information at the landmarks)")  # the design says so with this reading
+        # the design says so with this reading: the cue lies outside the regions by construction
+        return ("the regions hide an on-face distractor that a face mask lets through (a property of where "
+                "the cue was put, outside the regions by construction; not evidence of expression information "
+                "at the landmarks)")
     if favours(key_face, "face"):
         return "the face mask does better than the key regions even with the distractor in its view"
     return "the key regions are not told apart from a face mask that sees the distractor"

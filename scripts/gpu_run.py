@@ -113,7 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=0, help="force this many epochs (0: fitted to the budget)")
     ap.add_argument("--probe-epochs", type=int, default=2, help="epochs of each timing probe")
     ap.add_argument("--ck-folds", type=int, default=10, help="run the first N of the 10 subject folds")
-    ap.add_argument("--extra-seeds", default="1,2", help="seeds of VGG19, LKRNet and LKRNet (stage 1) on FER2013 after the rest "
+    ap.add_argument("--extra-seeds", default="1,2", help="seeds of VGG19, LKRNet and LKRNet (stage 1) on FER2013 "
+                                                           "after the rest "
                                                            "('' for none)")
     ap.add_argument("--only", default="fer,ck,ft,seeds", help="groups to run, in this order: fer,ck,ft,seeds")
     ap.add_argument("--subset", type=int, default=0,

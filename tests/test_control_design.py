@@ -297,8 +297,9 @@ def test_the_design_reading_follows_its_rules():
                "but the face mask does better")
     assert set_verdict(table("synthetic-border", every)) == "the landmarks carry the gain"
     assert (set_verdict(table("ckplus-inner", {("key", "face")}))
-            == "the regions hide an on-face distractor that a face mask lets through"
-               " (a property of where the cue was put, outside the regions by construction; not evidence of expression information at the landmarks)")
+            == "the regions hide an on-face distractor that a face mask lets through (a property of where the "
+               "cue was put, outside the regions by construction; not evidence of expression information at the "
+               "landmarks)")
     assert (set_verdict(table("ckplus-inner", set()))
             == "the key regions are not told apart from a face mask that sees the distractor")
     assert (set_verdict(table("ckplus-inner", {("face", "key")}))
